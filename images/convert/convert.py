@@ -1,0 +1,67 @@
+"""Convert stage: ONNX -> TensorFlow SavedModel with onnx-tf, then run it.
+
+Runs inside a convert environment (onnx-tf 1.10 + TF 2.8 on Python 3.9, or
+TF 2.15 on 3.11). Request fields (paths relative to the run directory):
+  onnx          the ONNX file written by the export stage
+  input_names, output_names
+  input_sets    {set name: npz of stacked sample inputs}
+Writes convert/saved_model/ and convert/outputs_<set>.npz.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+
+import contract  # noqa: E402
+from contract import StageFailure, in_run, log  # noqa: E402
+
+
+def run_saved_model(tf, np, path, arrays, input_names, output_names):
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["serving_default"]
+    per_sample = []
+    for i in range(contract.sample_count(arrays)):
+        feed = dict((n, tf.constant(arrays[n][i])) for n in input_names)
+        outs = fn(**feed)
+        missing = [n for n in output_names if n not in outs]
+        if missing:
+            raise StageFailure("the SavedModel signature has outputs %s, expected %s"
+                               % (sorted(outs), output_names))
+        per_sample.append(dict((n, outs[n].numpy()) for n in output_names))
+    return per_sample
+
+
+def body(run_dir, request, result):
+    import numpy as np
+    import onnx
+    import tensorflow as tf
+    from onnx_tf import backend
+
+    try:
+        import onnx_tf
+        onnx_tf_version = onnx_tf.version.version
+    except Exception:  # noqa: BLE001 - the version is nice to have only
+        onnx_tf_version = "unknown"
+    result["versions"] = {"tensorflow": tf.__version__, "onnx": onnx.__version__,
+                          "onnx_tf": onnx_tf_version, "numpy": np.__version__}
+    onnx_model = onnx.load(in_run(run_dir, request["onnx"]))
+    out_dir = in_run(run_dir, "convert/saved_model")
+    try:
+        rep = backend.prepare(onnx_model)
+        rep.export_graph(out_dir)
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).strip().splitlines()
+        raise StageFailure("onnx-tf %s with TensorFlow %s cannot convert this model: %s: %s. "
+                           "Another convert image (--convert-image) may."
+                           % (onnx_tf_version, tf.__version__, type(exc).__name__, text[-1] if text else ""))
+    result["saved_model"] = "convert/saved_model"
+    log("SavedModel written with onnx-tf %s / TF %s" % (onnx_tf_version, tf.__version__))
+    sets = contract.load_sets(run_dir, request, np)
+    for set_name, arrays in sorted(sets.items()):
+        outs = run_saved_model(tf, np, out_dir, arrays, request["input_names"], request["output_names"])
+        contract.save_outputs(in_run(run_dir, "convert/outputs_%s.npz" % set_name), outs, np)
+        log("SavedModel run on %d %s inputs" % (len(outs), set_name))
+
+
+if __name__ == "__main__":
+    sys.exit(contract.run_stage("convert", body))

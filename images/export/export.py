@@ -1,0 +1,160 @@
+"""Export stage: TorchScript -> ONNX, plus the PyTorch reference outputs.
+
+Runs inside the export environment (torch 1.7 + onnx 1.9 on Python 3.9, or
+torch 2.x on 3.11). Request fields (paths relative to the run directory):
+  action        "export" (default) or "example" (build an example model)
+  model         the TorchScript file (absolute: it is mounted, not copied)
+  input_names, input_shapes, output_names (optional), opset
+  input_sets    {set name: npz of stacked sample inputs}
+Writes export/model.onnx, export/reference_<set>.npz (PyTorch) and, where
+onnxruntime is installed, export/onnx_<set>.npz.
+"""
+import inspect
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+
+import contract  # noqa: E402
+from contract import StageFailure, in_run, log  # noqa: E402
+
+
+def flatten_outputs(out):
+    if isinstance(out, (list, tuple)):
+        flat = []
+        for item in out:
+            flat.extend(flatten_outputs(item))
+        return flat
+    if isinstance(out, dict):
+        return flatten_outputs([out[k] for k in sorted(out)])
+    return [out]
+
+
+def output_names_for(count, requested):
+    if requested:
+        if len(requested) != count:
+            raise StageFailure("the model has %d outputs but %d output names were given"
+                               % (count, len(requested)))
+        return list(requested)
+    return ["output"] if count == 1 else ["output_%d" % i for i in range(count)]
+
+
+def load_model(torch, path):
+    try:
+        model = torch.jit.load(path, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
+        raise StageFailure("%s is not a TorchScript file torch %s can load (%s). Save it with "
+                           "torch.jit.save(torch.jit.script(model) or torch.jit.trace(model, x), path)."
+                           % (path, torch.__version__, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    model.eval()
+    return model
+
+
+def run_reference(torch, np, model, arrays, input_names, requested_names):
+    per_sample = []
+    names = None
+    with torch.no_grad():
+        for i in range(contract.sample_count(arrays)):
+            args = [torch.from_numpy(np.ascontiguousarray(arrays[n][i])) for n in input_names]
+            try:
+                outs = flatten_outputs(model(*args))
+            except Exception as exc:  # noqa: BLE001
+                shapes = ", ".join("%s=%s" % (n, list(arrays[n][i].shape)) for n in input_names)
+                first = str(exc).strip().splitlines()
+                raise StageFailure("the model rejects inputs of shape %s: %s"
+                                   % (shapes, first[-1] if first else type(exc).__name__))
+            if names is None:
+                names = output_names_for(len(outs), requested_names)
+            per_sample.append(dict((n, o.detach().cpu().numpy()) for n, o in zip(names, outs)))
+    return names, per_sample
+
+
+def export_onnx(torch, model, example_args, path, input_names, output_names, opset):
+    kwargs = {}
+    # torch >= 2.9 defaults to the dynamo exporter, whose opset-18 graphs
+    # onnx-tf cannot read: ask for the TorchScript exporter explicitly.
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    torch.onnx.export(model, tuple(example_args), path, export_params=True,
+                      do_constant_folding=True, input_names=input_names,
+                      output_names=output_names, opset_version=opset, **kwargs)
+
+
+def run_onnxruntime(np, onnx_path, arrays, input_names, output_names):
+    try:
+        import onnxruntime
+    except ImportError:
+        return None, None
+    sess = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    per_sample = []
+    for i in range(contract.sample_count(arrays)):
+        feed = dict((n, np.ascontiguousarray(arrays[n][i])) for n in input_names)
+        outs = sess.run(output_names, feed)
+        per_sample.append(dict(zip(output_names, outs)))
+    return onnxruntime.__version__, per_sample
+
+
+def do_export(run_dir, request, result):
+    import numpy as np
+    import onnx
+    import torch
+
+    result["versions"] = {"torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__}
+    input_names = request["input_names"]
+    model = load_model(torch, request["model"])
+    sets = contract.load_sets(run_dir, request, np)
+    output_names = None
+    for set_name, arrays in sorted(sets.items()):
+        missing = [n for n in input_names if n not in arrays]
+        if missing:
+            raise StageFailure("input set %r has no array for input(s) %s" % (set_name, ", ".join(missing)))
+        output_names, outs = run_reference(torch, np, model, arrays, input_names, request.get("output_names"))
+        contract.save_outputs(in_run(run_dir, "export/reference_%s.npz" % set_name), outs, np)
+        log("PyTorch reference on %d %s inputs" % (len(outs), set_name))
+    first = sets["samples"]
+    example = [torch.from_numpy(np.ascontiguousarray(first[n][0])) for n in input_names]
+    onnx_path = in_run(run_dir, "export/model.onnx")
+    export_onnx(torch, model, example, onnx_path, input_names, output_names, int(request["opset"]))
+    onnx_model = onnx.load(onnx_path)
+    onnx.checker.check_model(onnx_model)
+    result["onnx"] = {
+        "opset": max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
+        "nodes": len(onnx_model.graph.node),
+        "file": "export/model.onnx",
+    }
+    result["output_names"] = output_names
+    result["outputs"] = [{"name": n, "shape": [int(d) for d in outs[0][n].shape],
+                          "dtype": str(outs[0][n].dtype)} for n in output_names]
+    log("ONNX opset %d, %d nodes, checker passed" % (result["onnx"]["opset"], result["onnx"]["nodes"]))
+    for set_name, arrays in sorted(sets.items()):
+        version, outs = run_onnxruntime(np, onnx_path, arrays, input_names, output_names)
+        if version is None:
+            break
+        result["versions"]["onnxruntime"] = version
+        contract.save_outputs(in_run(run_dir, "export/onnx_%s.npz" % set_name), outs, np)
+
+
+def do_example(run_dir, request, result):
+    import torch
+
+    import example
+    result["versions"] = {"torch": torch.__version__}
+    model = example.build(request["example"], request["input_shape"], int(request.get("seed", 0)))
+    path = in_run(run_dir, request["output"])
+    torch.jit.save(torch.jit.script(model), path)
+    result["model"] = request["output"]
+    log("saved %s example to %s" % (request["example"], request["output"]))
+
+
+def body(run_dir, request, result):
+    action = request.get("action", "export")
+    if action == "example":
+        do_example(run_dir, request, result)
+    elif action == "export":
+        do_export(run_dir, request, result)
+    else:
+        raise StageFailure("unknown action %r" % action)
+
+
+if __name__ == "__main__":
+    sys.exit(contract.run_stage("export", body))

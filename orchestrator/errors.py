@@ -1,0 +1,37 @@
+"""One error family for the whole host package; the CLI maps it to a message
+and an exit code, so domain code never prints or exits by itself."""
+
+# Documented in the README; tests assert them.
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug in convertctl: shown with a traceback under --debug
+EXIT_USAGE = 2  # bad input: a file, a flag, a shape (typer uses 2 as well)
+EXIT_CONVERSION = 3  # a stage could not produce its artifact
+EXIT_VALIDATION = 4  # artifacts produced, but a check failed
+EXIT_ENVIRONMENT = 5  # a stage environment could not be made or reached
+
+
+class ConvertError(Exception):
+    """An error with a message meant for the user, and the exit code to use."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(ConvertError):
+    exit_code = EXIT_USAGE
+
+
+class ConversionError(ConvertError):
+    exit_code = EXIT_CONVERSION
+
+
+class ValidationFailed(ConvertError):
+    exit_code = EXIT_VALIDATION
+
+
+class EnvironmentProblem(ConvertError):
+    exit_code = EXIT_ENVIRONMENT

@@ -1,0 +1,125 @@
+"""The user's package-index settings, read the way pip reads them, so that
+a venv built by uv, or a Docker build, sees the same index, mirrors,
+find-links, constraints and CA bundle as the user's own `pip install`.
+Users behind a TLS-intercepting proxy need exactly this (and so does this
+project's CI, whose containers reach the index only with the host CA)."""
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KEYS = ("index-url", "extra-index-url", "find-links", "cert", "constraint", "trusted-host", "no-index")
+# Multi-valued keys: pip splits them on whitespace.
+LISTS = {"extra-index-url", "find-links", "constraint", "trusted-host"}
+
+
+def config_files() -> list[Path]:
+    """pip's config files, lowest priority first (pip's own order)."""
+    if os.environ.get("PIP_CONFIG_FILE") == os.devnull:
+        return []
+    dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    files = [Path(d) / "pip" / "pip.conf" for d in reversed(dirs)] + [Path("/etc/pip.conf")]
+    home = Path.home()
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME", home / ".config"))
+    files += [home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
+    if os.environ.get("VIRTUAL_ENV"):
+        files.append(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf")
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    return files
+
+
+def _read(files: list[Path], environ: dict) -> dict:
+    values: dict = {}
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path)
+        except (OSError, configparser.Error):
+            continue  # pip ignores what it cannot read, so do we
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                for key in KEYS:
+                    if parser.has_option(section, key):
+                        values[key] = parser.get(section, key)
+    for key in KEYS:
+        env = "PIP_" + key.upper().replace("-", "_")
+        if environ.get(env):
+            values[key] = environ[env]
+    return values
+
+
+@dataclass
+class IndexSettings:
+    index_url: str = ""
+    extra_index_urls: list = field(default_factory=list)
+    find_links: list = field(default_factory=list)
+    cert: str = ""
+    constraints: list = field(default_factory=list)
+    trusted_hosts: list = field(default_factory=list)
+    no_index: bool = False
+
+    def uv_args(self) -> list[str]:
+        args: list[str] = []
+        if self.no_index:
+            args.append("--no-index")
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        for host in self.trusted_hosts:
+            args += ["--allow-insecure-host", host]
+        for constraint in self.constraints:
+            if Path(constraint).is_file():
+                args += ["--constraint", constraint]
+        if self.extra_index_urls or self.find_links:
+            # pip picks the best version across all indexes; uv's default takes
+            # the first index that has a name at all, which breaks as soon as a
+            # mirror holds only some versions. Ask uv to behave like pip.
+            args += ["--index-strategy", "unsafe-best-match"]
+        return args
+
+    def env(self) -> dict:
+        """Variables for installers (pip and uv both read these)."""
+        env = {}
+        if self.cert:
+            env.update(SSL_CERT_FILE=self.cert, PIP_CERT=self.cert, REQUESTS_CA_BUNDLE=self.cert)
+        return env
+
+    def docker_build_args(self) -> dict:
+        """Index settings for an image build; the CA travels as a file."""
+        args = {}
+        if self.index_url:
+            args["PIP_INDEX_URL"] = self.index_url
+        remote = [u for u in self.extra_index_urls if not u.startswith("file:")]
+        if remote:
+            args["PIP_EXTRA_INDEX_URL"] = " ".join(remote)
+        if self.trusted_hosts:
+            args["PIP_TRUSTED_HOST"] = " ".join(self.trusted_hosts)
+        return args
+
+
+def load_settings(ca_bundle: str = "", index_url: str = "", environ: dict | None = None,
+                  files: list[Path] | None = None) -> IndexSettings:
+    """pip configuration, then PIP_* variables, then convertctl's own flags."""
+    environ = dict(os.environ) if environ is None else environ
+    raw = _read(config_files() if files is None else files, environ)
+
+    def split(key: str) -> list:
+        return shlex.split(raw.get(key, ""))
+
+    cert = ca_bundle or raw.get("cert", "") or environ.get("SSL_CERT_FILE", "") or environ.get("REQUESTS_CA_BUNDLE", "")
+    return IndexSettings(
+        index_url=index_url or raw.get("index-url", ""),
+        extra_index_urls=split("extra-index-url"),
+        find_links=split("find-links"),
+        cert=cert,
+        constraints=split("constraint"),
+        trusted_hosts=split("trusted-host"),
+        no_index=raw.get("no-index", "").lower() in ("1", "true", "yes", "on"),
+    )

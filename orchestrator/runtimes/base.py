@@ -1,0 +1,98 @@
+"""The one seam between planning and execution. A runtime makes stage
+environments ready and runs one stage in one of them; everything a stage
+says comes back through the run directory (request in, result + artifacts
+out) and its exit code. Two implementations: local venvs and Docker."""
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.catalog import Variant
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """One stage environment made ready: created now, or found ready."""
+
+    variant: Variant
+    location: str  # venv path or image tag
+    created: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class StageRun:
+    stage: str
+    variant: Variant
+    exit_code: int
+    result: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    log_tail: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.result.get("status") == "ok"
+
+    @property
+    def error(self) -> str:
+        if self.result.get("error"):
+            return self.result["error"]
+        if self.exit_code != 0:
+            return f"the {self.stage} stage exited with code {self.exit_code} and wrote no result"
+        return ""
+
+
+class Runtime(Protocol):
+    name: str
+
+    def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]: ...
+
+    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun: ...
+
+
+def write_request(run_dir: Path, stage: str, request: dict) -> None:
+    stage_dir = run_dir / stage
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
+
+
+def read_result(run_dir: Path, stage: str) -> dict:
+    path = run_dir / stage / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class LogTail:
+    """Keeps a stage's last log lines, to quote them when it fails, and a
+    full copy in the run directory."""
+
+    def __init__(self, path: Path, keep: int = 15):
+        self.lines: deque = deque(maxlen=keep)
+        self.handle = open(path, "a")
+
+    def add(self, line: str) -> None:
+        self.handle.write(line if line.endswith("\n") else line + "\n")
+        if line.strip():
+            self.lines.append(line.rstrip())
+
+    def close(self) -> list:
+        self.handle.close()
+        return list(self.lines)
+
+
+def stage_environ() -> dict:
+    """A clean environment for a stage process: nothing of the host's Python
+    setup leaks in, and TensorFlow is kept quiet and off any GPU."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA"))}
+    env.update(PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    return env

@@ -1,0 +1,49 @@
+"""Local runtime: each stage runs as a subprocess of a venv from the store."""
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from orchestrator.catalog import Variant
+from orchestrator.envstore import EnvStore
+from orchestrator.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, stage_environ, write_request
+
+
+class LocalRuntime:
+    name = "local"
+
+    def __init__(self, store: EnvStore):
+        self.store = store
+
+    def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
+        out = []
+        for variant in variants:
+            env = self.store.ensure(variant, say)
+            out.append(Prepared(variant, str(env.path), env.created, env.seconds))
+        return out
+
+    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun:
+        env = self.store.ensure(variant, say)
+        write_request(run_dir, variant.stage, request)
+        tail = LogTail(run_dir / variant.stage / "stage.log")
+        started = time.monotonic()
+        proc = subprocess.Popen([str(env.python), str(variant.script), str(run_dir)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=stage_environ(), cwd=str(run_dir))
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.add(line)
+                if line.startswith("[stage]"):
+                    say(line[len("[stage] "):].strip())
+            code = proc.wait()
+        except BaseException:  # Ctrl-C: do not leave the stage running
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            lines = tail.close()
+        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage),
+                        time.monotonic() - started, lines)

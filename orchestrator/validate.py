@@ -1,0 +1,134 @@
+"""Outputs of every stage compared with the PyTorch reference, as data.
+
+Like optimum's exporters: every problem is collected before anything fails;
+a structural mismatch (names, count, shape) fails the check outright, a
+tolerance miss marks it failed and says by how much.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from orchestrator.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float | None = None  # max |diff| allowed: atol + rtol * max |reference|
+    rtol: float = 0.0
+    cosine: float | None = None  # minimum cosine similarity over all samples
+    top1: float | None = None  # minimum top-1 agreement (class scores only)
+
+    def bound(self, ref_peak: float) -> float | None:
+        return None if self.atol is None else self.atol + self.rtol * ref_peak
+
+
+# fp32 paths must match closely; quantized ones are judged on what a
+# classifier's user notices (direction of the scores, the top class).
+DEFAULTS = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-4, cosine=0.9999, top1=1.0),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, cosine=0.999, top1=0.9),
+    "dynamic": Tolerance(cosine=0.98, top1=0.75),
+    "int8": Tolerance(cosine=0.98, top1=0.75),
+}
+# Default accuracy budgets, in percentage points lost against PyTorch.
+DEFAULT_MAX_DROP = {"fp32": 0.5, "fp16": 0.5, "dynamic": 1.0, "int8": 2.0}
+
+
+def tolerance_for(mode: str, overrides: dict | None = None) -> Tolerance:
+    base = asdict(DEFAULTS[mode])
+    for key, value in (overrides or {}).get(mode, {}).items():
+        if key not in base:
+            raise UsageError(f"unknown tolerance {key!r} for {mode} (known: {', '.join(base)})")
+        base[key] = None if value is None else float(value)
+    return Tolerance(**base)
+
+
+def looks_like_scores(shape: tuple) -> bool:
+    """(1, C) or (C,) per sample with several classes."""
+    dims = [d for d in shape if d != 1]
+    return len(dims) == 1 and dims[0] >= 2
+
+
+@dataclass
+class OutputMetrics:
+    name: str
+    shape: list
+    max_abs: float
+    mean_abs: float
+    rel_err: float
+    cosine: float
+    top1: float | None = None
+    top5: float | None = None
+
+
+@dataclass
+class Check:
+    stage: str  # onnx | savedmodel | tflite
+    mode: str | None
+    input_set: str
+    status: str  # passed | failed | skipped
+    tolerance: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}:{self.mode}" if self.mode else self.stage
+
+
+def metrics(name: str, ref: np.ndarray, got: np.ndarray) -> OutputMetrics:
+    ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
+    diff = np.abs(ref64 - got64)
+    peak = float(np.max(np.abs(ref64))) if ref64.size else 0.0
+    a, b = ref64.reshape(-1), got64.reshape(-1)
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(a @ b / denom) if denom > 0 else (1.0 if np.allclose(a, b) else 0.0)
+    m = OutputMetrics(name, list(ref.shape[1:]), float(diff.max()) if diff.size else 0.0,
+                      float(diff.mean()) if diff.size else 0.0,
+                      float(diff.max() / peak) if peak > 0 else 0.0, cosine)
+    if looks_like_scores(ref.shape[1:]):
+        r, g = ref64.reshape(len(ref64), -1), got64.reshape(len(got64), -1)
+        m.top1 = float(np.mean(r.argmax(1) == g.argmax(1)))
+        if r.shape[1] > 5:
+            top5 = np.argsort(-g, axis=1)[:, :5]
+            m.top5 = float(np.mean([r.argmax(1)[i] in top5[i] for i in range(len(r))]))
+    return m
+
+
+def compare(stage: str, mode: str | None, input_set: str, reference: dict, got: dict,
+            tol: Tolerance) -> Check:
+    check = Check(stage, mode, input_set, "passed", tolerance=asdict(tol))
+    if sorted(reference) != sorted(got):
+        check.failures.append(f"structure: outputs {sorted(got)} != PyTorch's {sorted(reference)}")
+    for name in sorted(set(reference) & set(got)):
+        ref, out = reference[name], got[name]
+        if ref.shape != out.shape:
+            check.failures.append(f"structure: output {name!r} has shape {list(out.shape[1:])}, "
+                                  f"PyTorch's {list(ref.shape[1:])}")
+            continue
+        m = metrics(name, ref, out)
+        check.outputs.append(asdict(m))
+        bound = tol.bound(float(np.max(np.abs(ref))) if ref.size else 0.0)
+        if bound is not None and m.max_abs > bound:
+            check.failures.append(f"{name}: max abs diff {m.max_abs:.3g} > {bound:.3g} "
+                                  f"({m.max_abs / bound:.1f}x the tolerance)" if bound else
+                                  f"{name}: max abs diff {m.max_abs:.3g} > 0")
+        if tol.cosine is not None and m.cosine < tol.cosine:
+            check.failures.append(f"{name}: cosine similarity {m.cosine:.6f} < {tol.cosine}")
+        if tol.top1 is not None and m.top1 is not None and m.top1 < tol.top1:
+            check.failures.append(f"{name}: top-1 agreement {m.top1:.1%} < {tol.top1:.0%}")
+    if check.failures:
+        check.status = "failed"
+    return check
+
+
+def accuracy(scores: dict, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent, from the first output that looks like scores."""
+    for name in sorted(scores):
+        arr = scores[name]
+        if looks_like_scores(arr.shape[1:]):
+            return float(np.mean(arr.reshape(len(arr), -1).argmax(1) == labels) * 100.0)
+    raise UsageError("--eval-data needs a model output of class scores, (1, C) or (C,) per sample")
