@@ -26,6 +26,14 @@ EXIT_FAILED = 2  # a failure the stage understood and explained
 class StageFailure(Exception):
     """A failure the stage understands: reported by its message alone."""
 
+    kind = "stage"
+
+
+class InputProblem(StageFailure):
+    """The user's model or inputs are at fault, not the conversion."""
+
+    kind = "input"
+
 
 def write_json(path, data):
     """Write JSON atomically so a reader never sees half a file."""
@@ -77,6 +85,7 @@ def run_stage(stage, body):
         code = EXIT_OK
     except StageFailure as exc:
         result["error"] = str(exc)
+        result["error_kind"] = exc.kind
         code = EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - everything must reach the host
         result["error"] = "%s: %s" % (type(exc).__name__, exc)

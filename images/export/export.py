@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
-from contract import StageFailure, in_run, log  # noqa: E402
+from contract import InputProblem, StageFailure, in_run, log  # noqa: E402
 
 
 def flatten_outputs(out):
@@ -43,7 +43,7 @@ def load_model(torch, path):
     try:
         model = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
-        raise StageFailure("%s is not a TorchScript file torch %s can load (%s). Save it with "
+        raise InputProblem("%s is not a TorchScript file torch %s can load (%s). Save it with "
                            "torch.jit.save(torch.jit.script(model) or torch.jit.trace(model, x), path)."
                            % (path, torch.__version__, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
     model.eval()
@@ -61,7 +61,7 @@ def run_reference(torch, np, model, arrays, input_names, requested_names):
             except Exception as exc:  # noqa: BLE001
                 shapes = ", ".join("%s=%s" % (n, list(arrays[n][i].shape)) for n in input_names)
                 first = str(exc).strip().splitlines()
-                raise StageFailure("the model rejects inputs of shape %s: %s"
+                raise InputProblem("the model rejects inputs of shape %s: %s"
                                    % (shapes, first[-1] if first else type(exc).__name__))
             if names is None:
                 names = output_names_for(len(outs), requested_names)
@@ -107,7 +107,7 @@ def do_export(run_dir, request, result):
     for set_name, arrays in sorted(sets.items()):
         missing = [n for n in input_names if n not in arrays]
         if missing:
-            raise StageFailure("input set %r has no array for input(s) %s" % (set_name, ", ".join(missing)))
+            raise InputProblem("input set %r has no array for input(s) %s" % (set_name, ", ".join(missing)))
         output_names, outs = run_reference(torch, np, model, arrays, input_names, request.get("output_names"))
         contract.save_outputs(in_run(run_dir, "export/reference_%s.npz" % set_name), outs, np)
         log("PyTorch reference on %d %s inputs" % (len(outs), set_name))

@@ -1,0 +1,254 @@
+"""The convertctl command line (typer + rich). Commands parse flags, call the
+domain code and render; a ConvertError becomes one message and its exit code."""
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from orchestrator import __version__
+from orchestrator.catalog import load_catalog
+from orchestrator.config import load_config, mode_values
+from orchestrator.data import parse_floats
+from orchestrator.errors import EXIT_INTERNAL, ConvertError, UsageError
+from orchestrator.inputs import parse_shape
+from orchestrator.pipconfig import load_settings
+from orchestrator.pipeline import MODES, Pipeline, RunOptions
+from orchestrator.render import print_report
+from orchestrator.runtimes import select_runtime
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="PyTorch -> ONNX -> TensorFlow -> validated TFLite, each stage in its own pinned environment.")
+envs_app = typer.Typer(no_args_is_help=True, help="Local stage environments (virtualenvs).")
+report_app = typer.Typer(no_args_is_help=True, help="Saved reports.")
+app.add_typer(envs_app, name="envs")
+app.add_typer(report_app, name="report")
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+Runtime = Annotated[str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")]
+CaBundle = Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle for the package index (TLS-intercepting proxies). Default: pip's cert setting, then SSL_CERT_FILE.")]
+IndexUrl = Annotated[str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")]
+
+
+def handled(fn):
+    """Map domain errors to a message and an exit code; tracebacks only under --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConvertError as exc:
+            if STATE["debug"]:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"[dim]{exc.hint}[/]", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: say so plainly
+            if STATE["debug"]:
+                raise
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def version_callback(value: bool):
+    if value:
+        console.print(f"convertctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True)] = None,
+):
+    STATE["debug"] = debug
+
+
+class Progress:
+    """A spinner with the latest line of whatever is happening; stage
+    starts and notices are kept on screen above it."""
+
+    def __init__(self):
+        self.status = console.status("starting", spinner="dots")
+
+    def __enter__(self):
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.status.__exit__(*exc)
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ")):
+            console.print(f"[cyan]›[/] {line}", highlight=False)
+        self.status.update(line[:110])
+
+
+def _runtime(name: str, ca_bundle: Optional[Path], index_url: str, say, **build):
+    if ca_bundle and not ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    settings = load_settings(str(ca_bundle or ""), index_url)
+    return select_runtime(name, settings, say, build)
+
+
+@app.command()
+@handled
+def run(
+    model: Annotated[Path, typer.Argument(help="TorchScript file (torch.jit.save).")],
+    quant: Annotated[Optional[list[str]], typer.Option("--quant", "-q", help=f"Mode, repeatable: {', '.join(MODES)}. Default fp32.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")] = None,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (7-13 for onnx-tf). Default 11.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("convertctl-out"),
+    calib: Annotated[Optional[Path], typer.Option(help="int8 calibration: image folder, .npy or .npz (100-500 samples).")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Image normalisation mean per channel. Default ImageNet's.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Image normalisation std per channel. Default ImageNet's.")] = None,
+    sample_inputs: Annotated[Optional[Path], typer.Option("--sample-inputs", help="npz of inputs to compare on (instead of random ones).")] = None,
+    samples: Annotated[int, typer.Option(help="How many seeded random sample inputs.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the random sample inputs.")] = 0,
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="Labelled data: folder of class folders, or npz with x and y.")] = None,
+    max_accuracy_drop: Annotated[Optional[list[str]], typer.Option("--max-accuracy-drop", help="Points of accuracy a mode may lose: N or MODE=N.")] = None,
+    atol: Annotated[Optional[list[str]], typer.Option("--atol", help="Absolute tolerance: N or MODE=N.")] = None,
+    allow_flex: Annotated[bool, typer.Option("--allow-flex", help="Allow Flex (SELECT_TF_OPS) ops.")] = False,
+    latency_runs: Annotated[int, typer.Option("--latency-runs", help="Timed runs per TFLite file (0: skip).")] = 10,
+    threads: Annotated[int, typer.Option(help="Interpreter threads for latency.")] = 1,
+    runtime: Runtime = "auto",
+    convert_image: Annotated[Optional[str], typer.Option("--convert-image", help="Convert variant or image tag (see `convertctl images list`).")] = None,
+    export_image: Annotated[Optional[str], typer.Option("--export-image", help="Export variant or image tag.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Settings file. Default: convertctl.toml next to the model.")] = None,
+    ca_bundle: CaBundle = None,
+    pip_index_url: IndexUrl = "",
+    keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
+):
+    """Convert MODEL to one validated .tflite per quantization mode."""
+    cfg = load_config(model, config)
+    modes = list(dict.fromkeys(quant or cfg.get("quant", ["fp32"])))
+    shapes_text = input_shape or cfg.get("input_shape", [])
+    tolerances = {m: {"atol": v} for m, v in mode_values(atol or [], "--atol", MODES).items()}
+    for mode, values in cfg.get("tolerance", {}).items():
+        tolerances.setdefault(mode, {}).update({k: v for k, v in values.items() if k not in tolerances.get(mode, {})})
+    opts = RunOptions(
+        model=model, shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
+        modes=modes, out=out, opset=opset or cfg.get("opset", 11),
+        calib=calib or (Path(cfg.get("calib")) if cfg.get("calib") else None),
+        mean=parse_floats(mean, "--mean") if mean else cfg.get("mean"),
+        std=parse_floats(std, "--std") if std else cfg.get("std"),
+        sample_inputs=sample_inputs, samples=samples, seed=seed, allow_flex=allow_flex or cfg.get("allow_flex", False),
+        tolerances=tolerances, eval_data=eval_data,
+        max_drop={**cfg.get("max_accuracy_drop", {}), **mode_values(max_accuracy_drop or [], "--max-accuracy-drop", MODES)},
+        latency_runs=latency_runs, threads=threads, keep_run=keep_run)
+    opts.check()
+    with Progress() as say:
+        rt = _runtime(cfg.get("runtime", runtime) if runtime == "auto" else runtime, ca_bundle, pip_index_url, say)
+        variants = load_catalog().plan(rt.name, convert_image or cfg.get("convert_image"),
+                                       export_image or cfg.get("export_image"))
+        report = Pipeline(opts, rt, variants, say).run()
+    print_report(report, console)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handled
+def example(
+    path: Annotated[Path, typer.Argument(help="Where to save the TorchScript model.")],
+    name: Annotated[str, typer.Option(help="mobilenetv2 or smallcnn.")] = "mobilenetv2",
+    input_shape: Annotated[str, typer.Option("--input-shape")] = "1,3,256,256",
+    seed: Annotated[int, typer.Option()] = 0,
+    runtime: Runtime = "auto",
+    ca_bundle: CaBundle = None,
+    pip_index_url: IndexUrl = "",
+):
+    """Build an example model (random weights, BatchNorm recalibrated) in the export environment."""
+    if name not in ("mobilenetv2", "smallcnn"):
+        raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
+    shape = parse_shape(input_shape)
+    with Progress() as say:
+        rt = _runtime(runtime, ca_bundle, pip_index_url, say)
+        variant = load_catalog().plan(rt.name)["export"]
+        run_dir = Path(tempfile.mkdtemp(prefix="convertctl-example-"))
+        run_dir.chmod(0o777)
+        try:
+            result = rt.run_stage(variant, run_dir, {"action": "example", "example": name, "seed": seed,
+                                                     "input_shape": list(shape), "output": "model.pt"}, say)
+            if not result.ok:
+                raise ConvertError(f"could not build the example: {result.error}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / "model.pt", path)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    console.print(f"saved {name} {list(shape)} to {path}")
+
+
+@envs_app.command("list")
+@handled
+def envs_list():
+    """Local environments: which variant, ready or half-built, size."""
+    from orchestrator.envstore import EnvStore
+
+    store = EnvStore()
+    catalog = load_catalog()
+    current = {store.path_for(v).name for v in catalog.variants.values()}
+    rows = store.entries()
+    if not rows:
+        console.print(f"no environments in {store.envs_dir}")
+    for row in rows:
+        state = "ready" if row["ready"] else "HALF-BUILT"
+        stale = "" if row["name"] in current else " (stale: no variant uses it)"
+        console.print(f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False)
+
+
+@envs_app.command("prune")
+@handled
+def envs_prune(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+               all_envs: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False):
+    """Remove environments no catalog variant uses (or all of them)."""
+    from orchestrator.envstore import EnvStore
+
+    store = EnvStore()
+    keep = set() if all_envs else {store.path_for(v).name for v in load_catalog().variants.values()}
+    removed = store.prune(keep, dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {n}" for n in removed))
+
+
+@report_app.command("show")
+@handled
+def report_show(path: Annotated[Path, typer.Argument(help="report.json")],
+                markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False):
+    """Re-render a saved report.json."""
+    from orchestrator.render import markdown
+    from orchestrator.report import load_report
+
+    report = load_report(path)
+    if markdown_out:
+        console.print(markdown(report), markup=False, highlight=False)
+    else:
+        print_report(report, console)
+
+
+def main() -> None:
+    from orchestrator.images_cli import images_app
+
+    app.add_typer(images_app, name="images")
+    app(prog_name="convertctl")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,105 @@
+"""The report's two human renderings, from the same rows: a rich table for
+the terminal and Markdown for report.md / GitHub's job summary."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.report import Report
+
+HEADERS = ("Stage", "Mode", "", "Numbers")
+
+
+def _fmt(value, spec=".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _check_numbers(check: dict) -> str:
+    parts = []
+    for out in check.get("outputs", []):
+        txt = f"max|Δ| {_fmt(out['max_abs'])}  cos {_fmt(out['cosine'], '.6f')}"
+        if out.get("top1") is not None:
+            txt += f"  top-1 {out['top1']:.0%}"
+        parts.append(txt if len(check["outputs"]) == 1 else f"{out['name']}: {txt}")
+    return "; ".join(parts) or check.get("note", "")
+
+
+def _artifact_numbers(art: dict) -> str:
+    parts = []
+    if art.get("size_bytes"):
+        parts.append(f"{art['size_bytes'] / 1024:.0f} KiB")
+    io = art.get("inputs", []) + art.get("outputs", [])
+    if io:
+        parts.append("io " + "/".join(sorted({t["dtype"] for t in io})))
+    ops = art.get("ops") or {}
+    if ops:
+        parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
+        if ops.get("flex_ops"):
+            parts.append("FLEX " + ",".join(ops["flex_ops"]))
+    if art.get("latency_ms"):
+        lat = art["latency_ms"]
+        parts.append(f"{lat['median']:.2f} ms ({lat['threads']} thr)")
+    return ", ".join(parts)
+
+
+def rows(report: Report) -> list:
+    """(stage, mode, ok, numbers) in pipeline order: the facts both
+    renderings show."""
+    out = []
+    checks = {(c["stage"], c["mode"]): c for c in report.checks}
+    for st in report.stages:
+        numbers = f"{st['seconds']:.1f}s " + " ".join(f"{k} {v}" for k, v in sorted(st.get("versions", {}).items()))
+        if st["stage"] != "quantize" or st["status"] == "ok" or not report.artifacts:
+            out.append((st["stage"], "", st["status"] == "ok", numbers if st["status"] == "ok" else st["error"]))
+        if st["stage"] == "export" and ("onnx", None) in checks:
+            c = checks[("onnx", None)]
+            out.append(("onnx vs torch", "", c["status"] != "failed", _check_numbers(c)))
+        if st["stage"] == "convert" and ("savedmodel", None) in checks:
+            c = checks[("savedmodel", None)]
+            out.append(("savedmodel vs torch", "", c["status"] != "failed", _check_numbers(c)))
+    for art in report.artifacts:
+        ok = art.get("status") == "ok"
+        out.append(("tflite", art["mode"], ok, _artifact_numbers(art) if ok else art.get("error", "")))
+        c = checks.get(("tflite", art["mode"]))
+        if c:
+            out.append(("tflite vs torch", art["mode"], c["status"] != "failed", _check_numbers(c)))
+    acc = report.accuracy
+    if acc:
+        out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
+        for mode, m in acc["modes"].items():
+            out.append(("accuracy", mode, m["status"] == "passed",
+                        f"{m['accuracy']:.2f}% (drop {m['drop']:.2f} pts, budget {m['max_drop']})"))
+    return out
+
+
+def summary_line(report: Report) -> str:
+    if report.status == "passed":
+        return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
+    where = f"; everything is kept in {report.run_dir}" if report.run_dir else ""
+    return f"FAILED (exit {report.exit_code}): {report.failure}{where}"
+
+
+def print_report(report: Report, console: Console) -> None:
+    table = Table(title=f"convertctl: {report.model.get('path', '')}", title_justify="left")
+    for h in HEADERS:
+        table.add_column(h, overflow="fold")
+    for stage, mode, ok, numbers in rows(report):
+        table.add_row(stage, mode, "[green]✓[/]" if ok else "[red]✗[/]", numbers)
+    console.print(table)
+    for notice in report.notices:
+        console.print(f"[bold yellow]NOTE[/] {notice}")
+    style = "bold green" if report.status == "passed" else "bold red"
+    console.print(f"[{style}]{summary_line(report)}[/]", highlight=False)
+
+
+def markdown(report: Report) -> str:
+    lines = [f"## convertctl: `{report.model.get('path', '')}`", "",
+             f"**{summary_line(report)}**", "",
+             f"Runtime: {report.runtime}; modes: {', '.join(report.modes)}; "
+             f"input shapes: {report.model.get('input_shapes')}", ""]
+    lines += [f"> **Note:** {n}" for n in report.notices]
+    lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
+    for stage, mode, ok, numbers in rows(report):
+        cell = str(numbers).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {stage} | {mode} | {'✓' if ok else '✗'} | {cell} |")
+    return "\n".join(lines) + "\n"

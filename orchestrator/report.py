@@ -1,0 +1,80 @@
+"""The report: one data model, saved as versioned JSON, rendered by
+render.py for the terminal and as Markdown. Nothing here prints."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator import __version__
+from orchestrator.errors import EXIT_CONVERSION, EXIT_OK, EXIT_VALIDATION, UsageError
+
+SCHEMA_NAME = "convertctl.report"
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Report:
+    model: dict
+    runtime: str
+    modes: list
+    inputs: dict = field(default_factory=dict)
+    environments: list = field(default_factory=list)
+    stages: list = field(default_factory=list)
+    checks: list = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
+    accuracy: dict | None = None
+    notices: list = field(default_factory=list)
+    status: str = "running"
+    exit_code: int = EXIT_OK
+    failure: str = ""
+    run_dir: str = ""
+    out_dir: str = ""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    schema: str = SCHEMA_NAME
+    schema_version: int = SCHEMA_VERSION
+    convertctl_version: str = __version__
+
+    def fail(self, code: int, message: str) -> None:
+        """Keep the most serious failure: a conversion failure outranks a
+        validation one, and the first message of a kind is the one shown."""
+        if self.exit_code == EXIT_OK or (code == EXIT_CONVERSION and self.exit_code == EXIT_VALIDATION):
+            self.exit_code, self.failure = code, message
+        self.status = "failed"
+
+    def finish(self) -> None:
+        if self.status == "running":
+            self.status = "passed"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+
+def load_report(path: Path) -> Report:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable report ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
+        raise UsageError(f"{path}: not a convertctl report (no \"schema\": \"{SCHEMA_NAME}\")")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(f"{path}: report schema version {data.get('schema_version')} "
+                         f"is not the one this convertctl reads ({SCHEMA_VERSION})")
+    known = Report.__dataclass_fields__
+    return Report(**{k: v for k, v in data.items() if k in known})
