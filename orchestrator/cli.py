@@ -135,6 +135,7 @@ def run(
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
+    base_image: Annotated[str, typer.Option("--base-image", help="FROM image if a stage image must be built (Docker).")] = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
     cfg = load_config(model, config)
@@ -155,7 +156,8 @@ def run(
         latency_runs=latency_runs, threads=threads, keep_run=keep_run)
     opts.check()
     with Progress() as say:
-        rt = _runtime(cfg.get("runtime", runtime) if runtime == "auto" else runtime, ca_bundle, pip_index_url, say)
+        rt = _runtime(cfg.get("runtime", runtime) if runtime == "auto" else runtime, ca_bundle, pip_index_url, say,
+                      base_image=base_image)
         variants = load_catalog().plan(rt.name, convert_image or cfg.get("convert_image"),
                                        export_image or cfg.get("export_image"))
         report = Pipeline(opts, rt, variants, say).run()

@@ -1,6 +1,77 @@
-"""`convertctl images`: the Docker images of the catalog."""
+"""`convertctl images`: the catalog's Docker images, listed and built."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.table import Table
+
+from orchestrator.catalog import STAGES, load_catalog
+from orchestrator.errors import EnvironmentProblem, UsageError
+from orchestrator.pipconfig import load_settings
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
+
+
+def _builder(base_image: str = "", ca_bundle: Optional[Path] = None, index_url: str = ""):
+    from orchestrator.runtimes.docker import connect
+    from orchestrator.runtimes.images import ImageBuilder
+
+    client, why = connect()
+    if client is None:
+        raise EnvironmentProblem(f"no Docker daemon answers ({why})",
+                                 hint="start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root)")
+    if ca_bundle and not ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    return ImageBuilder(client, load_settings(str(ca_bundle or ""), index_url), base_image)
+
+
+@images_app.command("list")
+def images_list():
+    """Every catalog variant: image tag, built or not, current or stale, size."""
+    from orchestrator.cli import console, handled
+
+    @handled
+    def body():
+        builder = _builder()
+        table = Table("variant", "stage", "python", "tag", "built", "size", "pins")
+        for v in load_catalog().variants.values():
+            d = builder.describe(v)
+            state = ("current" if d["current"] else "stale") if d["built"] else "not built"
+            size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
+            table.add_row(v.name, v.stage, v.python, v.tag, state, size,
+                          " ".join(f"{k}={val}" for k, val in v.pins.items()))
+        console.print(table)
+
+    body()
+
+
+@images_app.command("build")
+def images_build(
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Only these stages.")] = None,
+    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Only these variants (name or tag).")] = None,
+    base_image: Annotated[str, typer.Option("--base-image", help="FROM image for the builds (a local base).")] = "",
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle the builds trust.")] = None,
+    pip_index_url: Annotated[str, typer.Option("--pip-index-url")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
+):
+    """Build (or refresh) stage images; current ones are left alone."""
+    from orchestrator.cli import Progress, console, handled
+
+    @handled
+    def body():
+        catalog = load_catalog()
+        for s in stage or []:
+            if s not in STAGES:
+                raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
+        chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
+        chosen = [v for v in chosen if not stage or v.stage in stage]
+        builder = _builder(base_image, ca_bundle, pip_index_url)
+        with Progress() as say:
+            results = [builder.ensure(v, say, force=force) for v in chosen]
+        for r in results:
+            verb = f"built in {r.seconds:.0f}s" if r.created else "already current"
+            console.print(f"{r.variant.tag}: {verb}", highlight=False)
+
+    body()

@@ -88,7 +88,10 @@ def run_stage(stage, body):
         result["error_kind"] = exc.kind
         code = EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - everything must reach the host
-        result["error"] = "%s: %s" % (type(exc).__name__, exc)
+        # Exporters put whole graphs in their messages: the first line is
+        # the message, the rest stays in the traceback and the stage log.
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        result["error"] = "%s: %s" % (type(exc).__name__, lines[0][:500] if lines else "")
         result["traceback"] = traceback.format_exc()
         code = EXIT_CRASH
     result["seconds"] = round(time.time() - started, 3)

@@ -52,12 +52,12 @@ class MobileNetV2(nn.Module):
                 cin = cout
         layers.append(conv_bn(cin, 1280, 1, 1))
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(1280, num_classes)
 
     def forward(self, x):
-        x = self.pool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        # Global average pool as a mean: torch 1.7 cannot export a
+        # TorchScript aten::flatten to ONNX.
+        return self.classifier(self.features(x).mean([2, 3]))
 
 
 class SmallCNN(nn.Module):
@@ -68,12 +68,10 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(
             conv_bn(in_channels, 16, 3, 2), conv_bn(16, 32, 3, 2),
             InvertedResidual(32, 32, 1, 2), conv_bn(32, 64, 3, 2))
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(64, num_classes)
 
     def forward(self, x):
-        x = self.pool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        return self.classifier(self.features(x).mean([2, 3]))
 
 
 BUILDERS = {"mobilenetv2": MobileNetV2, "smallcnn": SmallCNN}

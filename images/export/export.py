@@ -39,7 +39,29 @@ def output_names_for(count, requested):
     return ["output"] if count == 1 else ["output_%d" % i for i in range(count)]
 
 
+def probe_load(torch, path):
+    """Older torch aborts the whole process (no exception) on TorchScript
+    written by a newer torch. Try the load in a forked child first, so the
+    user gets an explanation instead of a core dump."""
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # child: report by exit status only
+        try:
+            torch.jit.load(path, map_location="cpu")
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - the parent loads again and reports
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise InputProblem("torch %s crashed loading %s (signal %d). TorchScript saved by a newer torch "
+                           "does not load in an older one: save the model with torch <= %s, or pick an "
+                           "export image with a newer torch (--export-image)."
+                           % (torch.__version__, path, os.WTERMSIG(status), torch.__version__.split("+")[0]))
+
+
 def load_model(torch, path):
+    probe_load(torch, path)
     try:
         model = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
@@ -69,15 +91,40 @@ def run_reference(torch, np, model, arrays, input_names, requested_names):
     return names, per_sample
 
 
+def freeze(torch, model):
+    """A frozen copy of a scripted model: attributes inlined, the training
+    branches (BatchNorm's num_batches_tracked update) gone. torch 1.7's
+    exporter cannot export those branches."""
+    from torch.jit._recursive import wrap_cpp_module
+
+    frozen = wrap_cpp_module(torch._C._freeze_module(model._c))
+    object.__setattr__(frozen, "training", False)  # freezing drops it; the exporter reads it
+    return frozen
+
+
 def export_onnx(torch, model, example_args, path, input_names, output_names, opset):
+    params = inspect.signature(torch.onnx.export).parameters
     kwargs = {}
     # torch >= 2.9 defaults to the dynamo exporter, whose opset-18 graphs
     # onnx-tf cannot read: ask for the TorchScript exporter explicitly.
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+    if "dynamo" in params:
         kwargs["dynamo"] = False
-    torch.onnx.export(model, tuple(example_args), path, export_params=True,
-                      do_constant_folding=True, input_names=input_names,
-                      output_names=output_names, opset_version=opset, **kwargs)
+
+    def export(m):
+        if "example_outputs" in params:  # required for ScriptModules before torch 1.10
+            with torch.no_grad():
+                kwargs["example_outputs"] = m(*example_args)
+        torch.onnx.export(m, tuple(example_args), path, export_params=True,
+                          do_constant_folding=True, input_names=input_names,
+                          output_names=output_names, opset_version=opset, **kwargs)
+
+    try:
+        export(model)
+    except RuntimeError as exc:
+        if "SetAttr" not in str(exc):
+            raise
+        log("retrying the export on a frozen copy (%s)" % str(exc).strip().splitlines()[0][:80])
+        export(freeze(torch, model))
 
 
 def run_onnxruntime(np, onnx_path, arrays, input_names, output_names):
@@ -141,7 +188,10 @@ def do_example(run_dir, request, result):
     result["versions"] = {"torch": torch.__version__}
     model = example.build(request["example"], request["input_shape"], int(request.get("seed", 0)))
     path = in_run(run_dir, request["output"])
-    torch.jit.save(torch.jit.script(model), path)
+    # Traced, not scripted: torch 1.7's ONNX exporter cannot export a scripted
+    # BatchNorm (its training branch writes an attribute) nor a scripted flatten.
+    example_input = torch.randn(*[int(d) for d in request["input_shape"]])
+    torch.jit.save(torch.jit.trace(model, (example_input,)), path)
     result["model"] = request["output"]
     log("saved %s example to %s" % (request["example"], request["output"]))
 

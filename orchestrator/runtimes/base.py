@@ -45,7 +45,11 @@ class StageRun:
         if self.result.get("error"):
             return self.result["error"]
         if self.exit_code != 0:
-            return f"the {self.stage} stage exited with code {self.exit_code} and wrote no result"
+            # A crash in native code leaves no result: quote what it said,
+            # without the C++ stack frames.
+            said = [ln for ln in self.log_tail if not ln.lstrip().startswith("frame #")][-3:]
+            quote = (": " + " | ".join(s.strip() for s in said)) if said else ""
+            return f"the {self.stage} stage exited with code {self.exit_code} and wrote no result{quote}"
         return ""
 
 

@@ -1,0 +1,108 @@
+"""Docker runtime: each stage in its own pinned image, through the Docker SDK.
+
+Containers are hardened by default: an untrusted .pt is a pickle, and
+loading it can run code. They run as the invoking uid:gid, without network,
+on a read-only root with a tmpfs /tmp, with every capability dropped,
+no-new-privileges, memory and pid limits; the model is mounted read-only and
+the run directory is the only writable mount (the shared volume).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from orchestrator.catalog import Variant
+from orchestrator.errors import ConversionError
+from orchestrator.pipconfig import IndexSettings
+from orchestrator.runtimes import images
+from orchestrator.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, write_request
+
+RUN_MOUNT = "/rundir"
+MODEL_MOUNT = "/model"
+
+
+def connect(timeout: int = 10):
+    """(client, None) when a daemon answers, else (None, why not)."""
+    try:
+        import docker
+    except ImportError:
+        return None, "the docker Python package is not installed"
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client, None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no daemon"
+        return None, str(exc).splitlines()[0][:200]
+
+
+def hardening(memory: str = "8g", pids: int = 1024) -> dict:
+    """Container options every stage runs with."""
+    return {
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "network_disabled": True,
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,exec,nosuid,size=4g,mode=1777"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": memory,
+        "pids_limit": pids,
+        "environment": {"HOME": "/tmp", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"},
+        "working_dir": "/tmp",
+    }
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g"):
+        self.client = client
+        self.builder = images.ImageBuilder(client, settings, base_image)
+        self.memory = memory
+
+    def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
+        return [self.builder.ensure(v, say) for v in variants]
+
+    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun:
+        self.builder.ensure(variant, say)
+        request = dict(request)
+        volumes = {str(run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+        if "model" in request:
+            host_model = Path(request["model"]).resolve()
+            request["model"] = f"{MODEL_MOUNT}/{host_model.name}"
+            volumes[str(host_model)] = {"bind": request["model"], "mode": "ro"}
+        write_request(run_dir, variant.stage, request)
+        tail = LogTail(run_dir / variant.stage / "stage.log")
+        started = time.monotonic()
+        container = None
+        try:
+            container = self.client.containers.run(
+                variant.tag, command=[RUN_MOUNT], detach=True, volumes=volumes,
+                labels={"org.convertctl.run": str(run_dir)}, **hardening(self.memory))
+            for chunk in container.logs(stream=True, follow=True):
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    tail.add(line)
+                    if line.startswith("[stage]"):
+                        say(line[len("[stage] "):].strip())
+            status = container.wait()
+            code = int(status.get("StatusCode", 1))
+            container.reload()
+            if code == 137 and container.attrs.get("State", {}).get("OOMKilled"):
+                tail.add(f"killed: out of memory (limit {self.memory})")
+        except Exception as exc:  # noqa: BLE001
+            import docker
+
+            if isinstance(exc, docker.errors.DockerException):
+                raise ConversionError(f"{variant.stage} container ({variant.tag}) could not run: {exc}") from None
+            raise
+        finally:
+            lines = tail.close()
+            if container is not None:  # on success, failure and Ctrl-C alike
+                try:
+                    container.remove(force=True)
+                except Exception:  # noqa: BLE001 - already gone is fine
+                    pass
+        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage),
+                        time.monotonic() - started, lines)
