@@ -1,0 +1,52 @@
+"""Shared fixtures. Acceptance tests use the real thing (real venvs, real
+dockerd, real conversions); unit tests fake only the runtime seam."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def convertctl(*args, cwd=None, env=None, check=False, timeout=3600) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, as a user runs it."""
+    full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    print(proc.stdout[-6000:])
+    print(proc.stderr[-3000:], file=sys.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"convertctl {' '.join(map(str, args))} exited {proc.returncode}")
+    return proc
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def smallcnn(tmp_path_factory) -> Path:
+    """A small CNN built by convertctl itself in the local export env."""
+    path = tmp_path_factory.mktemp("models") / "smallcnn.pt"
+    convertctl("example", path, "--name", "smallcnn", "--input-shape", "1,3,64,64", "--runtime", "local", check=True)
+    return path
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+requires_docker = pytest.mark.skipif(
+    not docker_available() and os.environ.get("CONVERTCTL_REQUIRE_DOCKER") != "1",
+    reason="no Docker daemon answers (set CONVERTCTL_REQUIRE_DOCKER=1 to make this an error)")

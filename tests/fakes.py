@@ -1,0 +1,80 @@
+"""A fake runtime: the one seam where unit tests replace real stages. It
+honours the run-directory contract (reads request.json, writes result.json
+and npz outputs), computing "model outputs" with numpy, and can be told to
+break a stage or a mode the way real conversions break."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.runtimes.base import Prepared, StageRun, read_result, write_request
+
+WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
+
+
+def model(x: np.ndarray) -> np.ndarray:
+    """(N, 1, 3, H, W) -> (N, 1, 10) class scores."""
+    return (x.mean(axis=(3, 4)) @ WEIGHTS).astype(np.float32)
+
+
+class FakeRuntime:
+    name = "fake"
+
+    def __init__(self, noise: dict | None = None, fake_int8: bool = False, crash: str = "", flex: bool = False):
+        self.noise = noise or {}  # mode -> stddev of the error added to its outputs
+        self.fake_int8 = fake_int8  # int8 mode yields float32 io, as the tutorial's recipe does
+        self.crash = crash  # a stage that dies without writing a result
+        self.flex = flex
+        self.calls: list = []
+
+    def prepare(self, variants, say):
+        return [Prepared(v, f"fake:{v.name}", created=False) for v in variants]
+
+    def run_stage(self, variant, run_dir: Path, request: dict, say) -> StageRun:
+        write_request(run_dir, variant.stage, request)
+        self.calls.append(variant.stage)
+        if self.crash == variant.stage:
+            return StageRun(variant.stage, variant, 139, {}, 0.1, ["Segmentation fault"])
+        result = {"status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
+        sets = {name: dict(np.load(run_dir / rel)) for name, rel in request.get("input_sets", {}).items()}
+        getattr(self, variant.stage)(run_dir, request, sets, result)
+        (run_dir / variant.stage / "result.json").write_text(json.dumps(result))
+        code = 0 if result["status"] == "ok" else 2
+        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage), 0.1, [])
+
+    def export(self, run_dir, request, sets, result):
+        for name, arrays in sets.items():
+            np.savez(run_dir / f"export/reference_{name}.npz", output=model(arrays["input"]))
+            np.savez(run_dir / f"export/onnx_{name}.npz", output=model(arrays["input"]))
+        result.update(output_names=["output"], outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}],
+                      onnx={"opset": request["opset"], "nodes": 3, "file": "export/model.onnx"})
+
+    def convert(self, run_dir, request, sets, result):
+        for name, arrays in sets.items():
+            np.savez(run_dir / f"convert/outputs_{name}.npz", output=model(arrays["input"]))
+
+    def quantize(self, run_dir, request, sets, result):
+        rng = np.random.default_rng(1)
+        result["modes"] = {}
+        for mode in request["modes"]:
+            dtype = "int8" if mode == "int8" and not self.fake_int8 else "float32"
+            (run_dir / f"quantize/{mode}.tflite").write_bytes(b"TFL3" + mode.encode())
+            for name, arrays in sets.items():
+                out = model(arrays["input"])
+                out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)
+                np.savez(run_dir / f"quantize/{mode}_{name}.npz", output=out)
+            io = {"dtype": dtype, "shape": [1, 10], "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
+            info = {"mode": mode, "status": "ok", "file": f"quantize/{mode}.tflite", "size_bytes": 8,
+                    "inputs": [{**io, "name": "input"}], "outputs": [{**io, "name": "output"}],
+                    "ops": {"histogram": {"CONV_2D": 1}, "flex_ops": ["FlexConv2D"] if self.flex else [],
+                            "total": 1, "transposes": 0, "float_ops": 0 if dtype == "int8" else 1}}
+            if mode == "int8" and self.fake_int8:
+                info.update(status="failed", problems=["int8 mode produced input tensor 'input' of type float32, "
+                                                       "not int8"])
+                info["error"] = info["problems"][0]
+            result["modes"][mode] = info
+        if any(i["status"] != "ok" for i in result["modes"].values()):
+            result["status"] = "failed"
+            result["error"] = "a mode failed"

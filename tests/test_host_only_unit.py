@@ -1,0 +1,49 @@
+"""The host package never imports torch, tensorflow or onnx: it must import
+and answer --help with them made unimportable."""
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orchestrator
+
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'tensorflow', 'onnx', 'onnx_tf', 'onnxruntime', 'keras'):
+            raise ImportError('blocked for this test: ' + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True,
+                          cwd=Path(orchestrator.__file__).parent.parent)
+
+
+def test_every_host_module_imports_without_ml_libraries():
+    names = [m.name for m in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
+             if not m.name.endswith("__main__")]
+    assert "orchestrator.runtimes.docker" in names and "orchestrator.cli" in names
+    proc = run_blocked("import importlib\n" + "".join(f"importlib.import_module({n!r})\n" for n in names)
+                       + "print('imported', len(sys.modules))")
+    assert proc.returncode == 0, proc.stderr
+    assert "imported" in proc.stdout
+
+
+def test_the_blocker_really_blocks():
+    proc = run_blocked("import onnx")
+    assert proc.returncode != 0 and "blocked for this test: onnx" in proc.stderr
+
+
+def test_help_works_without_ml_libraries():
+    proc = run_blocked("import sys; sys.argv = ['convertctl', '--help']\nfrom orchestrator.cli import main\nmain()")
+    assert proc.returncode == 0, proc.stderr
+    for command in ("run", "envs", "images", "report", "example"):
+        assert command in proc.stdout
+    proc = run_blocked("import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom orchestrator.cli import main\n"
+                       "main()")
+    assert proc.returncode == 0 and "--quant" in proc.stdout and "--input-shape" in proc.stdout

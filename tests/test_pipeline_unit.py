@@ -1,0 +1,141 @@
+"""The pipeline against the fake runtime: report data, exit codes, what
+lands in --out and what is kept, all without real stages."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from fakes import FakeRuntime
+from orchestrator.catalog import load_catalog
+from orchestrator.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, UsageError
+from orchestrator.pipeline import Pipeline, RunOptions
+from orchestrator.render import markdown, rows
+from orchestrator.report import SCHEMA_FILE, load_report
+
+ALL = ["fp32", "dynamic", "int8", "fp16"]
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    path = tmp_path / "net.pt"
+    with zipfile.ZipFile(path, "w") as z:  # the layout torch.jit.save writes
+        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
+        z.writestr("net/version", "3\n")
+    return path
+
+
+def run(model, tmp_path, runtime=None, **kw):
+    opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out",
+                      latency_runs=0, **kw)
+    variants = load_catalog().plan("local")
+    return Pipeline(opts, runtime or FakeRuntime(), variants, lambda _: None).run()
+
+
+def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
+    report = run(model, tmp_path)
+    assert report.status == "passed" and report.exit_code == EXIT_OK
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
+        [f"net_{m}.tflite" for m in ALL] + ["report.json", "report.md"])
+    assert not (out / ".convertctl").exists(), "a passed run leaves no run directory behind"
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
+    labels = [(c["stage"], c["mode"]) for c in data["checks"]]
+    assert labels == [("onnx", None), ("savedmodel", None)] + [("tflite", m) for m in ALL]
+    assert all(c["status"] == "passed" for c in data["checks"])
+    assert any("SYNTHETIC" in n for n in data["notices"]), "synthetic calibration must be said loudly"
+    assert data["inputs"]["calibration"]["synthetic"] is True
+
+
+def test_tolerance_miss_fails_keeps_artifact_and_says_by_how_much(model, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "net_fp16.tflite").write_bytes(b"an earlier good file")
+    report = run(model, tmp_path, FakeRuntime(noise={"fp16": 0.5}))
+    assert report.exit_code == EXIT_VALIDATION
+    check = next(c for c in report.checks if c["mode"] == "fp16")
+    assert check["status"] == "failed"
+    assert any("max abs diff" in f and "x the tolerance" in f for f in check["failures"])
+    assert check["outputs"][0]["max_abs"] > 0.1
+    others = [c for c in report.checks if c["mode"] in ("fp32", "dynamic", "int8")]
+    assert all(c["status"] == "passed" for c in others), "one failure must not hide the other results"
+    # The failing artifact is kept (in the run directory), the earlier file is untouched.
+    art = next(a for a in report.artifacts if a["mode"] == "fp16")
+    assert Path(art["path"]).is_file() and ".convertctl/runs" in art["path"]
+    assert (tmp_path / "out" / "net_fp16.tflite").read_bytes() == b"an earlier good file"
+    assert (Path(report.run_dir) / "report.json").is_file()
+
+
+def test_fake_int8_is_a_failure_naming_the_mode(model, tmp_path):
+    report = run(model, tmp_path, FakeRuntime(fake_int8=True))
+    assert report.exit_code == EXIT_VALIDATION
+    assert "int8" in report.failure and "float32" in report.failure
+    assert Path(next(a for a in report.artifacts if a["mode"] == "int8")["path"]).is_file()
+
+
+def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp_path):
+    fake = FakeRuntime(crash="convert")
+    report = run(model, tmp_path, fake)
+    assert report.exit_code == EXIT_CONVERSION
+    assert fake.calls == ["export", "convert"]
+    assert "convert stage" in report.failure and "139" in report.failure
+    assert not any((tmp_path / "out").glob("*.tflite"))
+
+
+def test_conversion_failure_outranks_validation_failure(model, tmp_path):
+    from orchestrator.report import Report
+
+    r = Report(model={}, runtime="x", modes=[])
+    r.fail(EXIT_VALIDATION, "v")
+    r.fail(EXIT_CONVERSION, "c")
+    r.fail(EXIT_VALIDATION, "v2")
+    assert (r.exit_code, r.failure) == (EXIT_CONVERSION, "c")
+
+
+def test_accuracy_budget(model, tmp_path):
+    import numpy as np
+
+    from fakes import model as fake_model
+
+    x = np.random.default_rng(3).standard_normal((40, 1, 3, 8, 8)).astype(np.float32)
+    y = fake_model(x).reshape(40, -1).argmax(1)
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    report = run(model, tmp_path, FakeRuntime(noise={"int8": 3.0}), eval_data=tmp_path / "eval.npz",
+                 tolerances={"int8": {"cosine": -1.0, "top1": 0.0}})
+    acc = report.accuracy
+    assert acc["pytorch"] == 100.0 and acc["samples"] == 40
+    assert acc["modes"]["fp32"]["status"] == "passed"
+    assert acc["modes"]["int8"]["drop"] > 2.0 and acc["modes"]["int8"]["status"] == "failed"
+    assert report.exit_code == EXIT_VALIDATION and "int8 accuracy" in report.failure
+
+
+def test_report_renders_the_same_facts_in_markdown_and_reloads(model, tmp_path):
+    run(model, tmp_path, FakeRuntime(noise={"fp16": 0.5}))
+    path = next((tmp_path / "out" / ".convertctl" / "runs").glob("*/report.json"))
+    report = load_report(path)
+    md = markdown(report)
+    for stage, mode, ok, _ in rows(report):
+        assert f"| {stage} | {mode} | {'✓' if ok else '✗'} |" in md
+    assert "FAILED (exit 4)" in md
+
+
+def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run(model, tmp_path, modes=["fp16"])
+    assert "| tflite vs torch | fp16 | ✓ |" in summary.read_text()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"modes": ["int4"]}, "unknown mode"),
+    ({"opset": 17}, "opset"),
+    ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
+])
+def test_bad_options_are_usage_errors(model, tmp_path, change, message):
+    with pytest.raises(UsageError, match=message) as info:
+        run(model, tmp_path, **change)
+    assert info.value.exit_code == EXIT_USAGE
+    assert not (tmp_path / "out").exists(), "nothing is written for bad input"
