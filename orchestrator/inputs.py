@@ -39,7 +39,7 @@ def check_model(path: Path) -> Path:
 
 
 def parse_shape(text: str) -> tuple:
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    parts = [p.strip() for p in text.split(",")]
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:

@@ -138,7 +138,9 @@ class Pipeline:
         if not result.ok and stage != "quantize":
             kind = result.result.get("error_kind")
             code = EXIT_USAGE if kind == "input" else EXIT_CONVERSION
-            where = f"{self.opts.model}: " if kind == "input" else f"{stage} stage ({variant.name}): "
+            where = f"{stage} stage ({variant.name}): "
+            if kind == "input":
+                where = "" if str(self.opts.model.resolve()) in result.error else f"{self.opts.model}: "
             report.fail(code, where + result.error)
             return None
         return result

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def convertctl(*args, cwd=None, env=None, check=False, timeout=3600) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, as a user runs it."""
     full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
+    cwd = cwd or os.environ.get("CONVERTCTL_TEST_CWD") or tempfile.gettempdir()  # never litter the checkout
     proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     print(proc.stdout[-6000:])

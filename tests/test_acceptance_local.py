@@ -1,0 +1,103 @@
+"""The real pipeline on the local runtime: real venvs, real torch, onnx-tf,
+TensorFlow and TFLite, real numbers compared."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import convertctl, load_json
+from orchestrator.errors import EXIT_OK, EXIT_USAGE
+
+pytestmark = pytest.mark.acceptance
+ALL = ["fp32", "dynamic", "int8", "fp16"]
+
+
+@pytest.fixture(scope="module")
+def four_modes(smallcnn, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local-out")
+    args = ["run", smallcnn, "--input-shape", "1,3,64,64", "--out", out, "--runtime", "local"]
+    for mode in ALL:
+        args += ["--quant", mode]
+    proc = convertctl(*args)
+    return proc, out, load_json(out / "report.json") if (out / "report.json").exists() else None
+
+
+def check(report, stage, mode=None):
+    return next(c for c in report["checks"] if c["stage"] == stage and c["mode"] == mode)
+
+
+def test_all_four_modes_pass(four_modes):
+    proc, out, report = four_modes
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert report["status"] == "passed"
+    for mode in ALL:
+        assert (out / f"smallcnn_{mode}.tflite").stat().st_size > 1000
+    assert "PASSED" in proc.stdout and "tflite vs torch" in proc.stdout
+
+
+def test_fp32_matches_pytorch_within_1e_4(four_modes):
+    report = four_modes[2]
+    for stage, mode in (("onnx", None), ("savedmodel", None), ("tflite", "fp32")):
+        out = check(report, stage, mode)["outputs"][0]
+        assert out["max_abs"] <= 1e-4, (stage, out)
+        assert out["top1"] == 1.0
+
+
+def test_fp16_within_tolerance(four_modes):
+    c = check(four_modes[2], "tflite", "fp16")
+    assert c["status"] == "passed"
+    assert 0 < c["outputs"][0]["max_abs"] <= c["tolerance"]["atol"] + c["tolerance"]["rtol"] * 10
+    assert c["outputs"][0]["top1"] == 1.0
+
+
+def test_int8_is_really_int8(four_modes):
+    report = four_modes[2]
+    art = next(a for a in report["artifacts"] if a["mode"] == "int8")
+    assert [t["dtype"] for t in art["inputs"] + art["outputs"]] == ["int8", "int8"]
+    assert all(t["scale"] > 0 for t in art["inputs"] + art["outputs"])
+    assert art["ops"]["flex_ops"] == [] and art["ops"]["float_ops"] == 0
+    assert not any(name.startswith("Flex") for name in art["ops"]["histogram"])
+    c = check(report, "tflite", "int8")
+    assert c["outputs"][0]["top1"] >= 0.75 and c["outputs"][0]["cosine"] >= 0.98
+    assert report["inputs"]["calibration"]["synthetic"] is True
+
+
+def test_quantized_files_are_smaller(four_modes):
+    sizes = {a["mode"]: a["size_bytes"] for a in four_modes[2]["artifacts"]}
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+    assert sizes["dynamic"] < sizes["fp32"]
+
+
+def test_second_run_creates_no_environment(smallcnn, four_modes, tmp_path):
+    proc = convertctl("run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path,
+                      "--runtime", "local")
+    assert proc.returncode == EXIT_OK
+    envs = load_json(tmp_path / "report.json")["environments"]
+    assert len(envs) == 3 and not any(e["created"] for e in envs)
+    assert "creating" not in proc.stdout
+
+
+def test_shape_the_model_rejects_is_one_clear_message(smallcnn, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier output")
+    proc = convertctl("run", smallcnn, "--input-shape", "1,5,64,64", "--out", out, "--runtime", "local")
+    assert proc.returncode == EXIT_USAGE
+    assert str(smallcnn) in proc.stdout and "rejects inputs of shape input=[1, 5, 64, 64]" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".convertctl", "keep.txt"]
+    assert (out / "keep.txt").read_text() == "earlier output"
+
+
+def test_real_calibration_data_is_used(smallcnn, tmp_path):
+    import numpy as np
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(5).standard_normal((64, 3, 64, 64)).astype(np.float32))
+    proc = convertctl("run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "int8", "--calib", calib,
+                      "--out", tmp_path / "o", "--runtime", "local")
+    assert proc.returncode == EXIT_OK
+    report = load_json(tmp_path / "o" / "report.json")
+    assert report["inputs"]["calibration"] == {"count": 64, "synthetic": False, "source": str(calib)}
+    assert not report["notices"] and "SYNTHETIC" not in proc.stdout
