@@ -64,6 +64,7 @@ class Runtime(Protocol):
 def write_request(run_dir: Path, stage: str, request: dict) -> None:
     stage_dir = run_dir / stage
     stage_dir.mkdir(parents=True, exist_ok=True)
+    stage_dir.chmod(0o777)  # like the run dir: a stage container's uid may differ from ours
     (stage_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
 
 

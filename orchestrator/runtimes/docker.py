@@ -37,10 +37,14 @@ def connect(timeout: int = 10):
         return None, str(exc).splitlines()[0][:200]
 
 
-def hardening(memory: str = "8g", pids: int = 1024) -> dict:
+def invoking_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def hardening(memory: str = "8g", pids: int = 1024, user: str = "") -> dict:
     """Container options every stage runs with."""
     return {
-        "user": f"{os.getuid()}:{os.getgid()}",
+        "user": user or invoking_user(),
         "network_disabled": True,
         "network_mode": "none",
         "read_only": True,
@@ -57,10 +61,11 @@ def hardening(memory: str = "8g", pids: int = 1024) -> dict:
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g"):
+    def __init__(self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g", user: str = ""):
         self.client = client
         self.builder = images.ImageBuilder(client, settings, base_image)
         self.memory = memory
+        self.user = user  # tests run stages as another uid to check ownership
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         return [self.builder.ensure(v, say) for v in variants]
@@ -80,7 +85,7 @@ class DockerRuntime:
         try:
             container = self.client.containers.run(
                 variant.tag, command=[RUN_MOUNT], detach=True, volumes=volumes,
-                labels={"org.convertctl.run": str(run_dir)}, **hardening(self.memory))
+                labels={"org.convertctl.run": str(run_dir)}, **hardening(self.memory, user=self.user))
             for chunk in container.logs(stream=True, follow=True):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
