@@ -239,7 +239,7 @@ def report_show(path: Annotated[Path, typer.Argument(help="report.json")],
 
     report = load_report(path)
     if markdown_out:
-        console.print(markdown(report), markup=False, highlight=False)
+        typer.echo(markdown(report), nl=False)  # verbatim: no wrapping, no markup
     else:
         print_report(report, console)
 

@@ -132,3 +132,19 @@ def accuracy(scores: dict, labels: np.ndarray) -> float:
         if looks_like_scores(arr.shape[1:]):
             return float(np.mean(arr.reshape(len(arr), -1).argmax(1) == labels) * 100.0)
     raise UsageError("--eval-data needs a model output of class scores, (1, C) or (C,) per sample")
+
+
+def io_contract(artifact: dict, input_shapes: dict, outputs: list) -> list[str]:
+    """Names, order and shapes of a TFLite file's inputs and outputs against
+    PyTorch's. onnx-tf keeps PyTorch's layout (NCHW), so shapes must match
+    exactly; a file that does not is a structural failure."""
+    problems = []
+    got_in = [(t["name"], t["shape"]) for t in artifact.get("inputs", [])]
+    want_in = [(n, list(s)) for n, s in input_shapes.items()]
+    if got_in != want_in:
+        problems.append(f"structure: TFLite inputs {got_in} != PyTorch's {want_in}")
+    got_out = sorted((t["name"], t["shape"]) for t in artifact.get("outputs", []))
+    want_out = sorted((o["name"], o["shape"]) for o in outputs)
+    if outputs and got_out != want_out:
+        problems.append(f"structure: TFLite outputs {got_out} != PyTorch's {want_out}")
+    return problems

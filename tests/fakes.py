@@ -22,11 +22,13 @@ def model(x: np.ndarray) -> np.ndarray:
 class FakeRuntime:
     name = "fake"
 
-    def __init__(self, noise: dict | None = None, fake_int8: bool = False, crash: str = "", flex: bool = False):
+    def __init__(self, noise: dict | None = None, fake_int8: bool = False, crash: str = "", flex: bool = False,
+                 nhwc: bool = False):
         self.noise = noise or {}  # mode -> stddev of the error added to its outputs
         self.fake_int8 = fake_int8  # int8 mode yields float32 io, as the tutorial's recipe does
         self.crash = crash  # a stage that dies without writing a result
         self.flex = flex
+        self.nhwc = nhwc  # TFLite input laid out NHWC while PyTorch's is NCHW
         self.calls: list = []
 
     def prepare(self, variants, say):
@@ -65,9 +67,13 @@ class FakeRuntime:
                 out = model(arrays["input"])
                 out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)
                 np.savez(run_dir / f"quantize/{mode}_{name}.npz", output=out)
-            io = {"dtype": dtype, "shape": [1, 10], "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
+            io = {"dtype": dtype, "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
+            in_shape = list(sets["samples"]["input"].shape[1:])
+            if self.nhwc:
+                in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
             info = {"mode": mode, "status": "ok", "file": f"quantize/{mode}.tflite", "size_bytes": 8,
-                    "inputs": [{**io, "name": "input"}], "outputs": [{**io, "name": "output"}],
+                    "inputs": [{**io, "name": "input", "shape": in_shape}],
+                    "outputs": [{**io, "name": "output", "shape": [1, 10]}],
                     "ops": {"histogram": {"CONV_2D": 1}, "flex_ops": ["FlexConv2D"] if self.flex else [],
                             "total": 1, "transposes": 0, "float_ops": 0 if dtype == "int8" else 1}}
             if mode == "int8" and self.fake_int8:

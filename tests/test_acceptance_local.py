@@ -101,3 +101,62 @@ def test_real_calibration_data_is_used(smallcnn, tmp_path):
     report = load_json(tmp_path / "o" / "report.json")
     assert report["inputs"]["calibration"] == {"count": 64, "synthetic": False, "source": str(calib)}
     assert not report["notices"] and "SYNTHETIC" not in proc.stdout
+
+
+def test_real_report_matches_the_schema_and_re_renders(four_modes):
+    import json
+
+    import jsonschema
+
+    from orchestrator.report import SCHEMA_FILE
+
+    proc, out, report = four_modes
+    jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
+    shown = convertctl("report", "show", out / "report.json")
+    assert shown.returncode == EXIT_OK
+    for mode in ALL:
+        assert f"smallcnn_{mode}" in json.dumps(report["artifacts"])
+        assert mode in shown.stdout
+    md = convertctl("report", "show", "--markdown", out / "report.json")
+    assert md.stdout == (out / "report.md").read_text()
+
+
+def test_a_tolerance_that_cannot_hold_fails_with_numbers_and_keeps_the_artifact(smallcnn, tmp_path):
+    model = tmp_path / "smallcnn.pt"
+    model.write_bytes(smallcnn.read_bytes())
+    (tmp_path / "convertctl.toml").write_text("[tolerance.fp16]\natol = 0.0\nrtol = 0.0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "smallcnn_fp16.tflite").write_bytes(b"earlier")
+    proc = convertctl("run", model, "--input-shape", "1,3,64,64", "-q", "fp32", "-q", "fp16", "--out", out,
+                      "--runtime", "local")
+    assert proc.returncode == 4
+    run_report = next(out.glob(".convertctl/runs/*/report.json"))
+    report = load_json(run_report)
+    fp16 = next(c for c in report["checks"] if c["mode"] == "fp16")
+    assert fp16["status"] == "failed" and fp16["failures"][0].startswith("output: max abs diff")
+    assert fp16["outputs"][0]["max_abs"] > 0
+    assert next(c for c in report["checks"] if c["mode"] == "fp32")["status"] == "passed"
+    assert "tflite:fp16 outside tolerance" in report["failure"]
+    kept = next(a for a in report["artifacts"] if a["mode"] == "fp16")["path"]
+    assert Path(kept).stat().st_size > 1000
+    assert (out / "smallcnn_fp16.tflite").read_bytes() == b"earlier"
+    assert "✗" in proc.stdout and "FAILED (exit 4)" in proc.stdout
+
+
+def test_readme_example_command(tmp_path):
+    """The convertctl parts of the README's first command, as written."""
+    import shlex
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    first = readme.split("```bash\n", 1)[1].splitlines()[0]
+    steps = [shlex.split(part.strip())[1:] for part in first.split("&&") if "convertctl" in part]
+    assert [s[0] for s in steps] == ["example", "run"]
+    for step in steps:
+        assert convertctl(*step, cwd=tmp_path).returncode == EXIT_OK
+    report = load_json(tmp_path / "out" / "report.json")
+    assert (tmp_path / "out" / "mobilenetv2_fp16.tflite").stat().st_size > 3_000_000
+    fp16 = next(c for c in report["checks"] if c["mode"] == "fp16")
+    assert fp16["status"] == "passed" and fp16["outputs"][0]["top1"] == 1.0

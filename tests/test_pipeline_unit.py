@@ -76,6 +76,14 @@ def test_fake_int8_is_a_failure_naming_the_mode(model, tmp_path):
     assert Path(next(a for a in report.artifacts if a["mode"] == "int8")["path"]).is_file()
 
 
+def test_tflite_io_layout_differing_from_pytorch_is_structural(model, tmp_path):
+    report = run(model, tmp_path, FakeRuntime(nhwc=True), modes=["fp32"])
+    check = next(c for c in report.checks if c["mode"] == "fp32")
+    assert check["status"] == "failed" and report.exit_code == EXIT_VALIDATION
+    assert check["failures"] == ["structure: TFLite inputs [('input', [1, 8, 8, 3])] != PyTorch's "
+                                 "[('input', [1, 3, 8, 8])]"]
+
+
 def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp_path):
     fake = FakeRuntime(crash="convert")
     report = run(model, tmp_path, fake)
@@ -139,3 +147,15 @@ def test_bad_options_are_usage_errors(model, tmp_path, change, message):
         run(model, tmp_path, **change)
     assert info.value.exit_code == EXIT_USAGE
     assert not (tmp_path / "out").exists(), "nothing is written for bad input"
+
+
+def test_parity_samples_come_from_real_data_when_given(model, tmp_path):
+    import numpy as np
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.full((20, 3, 8, 8), 0.25, dtype=np.float32))
+    report = run(model, tmp_path, calib=calib, modes=["int8"])
+    assert report.inputs["samples"] == {"count": 8, "source": f"first 8 of {calib}"}
+    assert not report.notices
+    report = run(model, tmp_path / "second", modes=["fp32"])
+    assert report.inputs["samples"]["source"] == "synthetic (seed 0)"

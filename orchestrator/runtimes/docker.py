@@ -29,12 +29,16 @@ def connect(timeout: int = 10):
         import docker
     except ImportError:
         return None, "the docker Python package is not installed"
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
         return client, None
     except Exception as exc:  # noqa: BLE001 - any failure means "no daemon"
-        return None, str(exc).splitlines()[0][:200]
+        cause = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:  # the root cause speaks plainest
+            cause = cause.__cause__ or cause.__context__
+        return None, f"nothing at {where}: {type(cause).__name__}"
 
 
 def invoking_user() -> str:
@@ -90,7 +94,7 @@ class DockerRuntime:
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
                     if line.startswith("[stage]"):
-                        say(line[len("[stage] "):].strip())
+                        say(f"{variant.stage}: {line[len('[stage] '):].strip()}")
             status = container.wait()
             code = int(status.get("StatusCode", 1))
             container.reload()

@@ -37,7 +37,7 @@ class LocalRuntime:
             for line in proc.stdout:
                 tail.add(line)
                 if line.startswith("[stage]"):
-                    say(line[len("[stage] "):].strip())
+                    say(f"{variant.stage}: {line[len('[stage] '):].strip()}")
             code = proc.wait()
         except BaseException:  # Ctrl-C: do not leave the stage running
             proc.kill()
