@@ -3,6 +3,7 @@ the terminal and Markdown for report.md / GitHub's job summary."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.report import Report
@@ -72,6 +73,12 @@ def rows(report: Report) -> list:
     return out
 
 
+def failed_logs(report: Report, lines: int = 8) -> list:
+    """(stage, last log lines) of every failed stage: what it said last."""
+    return [(st["stage"], st["log_tail"][-lines:]) for st in report.stages
+            if st["status"] != "ok" and st.get("log_tail")]
+
+
 def summary_line(report: Report) -> str:
     if report.status == "passed":
         return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
@@ -86,6 +93,10 @@ def print_report(report: Report, console: Console) -> None:
     for stage, mode, ok, numbers in rows(report):
         table.add_row(stage, mode, "[green]✓[/]" if ok else "[red]✗[/]", numbers)
     console.print(table)
+    for stage, tail in failed_logs(report):
+        console.print(f"[bold]last lines of the {stage} stage's log:[/]")
+        for line in tail:
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     for notice in report.notices:
         console.print(f"[bold yellow]NOTE[/] {notice}")
     style = "bold green" if report.status == "passed" else "bold red"
@@ -102,4 +113,6 @@ def markdown(report: Report) -> str:
     for stage, mode, ok, numbers in rows(report):
         cell = str(numbers).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {stage} | {mode} | {'✓' if ok else '✗'} | {cell} |")
+    for stage, tail in failed_logs(report):
+        lines += ["", f"Last lines of the {stage} stage's log:", "", "```", *tail, "```"]
     return "\n".join(lines) + "\n"

@@ -160,3 +160,19 @@ def test_readme_example_command(tmp_path):
     assert (tmp_path / "out" / "mobilenetv2_fp16.tflite").stat().st_size > 3_000_000
     fp16 = next(c for c in report["checks"] if c["mode"] == "fp16")
     assert fp16["status"] == "passed" and fp16["outputs"][0]["top1"] == 1.0
+
+
+def test_envs_list_and_prune(four_modes):
+    from orchestrator.catalog import load_catalog
+    from orchestrator.envstore import EnvStore
+
+    proc = convertctl("envs", "list")
+    assert proc.returncode == EXIT_OK
+    store = EnvStore()
+    for stage in ("export", "convert"):
+        name = store.path_for(load_catalog().plan("local")[stage]).name
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name))
+        assert "ready" in line and "stale" not in line
+    dry = convertctl("envs", "prune", "--dry-run")
+    assert dry.returncode == EXIT_OK and "would remove" in dry.stdout
+    assert all(store.path_for(v).exists() for v in load_catalog().plan("local").values())

@@ -159,3 +159,17 @@ def test_parity_samples_come_from_real_data_when_given(model, tmp_path):
     assert not report.notices
     report = run(model, tmp_path / "second", modes=["fp32"])
     assert report.inputs["samples"]["source"] == "synthetic (seed 0)"
+
+
+def test_failed_stage_log_tail_is_shown_in_both_renderings(model, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.render import print_report
+
+    report = run(model, tmp_path, FakeRuntime(crash="export"))
+    buf = io.StringIO()
+    print_report(report, Console(file=buf, width=200))
+    assert "last lines of the export stage's log:" in buf.getvalue() and "Segmentation fault" in buf.getvalue()
+    assert "Segmentation fault" in markdown(report)
