@@ -122,3 +122,11 @@ def test_images_list_shows_current_images(docker_default):
     for variant in load_catalog().plan("docker").values():
         line = next(ln for ln in proc.stdout.splitlines() if variant.name in ln)
         assert "current" in line and "MB" in line
+
+
+def test_images_build_leaves_current_images_alone(docker_default):
+    proc = convertctl("images", "build", "--stage", "quantize", "--variant", "quantize-tf2.8")
+    assert proc.returncode == EXIT_OK
+    assert "convertctl/quantize:tf2.8: already current" in proc.stdout
+    bad = convertctl("images", "build", "--stage", "nope")
+    assert bad.returncode == 2 and "--stage 'nope'" in bad.stderr
