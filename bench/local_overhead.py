@@ -18,93 +18,35 @@ A/B <= 1.15, i.e. convertctl adds at most 15 % on top of the bare stages.
 The two are interleaved (A, B, A, B, ...) so slow drift on a shared machine
 hits both alike, and the median of --repeat pairs is reported. One warm-up
 run comes first (it also builds missing environments and keeps its run
-directory for B). Absolute times on a busy machine are noisy; the ratio is
-the number to read. Exit status is 0 whether or not the goal is met (this
-is a benchmark, not a test); 2 only if nothing could be measured.
+directory for B). On a busy machine the A/B ratio is noisy (see the
+per-pair ratios); "own time" (each convertctl run's wall time minus the time
+inside its stage processes) and the ratio it implies, wall / time in
+stages, are the drift-free view of the same overhead. If the two ratios
+disagree by much, the machine was noisy: rerun with a larger --repeat.
+
+Exit status 0 whether or not the goal is met (a benchmark, not a test); 2
+only if nothing could be measured.
 
     python bench/local_overhead.py [--repeat 3] [--model M.pt] [--quant fp16]
                                    [--input-shape 1,3,256,256] [--example smallcnn]
+    (with the Python that has convertctl installed; common.py is imported
+    from beside this file)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
+from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
 from orchestrator.catalog import STAGES, load_catalog
 from orchestrator.envstore import EnvStore
 from orchestrator.pipconfig import load_settings
 from orchestrator.runtimes.base import stage_environ
-
-GOAL = 1.15
-console = Console()
-
-
-def convertctl_cmd() -> list[str]:
-    # The console script a user would type; `python -m orchestrator` if this
-    # interpreter has none (same code, same imports).
-    script = Path(sys.executable).with_name("convertctl")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "orchestrator"]
-
-
-def timed(cmd: list[str], log: Path, **kw) -> tuple[float, int]:
-    with open(log, "w") as out:
-        started = time.perf_counter()
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kw).returncode
-        return time.perf_counter() - started, code
-
-
-def tail(path: Path, n: int = 12) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-
-
-def ensure_model(args, work: Path) -> Path:
-    if args.model:
-        return Path(args.model).resolve()
-    # Built by the local export env (torch 2.x); kept between runs of this script.
-    cache = Path(tempfile.gettempdir()) / "convertctl-bench"
-    cache.mkdir(exist_ok=True)
-    path = cache / f"{args.example}-{args.input_shape.replace(',', 'x')}-local.pt"
-    if not path.is_file():
-        console.print(f"building the example model {path} ...")
-        secs, code = timed(convertctl_cmd() + ["example", str(path), "--name", args.example,
-                                               "--input-shape", args.input_shape, "--runtime", "local"],
-                           work / "example.log")
-        if code != 0:
-            sys.exit(f"could not build the example model:\n{tail(work / 'example.log')}")
-        console.print(f"  built in {secs:.1f} s")
-    return path
-
-
-def run_convertctl(args, model: Path, out: Path, log: Path, keep: bool = False) -> tuple[float, dict]:
-    """One `convertctl run`; (wall seconds, report.json)."""
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = convertctl_cmd() + ["run", str(model), "--input-shape", args.input_shape, "--quant", args.quant,
-                              "--out", str(out), "--runtime", "local"] + (["--keep-run"] if keep else [])
-    secs, code = timed(cmd, log)
-    report_path = out / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    if code != 0 or report.get("status") != "passed":
-        console.print(f"[red]convertctl run failed (exit {code}):[/]\n{tail(log)}", highlight=False)
-        sys.exit(2)
-    return secs, report
-
-
-def make_template(kept_run: Path, template: Path) -> None:
-    """Just what the stages get from convertctl: inputs/ and each request.json."""
-    shutil.copytree(kept_run / "inputs", template / "inputs")
-    for stage in STAGES:
-        (template / stage).mkdir(parents=True)
-        shutil.copyfile(kept_run / stage / "request.json", template / stage / "request.json")
 
 
 def run_bare(plan: dict, store: EnvStore, template: Path, run_dir: Path) -> dict:
@@ -115,18 +57,16 @@ def run_bare(plan: dict, store: EnvStore, template: Path, run_dir: Path) -> dict
     times = {}
     for stage in STAGES:
         variant = plan[stage]
-        python = store.path_for(variant) / "bin" / "python"
         log = run_dir / stage / "stage.log"
         # Same environment variables and cwd as the local runtime gives a stage.
-        times[stage], code = timed([str(python), str(variant.script), str(run_dir)], log,
-                                   env=stage_environ(), cwd=str(run_dir))
-        if code != 0:
-            console.print(f"[red]bare {stage} failed (exit {code}):[/]\n{tail(log)}", highlight=False)
-            sys.exit(2)
+        times[stage], code = timed([str(store.path_for(variant) / "bin" / "python"), str(variant.script),
+                                    str(run_dir)], log, env=stage_environ(), cwd=str(run_dir))
+        if code:
+            fail(f"bare {stage} failed (exit {code})", log.read_text(errors="replace"))
     return times
 
 
-def host_validation_seconds(run_dir: Path, report: dict, args) -> float | None:
+def validation_seconds(run_dir: Path, report: dict, args) -> float | None:
     """Validation runs inside `convertctl run`; redo it here on the kept
     run's outputs to see its share (numpy only, no stage). Uses Pipeline
     internals, so it gives up quietly (None) if they have changed."""
@@ -148,6 +88,23 @@ def host_validation_seconds(run_dir: Path, report: dict, args) -> float | None:
         return None
 
 
+def bytecode_note(plan: dict, store: EnvStore) -> str:
+    """Not in the ratio (bare stages pay it too) but often the biggest cost
+    of a local run: stage venvs without .pyc files make every stage process
+    compile torch/TF from source, because stages run with
+    PYTHONDONTWRITEBYTECODE=1 and so never write the cache."""
+    py = pyc = 0
+    for env in {store.path_for(v) for v in plan.values()}:
+        for site in env.glob("lib/python*/site-packages"):
+            py += sum(1 for _ in site.rglob("*.py"))
+            pyc += sum(1 for _ in site.rglob("*.pyc"))
+    note = f"stage venvs: {pyc} .pyc files for {py} .py files"
+    if pyc < py // 2:
+        note += (" -> every stage process compiles its imports from source (slower for bare and convertctl alike;"
+                 " compile the venvs at install time to remove it)")
+    return note
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="TorchScript model (default: build the example with the local export env)")
@@ -157,62 +114,34 @@ def main() -> int:
     parser.add_argument("--quant", default="fp16")
     parser.add_argument("--repeat", type=int, default=3, help="timed A/B pairs (median reported)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="convertctl-bench-local-"))
     try:
-        model = ensure_model(args, work)
+        model = example_model(args, "local", work)
         store = EnvStore(settings=load_settings())
         plan = load_catalog().plan("local")
-
-        console.print(f"warm-up run (--keep-run): {model.name} {args.input_shape} {args.quant}")
-        warm_secs, warm = run_convertctl(args, model, work / "warm", work / "warm.log", keep=True)
-        built = [e["variant"] for e in warm.get("environments", []) if e.get("created")]
-        console.print(f"  {warm_secs:.1f} s" + (f" (built environments: {', '.join(built)})" if built else ""))
-        kept = next((work / "warm" / ".convertctl" / "runs").iterdir())
-        make_template(kept, work / "template")
-
+        kept = warm_up(args, model, "local", work)
         # Host start-up alone: interpreter + typer/rich/numpy/orchestrator imports.
-        startup = [timed(convertctl_cmd() + ["--help"], work / "help.log")[0] for _ in range(3)]
+        startup = med([timed(convertctl_cmd() + ["--help"], work / "help.log")[0] for _ in range(3)])
 
-        a_total, b_total, a_stages, b_stages = [], [], {s: [] for s in STAGES}, {s: [] for s in STAGES}
+        a_total, b_total, a_st, b_st = [], [], [], []  # wall times; {stage: seconds} per run
         for i in range(args.repeat):
-            secs, report = run_convertctl(args, model, work / "out", work / f"a{i}.log")
+            secs, report = run_convertctl(args, model, "local", work / "out")
             a_total.append(secs)
-            for row in report["stages"]:
-                a_stages[row["stage"]].append(row["seconds"])
-            times = run_bare(plan, store, work / "template", work / "bare")
-            b_total.append(sum(times.values()))
-            for stage, secs in times.items():
-                b_stages[stage].append(secs)
+            a_st.append({row["stage"]: row["seconds"] for row in report["stages"]})
+            b_st.append(run_bare(plan, store, work / "template", work / "bare"))
+            b_total.append(sum(b_st[-1].values()))
             console.print(f"  pair {i + 1}/{args.repeat}: convertctl {a_total[-1]:.1f} s, bare {b_total[-1]:.1f} s")
-        validation = host_validation_seconds(kept, json.loads((kept / "report.json").read_text()), args)
 
-        med = statistics.median
-        a, b = med(a_total), med(b_total)
-        ratio = a / b
-        table = Table(title=f"local runtime: {model.name} {args.input_shape} {args.quant}, "
-                            f"median of {args.repeat}", show_edge=False)
-        table.add_column("")
-        table.add_column("convertctl run", justify="right")
-        table.add_column("bare stages", justify="right")
-        table.add_column("extra", justify="right")
-        for stage in STAGES:
-            sa, sb = med(a_stages[stage]), med(b_stages[stage])
-            table.add_row(f"{stage} ({plan[stage].name})", f"{sa:.2f} s", f"{sb:.2f} s", f"{sa - sb:+.2f} s")
-        in_stages = sum(med(a_stages[s]) for s in STAGES)
-        table.add_row("host: startup (`convertctl --help`)", f"{med(startup):.2f} s", "-", "")
+        host = [("startup (convertctl --help)", startup)]
+        validation = validation_seconds(kept, json.loads((kept / "report.json").read_text()), args)
         if validation is not None:
-            table.add_row("host: validation (redone in-process)", f"{validation:.2f} s", "-", "")
-        rest = a - in_stages - med(startup) - (validation or 0)
-        table.add_row("host: all else in the run", f"{rest:.2f} s", "-", "")
-        table.add_row("[bold]total wall[/]", f"[bold]{a:.2f} s[/]", f"[bold]{b:.2f} s[/]", f"[bold]{a - b:+.2f} s[/]")
-        console.print(table)
-        pairs = " ".join(f"{x / y:.2f}" for x, y in zip(a_total, b_total))
-        console.print(f"spread: convertctl {min(a_total):.1f}-{max(a_total):.1f} s, "
-                      f"bare {min(b_total):.1f}-{max(b_total):.1f} s; ratio per pair: {pairs}", highlight=False)
-        met = ratio <= GOAL
-        verdict = "[green]GOAL MET[/]" if met else "[red]GOAL NOT MET[/]"
-        console.print(f"ratio convertctl/bare = [bold]{ratio:.3f}[/] (goal <= {GOAL}): {verdict}")
+            host.append(("validation (redone in-process)", validation))
+        print_overhead(f"local: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
+                       plan, a_total, b_total, a_st, b_st, host, "bare stages")
+        console.print(f"[dim]{bytecode_note(plan, store)}[/]", highlight=False)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
