@@ -12,13 +12,14 @@
     THE DOCKER EXPORT IMAGE (torch 1.7 cannot load newer TorchScript).
 (b) Builds, through convertctl's ImageBuilder. cached: ensure(force=True) on
     an existing image. code-only: the context with one extra comment line in
-    the stage .py, under a throwaway tag removed afterwards. cold: only with
-    --cold, which first REMOVES the variants' images and dangling layers,
-    then builds them. Never --no-cache (see images/DOCKER-NOTES.md). "cached
-    k/n": steps from cache (all cached = n-2: FROM and the ARG before it
-    never hit); "install cached" on a cold row means another image (same
-    base, CA, lock, RUN text, other tag) still held the heavy layer, so the
-    row is not a cold build.
+    the stage .py, under a throwaway tag removed afterwards. cold install:
+    the context with one extra comment line in the lock, so the package
+    layer (download + install, uv without a cache) is built from nothing on
+    top of the cached base, under a throwaway tag removed afterwards; this
+    needs no deletion of anything, and never --no-cache (see
+    images/DOCKER-NOTES.md). A first build on a new machine adds the base
+    image (images/base/make-base.sh, ~1 min per suite). "cached k/n": steps
+    from cache (all cached = n-2: FROM and the ARG before it never hit).
 (c) Size per catalog variant (describe()); images of one TF version share
     their heavy layer, so sizes do not add up on disk.
 
@@ -26,7 +27,7 @@ Exit 0 whether or not the goal is met (a benchmark, not a test); 2 only if
 nothing could be measured.
 
     python bench/docker_overhead.py [--repeat 3] [--model M.pt] [--quant fp16]
-                                    [--input-shape 1,3,256,256] [--cold]
+                                    [--input-shape 1,3,256,256] [--no-cold]
     (with the Python that has convertctl installed; common.py is imported
     from beside this file)
 """
@@ -46,7 +47,7 @@ from common import console, convertctl_cmd, example_model, fail, med, print_over
 from orchestrator.catalog import STAGES, load_catalog
 from orchestrator.pipconfig import load_settings
 from orchestrator.runtimes import docker as docker_rt
-from orchestrator.runtimes.images import VARIANT_LABEL, ImageBuilder
+from orchestrator.runtimes.images import ImageBuilder
 
 
 class StepCounter:
@@ -81,38 +82,30 @@ def timed_ensure(builder: ImageBuilder, variant, what: str) -> tuple:
     return variant.name, what, f"{secs:.1f} s", steps.summary()
 
 
-class CodeChanged(ImageBuilder):
-    """convertctl's builder, with one extra comment line in the stage script."""
+class Changed(ImageBuilder):
+    """convertctl's builder, with one extra comment line in one context file."""
+
+    def __init__(self, client, settings, file: str):
+        super().__init__(client, settings)
+        self.file = file
 
     def context(self, variant, into: Path) -> Path:
         ctx = super().context(variant, into)
-        with open(ctx / "stage" / variant.script.name, "a") as f:
-            f.write(f"# bench code change {time.time_ns()}\n")  # unique: never a cache hit
+        path = ctx / (f"stage/{variant.script.name}" if self.file == "code" else "requirements.txt")
+        with open(path, "a") as f:
+            f.write(f"# bench change {time.time_ns()}\n")  # unique: never a cache hit
         return ctx
 
 
-def code_only_build(client, settings, variant) -> tuple:
-    throwaway = replace(variant, tag=f"convertctl-bench/{variant.stage}:code-change")
+def throwaway_build(client, settings, variant, file: str, what: str) -> tuple:
+    throwaway = replace(variant, tag=f"convertctl-bench/{variant.stage}:{file}-change")
     try:
-        return timed_ensure(CodeChanged(client, settings), throwaway, "code-only change")
+        return timed_ensure(Changed(client, settings, file), throwaway, what)
     finally:
         try:  # the tag and the layers only it uses; the cached ones stay
             client.images.remove(throwaway.tag)
         except Exception:  # noqa: BLE001 - the build may have failed before tagging
             pass
-
-
-def remove_for_cold(client, variants) -> None:
-    import docker
-
-    ids = {i.id for v in variants for i in client.images.list(name=v.tag)}  # by tag, and older builds by label
-    ids |= {i.id for v in variants for i in client.images.list(filters={"label": f"{VARIANT_LABEL}={v.name}"})}
-    dangling = {i.id for i in client.images.list(filters={"dangling": True})} - ids
-    for image_id in list(ids) + list(dangling):
-        try:  # force for our images (several tags may share one id), not for others' leftovers
-            client.images.remove(image_id, force=image_id in ids)
-        except docker.errors.APIError as exc:  # still used by another image or a container
-            console.print(f"  kept {image_id[7:19]}: {exc.explanation}", highlight=False)
 
 
 def run_bare(client, plan: dict, template: Path, run_dir: Path, model: Path) -> dict:
@@ -146,8 +139,7 @@ def main() -> int:
     parser.add_argument("--input-shape", default="1,3,256,256")
     parser.add_argument("--quant", default="fp16")
     parser.add_argument("--repeat", type=int, default=3, help="timed A/B pairs (median reported)")
-    parser.add_argument("--cold", action="store_true", help="REMOVE the docker variants' images and dangling "
-                                                            "layers, then time their builds")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold package-layer builds (~40 s each)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -161,13 +153,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="convertctl-bench-docker-"))
     builds = []
     try:
-        if args.cold:
-            console.print("--cold: removing the images of " + ", ".join(v.name for v in plan.values()))
-            remove_for_cold(client, plan.values())
-            for v in plan.values():
-                builds.append(timed_ensure(builder, v, "cold"))
-                console.print(f"  {v.name}: {builds[-1][2]} ({builds[-1][3]})")
-
         # -- (a) run overhead ------------------------------------------------
         model = example_model(args, "docker", work)
         warm_up(args, model, "docker", work)
@@ -189,7 +174,10 @@ def main() -> int:
 
         # -- (b) builds ------------------------------------------------------
         for v in plan.values():
-            builds += [timed_ensure(builder, v, "cached (force=True)"), code_only_build(client, settings, v)]
+            builds += [timed_ensure(builder, v, "cached (force=True)"),
+                       throwaway_build(client, settings, v, "code", "code-only change")]
+            if not args.no_cold:
+                builds.append(throwaway_build(client, settings, v, "lock", "cold install (lock touched)"))
 
         # -- report ----------------------------------------------------------
         print_overhead(f"(a) docker: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
