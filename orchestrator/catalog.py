@@ -36,6 +36,7 @@ class Variant:
     base_image: str
     debian: str = "bookworm"
     quantize: str = ""
+    max_opset: int = 13  # onnx-tf 1.10 reads up to 13
     pins: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property

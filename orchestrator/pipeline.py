@@ -62,6 +62,10 @@ class Pipeline:
     def run(self) -> Report:
         o = self.opts
         o.check()
+        export = self.variants["export"]
+        if o.opset > export.max_opset:
+            raise UsageError(f"--opset {o.opset}: the {export.name} export environment exports up to "
+                             f"opset {export.max_opset}")
         model = inputs.check_model(o.model)
         names = inputs.input_names(len(o.shapes))
         shapes = dict(zip(names, o.shapes))

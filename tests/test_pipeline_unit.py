@@ -28,10 +28,10 @@ def model(tmp_path) -> Path:
     return path
 
 
-def run(model, tmp_path, runtime=None, **kw):
+def run(model, tmp_path, runtime=None, plan="local", **kw):
     opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out",
                       latency_runs=0, **kw)
-    variants = load_catalog().plan("local")
+    variants = load_catalog().plan(plan)
     return Pipeline(opts, runtime or FakeRuntime(), variants, lambda _: None).run()
 
 
@@ -141,6 +141,7 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     ({"modes": ["int4"]}, "unknown mode"),
     ({"opset": 17}, "opset"),
     ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
+    ({"opset": 13, "plan": "docker"}, "export-torch1.7 export environment exports up to opset 12"),
 ])
 def test_bad_options_are_usage_errors(model, tmp_path, change, message):
     with pytest.raises(UsageError, match=message) as info:
