@@ -69,13 +69,14 @@ class Pipeline:
         model = inputs.check_model(o.model)
         names = inputs.input_names(len(o.shapes))
         shapes = dict(zip(names, o.shapes))
-        sets, labels, calib = self._load_data(shapes)  # bad data fails before any work
+        sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
         run_dir = rundir.create_run_dir(o.out)
         report = Report(model={"path": str(model), "sha256": sha256_file(model), "opset": o.opset,
                                "input_shapes": {n: list(s) for n, s in shapes.items()}},
                         runtime=self.runtime.name, modes=list(o.modes), run_dir=str(run_dir),
                         out_dir=str(o.out))
         report.inputs = self._write_inputs(run_dir, sets, labels, calib)
+        report.inputs["samples"]["source"] = sample_source
         if calib is not None and o.calib is None:
             report.notices.append(f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                                   "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz).")
@@ -114,15 +115,14 @@ class Pipeline:
         # be judged on that instead of on what it will see.
         if o.sample_inputs:
             samples, source = inputs.load_sample_inputs(o.sample_inputs, shapes), str(o.sample_inputs)
-        elif o.eval_data:
-            samples, source = _first(sets["eval"], o.samples), f"first {o.samples} of {o.eval_data}"
-        elif o.calib and calib is not None:
-            samples, source = _first(calib, o.samples), f"first {o.samples} of {o.calib}"
+        elif o.eval_data or (o.calib and calib is not None):
+            samples = _first(sets["eval"] if o.eval_data else calib, o.samples)
+            count = len(next(iter(samples.values())))
+            source = f"first {count} of {o.eval_data or o.calib}"
         else:
             samples, source = inputs.synthetic(shapes, o.samples, o.seed), f"synthetic (seed {o.seed})"
         sets["samples"] = samples
-        self.sample_source = source
-        return sets, labels, calib
+        return sets, labels, calib, source
 
     def _write_inputs(self, run_dir: Path, sets: dict, labels, calib) -> dict:
         info = {}
@@ -130,7 +130,6 @@ class Pipeline:
             inputs.save_set(run_dir / "inputs" / f"{name}.npz", arrays)
             info[name] = {"count": len(next(iter(arrays.values())))}
         o = self.opts
-        info["samples"]["source"] = self.sample_source
         if labels is not None:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
         if calib is not None:
