@@ -51,6 +51,9 @@ class RunOptions:
                              "on the command line or in convertctl.toml")
         if not 7 <= self.opset <= 13:
             raise UsageError(f"--opset {self.opset}: onnx-tf 1.10 reads opsets 7 to 13")
+        for mode in list(self.tolerances) + list(self.max_drop):
+            if mode not in MODES:
+                raise UsageError(f"tolerance for unknown mode {mode!r} (choose from {', '.join(MODES)})")
         for mode in self.tolerances:
             validate.tolerance_for(mode, self.tolerances)  # raises on unknown keys
 

@@ -141,6 +141,8 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     ({"modes": ["int4"]}, "unknown mode"),
     ({"opset": 17}, "opset"),
     ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
+    ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
+    ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),
     ({"opset": 13, "plan": "docker"}, "export-torch1.7 export environment exports up to opset 12"),
 ])
 def test_bad_options_are_usage_errors(model, tmp_path, change, message):
