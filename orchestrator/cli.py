@@ -101,6 +101,13 @@ class Progress:
         self.status.update(line[:110])
 
 
+def _as_list(value) -> list:
+    """A config value given once ("fp16", [1, 3, 8, 8]) or as a list of them."""
+    if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, int) for v in value)):
+        return [value]
+    return list(value)
+
+
 def _runtime(name: str, ca_bundle: Optional[Path], index_url: str, say, **build):
     if ca_bundle and not ca_bundle.is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
@@ -139,8 +146,8 @@ def run(
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
     cfg = load_config(model, config)
-    modes = list(dict.fromkeys(quant or cfg.get("quant", ["fp32"])))
-    shapes_text = input_shape or cfg.get("input_shape", [])
+    modes = list(dict.fromkeys(quant or _as_list(cfg.get("quant", ["fp32"]))))
+    shapes_text = input_shape or _as_list(cfg.get("input_shape", []))
     tolerances = {m: {"atol": v} for m, v in mode_values(atol or [], "--atol", MODES).items()}
     for mode, values in cfg.get("tolerance", {}).items():
         tolerances.setdefault(mode, {}).update({k: v for k, v in values.items() if k not in tolerances.get(mode, {})})

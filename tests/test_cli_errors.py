@@ -90,3 +90,14 @@ def test_report_show_rejects_other_json(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     proc = convertctl("--debug", "run", tmp_path / "missing.pt", "--input-shape", "1,3,8,8", "--runtime", "local")
     assert proc.returncode == EXIT_USAGE and "Traceback" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("setting", ['input_shape = "1,3,8,8"', "input_shape = [1, 3, 8, 8]",
+                                     'input_shape = ["1,3,8,8"]', "input_shape = [[1, 3, 8, 8]]"])
+def test_config_shapes_in_every_spelling_reach_the_model_check(tmp_path, setting):
+    """Each spelling parses; the run then stops at the (deliberately) non-TorchScript model."""
+    model = tmp_path / "net.pt"
+    model.write_bytes(b"junk")
+    (tmp_path / "convertctl.toml").write_text(setting + '\nquant = "fp16"\n')
+    proc = convertctl("run", model, "--runtime", "local")
+    assert_one_clear_error(proc, "net.pt: not a TorchScript file")
