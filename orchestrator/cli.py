@@ -2,7 +2,6 @@
 domain code and render; a ConvertError becomes one message and its exit code."""
 from __future__ import annotations
 
-import functools
 import shutil
 import sys
 import tempfile
@@ -10,18 +9,19 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from orchestrator import __version__
 from orchestrator.catalog import load_catalog
 from orchestrator.config import load_config, mode_values
 from orchestrator.data import parse_floats
-from orchestrator.errors import EXIT_INTERNAL, ConvertError, UsageError
+from orchestrator.errors import ConvertError, UsageError
+from orchestrator.images_cli import images_app
 from orchestrator.inputs import parse_shape
 from orchestrator.pipconfig import load_settings
 from orchestrator.pipeline import MODES, Pipeline, RunOptions
 from orchestrator.render import print_report
 from orchestrator.runtimes import select_runtime
+from orchestrator.ui import STATE, Progress, console, handled
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="PyTorch -> ONNX -> TensorFlow -> validated TFLite, each stage in its own pinned environment.")
@@ -29,42 +29,11 @@ envs_app = typer.Typer(no_args_is_help=True, help="Local stage environments (vir
 report_app = typer.Typer(no_args_is_help=True, help="Saved reports.")
 app.add_typer(envs_app, name="envs")
 app.add_typer(report_app, name="report")
-
-console = Console(stderr=False)
-err = Console(stderr=True)
-STATE = {"debug": False}
+app.add_typer(images_app, name="images")
 
 Runtime = Annotated[str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")]
 CaBundle = Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle for the package index (TLS-intercepting proxies). Default: pip's cert setting, then SSL_CERT_FILE.")]
 IndexUrl = Annotated[str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")]
-
-
-def handled(fn):
-    """Map domain errors to a message and an exit code; tracebacks only under --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ConvertError as exc:
-            if STATE["debug"]:
-                err.print_exception()
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"[dim]{exc.hint}[/]", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug: say so plainly
-            if STATE["debug"]:
-                raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
-            raise typer.Exit(EXIT_INTERNAL) from None
-
-    return wrapper
 
 
 def version_callback(value: bool):
@@ -79,26 +48,6 @@ def main_options(
     version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True)] = None,
 ):
     STATE["debug"] = debug
-
-
-class Progress:
-    """A spinner with the latest line of whatever is happening; stage
-    starts and notices are kept on screen above it."""
-
-    def __init__(self):
-        self.status = console.status("starting", spinner="dots")
-
-    def __enter__(self):
-        self.status.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.status.__exit__(*exc)
-
-    def __call__(self, line: str) -> None:
-        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ")):
-            console.print(f"[cyan]›[/] {line}", highlight=False)
-        self.status.update(line[:110])
 
 
 def _as_list(value) -> list:
@@ -252,9 +201,6 @@ def report_show(path: Annotated[Path, typer.Argument(help="report.json")],
 
 
 def main() -> None:
-    from orchestrator.images_cli import images_app
-
-    app.add_typer(images_app, name="images")
     app(prog_name="convertctl")
 
 

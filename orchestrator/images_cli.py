@@ -10,6 +10,7 @@ from rich.table import Table
 from orchestrator.catalog import STAGES, load_catalog
 from orchestrator.errors import EnvironmentProblem, UsageError
 from orchestrator.pipconfig import load_settings
+from orchestrator.ui import Progress, console, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -28,26 +29,22 @@ def _builder(base_image: str = "", ca_bundle: Optional[Path] = None, index_url: 
 
 
 @images_app.command("list")
+@handled
 def images_list():
     """Every catalog variant: image tag, built or not, current or stale, size."""
-    from orchestrator.cli import console, handled
-
-    @handled
-    def body():
-        builder = _builder()
-        table = Table("variant", "stage", "python", "tag", "built", "size", "pins")
-        for v in load_catalog().variants.values():
-            d = builder.describe(v)
-            state = ("current" if d["current"] else "stale") if d["built"] else "not built"
-            size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-            table.add_row(v.name, v.stage, v.python, v.tag, state, size,
-                          " ".join(f"{k}={val}" for k, val in v.pins.items()))
-        console.print(table)
-
-    body()
+    builder = _builder()
+    table = Table("variant", "stage", "python", "tag", "built", "size", "pins")
+    for v in load_catalog().variants.values():
+        d = builder.describe(v)
+        state = ("current" if d["current"] else "stale") if d["built"] else "not built"
+        size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
+        table.add_row(v.name, v.stage, v.python, v.tag, state, size,
+                      " ".join(f"{k}={val}" for k, val in v.pins.items()))
+    console.print(table)
 
 
 @images_app.command("build")
+@handled
 def images_build(
     stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Only these stages.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Only these variants (name or tag).")] = None,
@@ -57,21 +54,15 @@ def images_build(
     force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
 ):
     """Build (or refresh) stage images; current ones are left alone."""
-    from orchestrator.cli import Progress, console, handled
-
-    @handled
-    def body():
-        catalog = load_catalog()
-        for s in stage or []:
-            if s not in STAGES:
-                raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
-        chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
-        chosen = [v for v in chosen if not stage or v.stage in stage]
-        builder = _builder(base_image, ca_bundle, pip_index_url)
-        with Progress() as say:
-            results = [builder.ensure(v, say, force=force) for v in chosen]
-        for r in results:
-            verb = f"built in {r.seconds:.0f}s" if r.created else "already current"
-            console.print(f"{r.variant.tag}: {verb}", highlight=False)
-
-    body()
+    catalog = load_catalog()
+    for s in stage or []:
+        if s not in STAGES:
+            raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
+    chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
+    chosen = [v for v in chosen if not stage or v.stage in stage]
+    builder = _builder(base_image, ca_bundle, pip_index_url)
+    with Progress() as say:
+        results = [builder.ensure(v, say, force=force) for v in chosen]
+    for r in results:
+        verb = f"built in {r.seconds:.0f}s" if r.created else "already current"
+        console.print(f"{r.variant.tag}: {verb}", highlight=False)

@@ -1,0 +1,63 @@
+"""What every command shares on the terminal: the consoles, the progress
+line, and the one place where a ConvertError becomes a message and an exit
+code (tracebacks only under --debug)."""
+from __future__ import annotations
+
+import functools
+
+import typer
+from rich.console import Console
+
+from orchestrator.errors import EXIT_INTERNAL, ConvertError
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+
+def handled(fn):
+    """Map domain errors to a message and an exit code; tracebacks only under --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConvertError as exc:
+            if STATE["debug"]:
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"[dim]{exc.hint}[/]", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: say so plainly
+            if STATE["debug"]:
+                raise
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+class Progress:
+    """A spinner with the latest line of whatever is happening; stage
+    starts and notices are kept on screen above it."""
+
+    def __init__(self):
+        self.status = console.status("starting", spinner="dots")
+
+    def __enter__(self):
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.status.__exit__(*exc)
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ")):
+            console.print(f"[cyan]›[/] {line}", highlight=False)
+        self.status.update(line[:110])
