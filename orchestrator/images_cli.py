@@ -33,12 +33,15 @@ def _builder(base_image: str = "", ca_bundle: Optional[Path] = None, index_url: 
 def images_list():
     """Every catalog variant: image tag, built or not, current or stale, size."""
     builder = _builder()
-    table = Table("variant", "stage", "python", "tag", "built", "size", "pins")
+    table = Table()
+    for column in ("variant", "python", "tag", "built", "size", "pins"):
+        # names and tags are copied from here into commands: never cut them
+        table.add_column(column, no_wrap=column in ("variant", "tag"), overflow="fold")
     for v in load_catalog().variants.values():
         d = builder.describe(v)
         state = ("current" if d["current"] else "stale") if d["built"] else "not built"
         size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-        table.add_row(v.name, v.stage, v.python, v.tag, state, size,
+        table.add_row(v.name, v.python, v.tag, state, size,
                       " ".join(f"{k}={val}" for k, val in v.pins.items()))
     console.print(table)
 
