@@ -17,7 +17,7 @@ from orchestrator.data import parse_floats
 from orchestrator.errors import ConvertError, UsageError
 from orchestrator.images_cli import images_app
 from orchestrator.inputs import parse_shape
-from orchestrator.pipconfig import load_settings
+from orchestrator.pipconfig import settings_from_flags
 from orchestrator.pipeline import MODES, Pipeline, RunOptions
 from orchestrator.render import print_report
 from orchestrator.runtimes import select_runtime
@@ -58,10 +58,7 @@ def _as_list(value) -> list:
 
 
 def _runtime(name: str, ca_bundle: Optional[Path], index_url: str, say, **build):
-    if ca_bundle and not ca_bundle.is_file():
-        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    settings = load_settings(str(ca_bundle or ""), index_url)
-    return select_runtime(name, settings, say, build)
+    return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
 
 
 @app.command()

@@ -8,24 +8,19 @@ import typer
 from rich.table import Table
 
 from orchestrator.catalog import STAGES, load_catalog
-from orchestrator.errors import EnvironmentProblem, UsageError
-from orchestrator.pipconfig import load_settings
+from orchestrator.errors import UsageError
+from orchestrator.pipconfig import settings_from_flags
 from orchestrator.ui import Progress, console, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
 
 def _builder(base_image: str = "", ca_bundle: Optional[Path] = None, index_url: str = ""):
-    from orchestrator.runtimes.docker import connect
+    from orchestrator.runtimes.docker import require_client
     from orchestrator.runtimes.images import ImageBuilder
 
-    client, why = connect()
-    if client is None:
-        raise EnvironmentProblem(f"no Docker daemon answers ({why})",
-                                 hint="start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root)")
-    if ca_bundle and not ca_bundle.is_file():
-        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    return ImageBuilder(client, load_settings(str(ca_bundle or ""), index_url), base_image)
+    settings = settings_from_flags(ca_bundle, index_url)
+    return ImageBuilder(require_client(), settings, base_image)
 
 
 @images_app.command("list")

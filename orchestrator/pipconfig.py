@@ -104,6 +104,15 @@ class IndexSettings:
         return args
 
 
+def settings_from_flags(ca_bundle=None, index_url: str = "") -> IndexSettings:
+    """load_settings for the --ca-bundle / --pip-index-url flags."""
+    from orchestrator.errors import UsageError
+
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    return load_settings(str(ca_bundle or ""), index_url)
+
+
 def load_settings(ca_bundle: str = "", index_url: str = "", environ: dict | None = None,
                   files: list[Path] | None = None) -> IndexSettings:
     """pip configuration, then PIP_* variables, then convertctl's own flags."""

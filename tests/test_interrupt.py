@@ -2,7 +2,6 @@
 afterwards, the exit code is 130, --out is untouched, the run dir is kept."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -77,17 +77,21 @@ def read_result(run_dir: Path, stage: str) -> dict:
 
 
 class LogTail:
-    """Keeps a stage's last log lines, to quote them when it fails, and a
-    full copy in the run directory."""
+    """What a stage prints: a full copy in the run directory, its last lines
+    kept to quote when it fails, and its "[stage]" lines passed on as
+    progress."""
 
-    def __init__(self, path: Path, keep: int = 15):
+    def __init__(self, run_dir: Path, stage: str, say: Say, keep: int = 15):
+        self.stage, self.say = stage, say
         self.lines: deque = deque(maxlen=keep)
-        self.handle = open(path, "a")
+        self.handle = open(run_dir / stage / "stage.log", "a")
 
     def add(self, line: str) -> None:
         self.handle.write(line if line.endswith("\n") else line + "\n")
         if line.strip():
             self.lines.append(line.rstrip())
+        if line.startswith("[stage]"):
+            self.say(f"{self.stage}: {line[len('[stage]'):].strip()}")
 
     def close(self) -> list:
         self.handle.close()

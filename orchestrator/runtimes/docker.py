@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.catalog import Variant
-from orchestrator.errors import ConversionError
+from orchestrator.errors import ConversionError, EnvironmentProblem
 from orchestrator.pipconfig import IndexSettings
 from orchestrator.runtimes import images
 from orchestrator.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, write_request
@@ -39,6 +39,16 @@ def connect(timeout: int = 10):
         while cause.__cause__ is not None or cause.__context__ is not None:  # the root cause speaks plainest
             cause = cause.__cause__ or cause.__context__
         return None, f"nothing at {where}: {type(cause).__name__}"
+
+
+def require_client(flag: str = ""):
+    """A client, or the one error that says no daemon answers and how to start one."""
+    client, why = connect()
+    if client is None:
+        hint = "start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root)"
+        raise EnvironmentProblem(f"{flag}no Docker daemon answers ({why})",
+                                 hint=hint + (", or use --runtime local" if flag else ""))
+    return client
 
 
 def invoking_user() -> str:
@@ -83,7 +93,7 @@ class DockerRuntime:
             request["model"] = f"{MODEL_MOUNT}/{host_model.name}"
             volumes[str(host_model)] = {"bind": request["model"], "mode": "ro"}
         write_request(run_dir, variant.stage, request)
-        tail = LogTail(run_dir / variant.stage / "stage.log")
+        tail = LogTail(run_dir, variant.stage, say)
         started = time.monotonic()
         container = None
         try:
@@ -93,8 +103,6 @@ class DockerRuntime:
             for chunk in container.logs(stream=True, follow=True):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
-                    if line.startswith("[stage]"):
-                        say(f"{variant.stage}: {line[len('[stage] '):].strip()}")
             status = container.wait()
             code = int(status.get("StatusCode", 1))
             container.reload()

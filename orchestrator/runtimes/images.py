@@ -45,14 +45,14 @@ class ImageBuilder:
         except OSError as exc:
             raise EnvironmentProblem(f"CA bundle {cert}: cannot read ({exc.strerror})") from None
 
-    def _have(self, tag: str) -> bool:
+    def _image(self, tag: str):
+        """The image with that tag, or None."""
         import docker
 
         try:
-            self.client.images.get(tag)
-            return True
+            return self.client.images.get(tag)
         except docker.errors.ImageNotFound:
-            return False
+            return None
 
     def base_for(self, variant: Variant) -> str:
         """--base-image; else the catalog's base if present locally; else
@@ -61,7 +61,7 @@ class ImageBuilder:
         if self.base_override:
             return self.base_override
         local = f"convertctl-base:{variant.debian}"
-        if not self._have(variant.base_image) and self._have(local):
+        if self._image(variant.base_image) is None and self._image(local) is not None:
             return local
         return variant.base_image
 
@@ -91,20 +91,11 @@ class ImageBuilder:
 
     # -- state ----------------------------------------------------------
     def current(self, variant: Variant) -> bool:
-        import docker
-
-        try:
-            image = self.client.images.get(variant.tag)
-        except docker.errors.ImageNotFound:
-            return False
-        return (image.labels or {}).get(KEY_LABEL) == self.key(variant)
+        return self.describe(variant)["current"]
 
     def describe(self, variant: Variant) -> dict:
-        import docker
-
-        try:
-            image = self.client.images.get(variant.tag)
-        except docker.errors.ImageNotFound:
+        image = self._image(variant.tag)
+        if image is None:
             return {"built": False, "current": False, "size_bytes": 0}
         return {"built": True, "current": (image.labels or {}).get(KEY_LABEL) == self.key(variant),
                 "size_bytes": int(image.attrs.get("Size", 0)), "id": image.short_id}

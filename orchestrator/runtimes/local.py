@@ -27,7 +27,7 @@ class LocalRuntime:
     def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun:
         env = self.store.ensure(variant, say)
         write_request(run_dir, variant.stage, request)
-        tail = LogTail(run_dir / variant.stage / "stage.log")
+        tail = LogTail(run_dir, variant.stage, say)
         started = time.monotonic()
         proc = subprocess.Popen([str(env.python), str(variant.script), str(run_dir)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -36,8 +36,6 @@ class LocalRuntime:
             assert proc.stdout is not None
             for line in proc.stdout:
                 tail.add(line)
-                if line.startswith("[stage]"):
-                    say(f"{variant.stage}: {line[len('[stage] '):].strip()}")
             code = proc.wait()
         except BaseException:  # Ctrl-C: do not leave the stage running
             proc.kill()
