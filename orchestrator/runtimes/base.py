@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,7 +50,31 @@ class StageRun:
             # without the C++ stack frames.
             said = [ln for ln in self.log_tail if not ln.lstrip().startswith("frame #")][-3:]
             quote = (": " + " | ".join(s.strip() for s in said)) if said else ""
+            name = crash_signal(self.exit_code)
+            if name:
+                return (f"the {self.stage} stage crashed ({name}, exit code {self.exit_code}) and wrote no "
+                        f"result{quote}. {CRASH_HINTS.get(name, '')}").rstrip()
             return f"the {self.stage} stage exited with code {self.exit_code} and wrote no result{quote}"
+        return ""
+
+
+# Why a stage died from a signal, in words a user can act on.
+CRASH_HINTS = {
+    "SIGSEGV": "Native code crashed; old library builds (torch 1.7, TF 2.8) can crash on CPUs newer than "
+               "they know: try a newer variant (--export-image / --convert-image) or --runtime local.",
+    "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or --runtime local.",
+    "SIGKILL": "Killed from outside, most often for memory: close other programs or raise the limit.",
+    "SIGABRT": "",
+}
+
+
+def crash_signal(exit_code: int) -> str:
+    """The signal behind an exit code: a local child reports -N, a
+    container's main process 128+N."""
+    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 160 else 0
+    try:
+        return signal.Signals(number).name if number else ""
+    except ValueError:
         return ""
 
 
