@@ -21,7 +21,7 @@ from orchestrator.pipconfig import settings_from_flags
 from orchestrator.pipeline import MODES, Pipeline, RunOptions
 from orchestrator.render import print_report
 from orchestrator.runtimes import select_runtime
-from orchestrator.ui import STATE, Progress, console, handled
+from orchestrator.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="PyTorch -> ONNX -> TensorFlow -> validated TFLite, each stage in its own pinned environment.")
@@ -31,9 +31,6 @@ app.add_typer(envs_app, name="envs")
 app.add_typer(report_app, name="report")
 app.add_typer(images_app, name="images")
 
-Runtime = Annotated[str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")]
-CaBundle = Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle for the package index (TLS-intercepting proxies). Default: pip's cert setting, then SSL_CERT_FILE.")]
-IndexUrl = Annotated[str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")]
 
 
 def version_callback(value: bool):
@@ -88,7 +85,7 @@ def run(
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
-    base_image: Annotated[str, typer.Option("--base-image", help="FROM image if a stage image must be built (Docker).")] = "",
+    base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
     cfg = load_config(model, config)
@@ -96,7 +93,7 @@ def run(
     shapes_text = input_shape or _as_list(cfg.get("input_shape", []))
     tolerances = {m: {"atol": v} for m, v in mode_values(atol or [], "--atol", MODES).items()}
     for mode, values in cfg.get("tolerance", {}).items():
-        tolerances.setdefault(mode, {}).update({k: v for k, v in values.items() if k not in tolerances.get(mode, {})})
+        tolerances[mode] = {**values, **tolerances.get(mode, {})}  # the flag wins over the file
     opts = RunOptions(
         model=model, shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
         modes=modes, out=out, opset=opset or cfg.get("opset", 11),

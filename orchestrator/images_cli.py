@@ -10,7 +10,7 @@ from rich.table import Table
 from orchestrator.catalog import STAGES, load_catalog
 from orchestrator.errors import UsageError
 from orchestrator.pipconfig import settings_from_flags
-from orchestrator.ui import Progress, console, handled
+from orchestrator.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -46,9 +46,9 @@ def images_list():
 def images_build(
     stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Only these stages.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Only these variants (name or tag).")] = None,
-    base_image: Annotated[str, typer.Option("--base-image", help="FROM image for the builds (a local base).")] = "",
-    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle the builds trust.")] = None,
-    pip_index_url: Annotated[str, typer.Option("--pip-index-url")] = "",
+    base_image: BaseImage = "",
+    ca_bundle: CaBundle = None,
+    pip_index_url: IndexUrl = "",
     force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
 ):
     """Build (or refresh) stage images; current ones are left alone."""

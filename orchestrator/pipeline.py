@@ -195,12 +195,12 @@ class Pipeline:
     def _validate(self, run_dir: Path, report: Report, labels) -> None:
         ref = _npz(run_dir / "export" / "reference_samples.npz")
         fp32 = validate.tolerance_for("fp32", self.opts.tolerances)
-        candidates = [("onnx", None, "export/onnx_samples.npz", fp32),
-                      ("savedmodel", None, "convert/outputs_samples.npz", fp32)]
+        candidates = [("onnx", None, "export/onnx_samples.npz", fp32, None),
+                      ("savedmodel", None, "convert/outputs_samples.npz", fp32, None)]
         candidates += [("tflite", a["mode"], f"quantize/{a['mode']}_samples.npz",
-                        validate.tolerance_for(a["mode"], self.opts.tolerances))
+                        validate.tolerance_for(a["mode"], self.opts.tolerances), a)
                        for a in report.artifacts if "file" in a]
-        for stage, mode, rel, tol in candidates:
+        for stage, mode, rel, tol, art in candidates:
             got = _npz(run_dir / rel)
             if ref is None or got is None:
                 if stage != "onnx":  # no onnxruntime in an export image is allowed
@@ -209,8 +209,7 @@ class Pipeline:
                                                     note="onnxruntime not in the export environment").__dict__)
                 continue
             check = validate.compare(stage, mode, "samples", ref, got, tol)
-            if stage == "tflite":
-                art = next(a for a in report.artifacts if a["mode"] == mode)
+            if art is not None:  # a TFLite file: its I/O contract too
                 check.failures += validate.io_contract(art, report.model["input_shapes"],
                                                        report.model.get("outputs", []))
                 check.status = "failed" if check.failures else check.status
@@ -255,7 +254,8 @@ class Pipeline:
         if ok:
             report.run_dir = ""
         report.save(run_dir / "report.json")
-        (run_dir / "report.md").write_text(markdown(report))
+        md = markdown(report)
+        (run_dir / "report.md").write_text(md)
         if ok:
             rundir.promote(run_dir, self.opts.out, {**files, "report.json": "report.json", "report.md": "report.md"})
             if not self.opts.keep_run:
@@ -263,7 +263,7 @@ class Pipeline:
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a") as f:
-                f.write(markdown(report) + "\n")
+                f.write(md + "\n")
 
 
 def _first(arrays: dict, count: int) -> dict:

@@ -9,6 +9,7 @@ from rich.table import Table
 from orchestrator.report import Report
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
+CHECKED_BY = {"export": "onnx", "convert": "savedmodel"}  # the check whose row follows a stage's row
 
 
 def _fmt(value, spec=".3g") -> str:
@@ -52,12 +53,9 @@ def rows(report: Report) -> list:
         numbers = f"{st['seconds']:.1f}s " + " ".join(f"{k} {v}" for k, v in sorted(st.get("versions", {}).items()))
         if st["stage"] != "quantize" or st["status"] == "ok" or not report.artifacts:
             out.append((st["stage"], "", st["status"] == "ok", numbers if st["status"] == "ok" else st["error"]))
-        if st["stage"] == "export" and ("onnx", None) in checks:
-            c = checks[("onnx", None)]
-            out.append(("onnx vs torch", "", c["status"] != "failed", _check_numbers(c)))
-        if st["stage"] == "convert" and ("savedmodel", None) in checks:
-            c = checks[("savedmodel", None)]
-            out.append(("savedmodel vs torch", "", c["status"] != "failed", _check_numbers(c)))
+        c = checks.get((CHECKED_BY.get(st["stage"]), None))
+        if c:
+            out.append((f"{c['stage']} vs torch", "", c["status"] != "failed", _check_numbers(c)))
     for art in report.artifacts:
         ok = art.get("status") == "ok"
         out.append(("tflite", art["mode"], ok, _artifact_numbers(art) if ok else art.get("error", "")))

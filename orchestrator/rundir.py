@@ -31,20 +31,16 @@ def create_run_dir(out: Path) -> Path:
     return run
 
 
-def promote(run_dir: Path, out: Path, files: dict) -> dict:
+def promote(run_dir: Path, out: Path, files: dict) -> None:
     """Copy run-dir files {relative source: destination name} into out.
 
     Each file is staged next to its destination, then renamed over it, so
-    readers never see a half-written file. Returns {source: final path}.
+    readers never see a half-written file.
     """
-    placed = {}
     for rel, name in files.items():
-        src, dest = run_dir / rel, out / name
         tmp = out / f".{name}.convertctl-tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-        placed[rel] = str(dest)
-    return placed
+        shutil.copyfile(run_dir / rel, tmp)
+        os.replace(tmp, out / name)
 
 
 def discard(run_dir: Path) -> None:

@@ -40,13 +40,9 @@ def smallcnn(tmp_path_factory) -> Path:
 
 
 def docker_available() -> bool:
-    try:
-        import docker
+    from orchestrator.runtimes.docker import connect
 
-        docker.from_env(timeout=5).ping()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
+    return connect(timeout=5)[0] is not None
 
 
 requires_docker = pytest.mark.skipif(
