@@ -191,8 +191,7 @@ def main() -> int:
         console.print(table)
         table = Table("variant", "tag", "state", "size", title="(c) image sizes", show_edge=False)
         for v, d in ((v, builder.describe(v)) for v in catalog.variants.values()):
-            state = ("current" if d["current"] else "stale") if d["built"] else "not built"
-            table.add_row(v.name, v.tag, state, f"{d['size_bytes'] / 1e9:.2f} GB" if d["built"] else "-")
+            table.add_row(v.name, v.tag, d["state"], f"{d['size_bytes'] / 1e9:.2f} GB" if d["built"] else "-")
         console.print(table)
         return 0
     finally:

@@ -34,9 +34,8 @@ def images_list():
         table.add_column(column, no_wrap=column in ("variant", "tag"), overflow="fold")
     for v in load_catalog().variants.values():
         d = builder.describe(v)
-        state = ("current" if d["current"] else "stale") if d["built"] else "not built"
         size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-        table.add_row(v.name, v.python, v.tag, state, size,
+        table.add_row(v.name, v.python, v.tag, d["state"], size,
                       " ".join(f"{k}={val}" for k, val in v.pins.items()))
     console.print(table)
 

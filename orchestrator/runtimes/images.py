@@ -96,8 +96,9 @@ class ImageBuilder:
     def describe(self, variant: Variant) -> dict:
         image = self._image(variant.tag)
         if image is None:
-            return {"built": False, "current": False, "size_bytes": 0}
-        return {"built": True, "current": (image.labels or {}).get(KEY_LABEL) == self.key(variant),
+            return {"built": False, "current": False, "state": "not built", "size_bytes": 0}
+        current = (image.labels or {}).get(KEY_LABEL) == self.key(variant)
+        return {"built": True, "current": current, "state": "current" if current else "stale",
                 "size_bytes": int(image.attrs.get("Size", 0)), "id": image.short_id}
 
     # -- build ----------------------------------------------------------
