@@ -1,6 +1,7 @@
 """What local_overhead.py and docker_overhead.py share: running convertctl
 as a user would, the example model, the kept run's requests, and the
 overhead table with its verdict. Stdlib, rich and the host package."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from convertctl.catalog import STAGES
 from rich.console import Console
 from rich.table import Table
-
-from orchestrator.catalog import STAGES
 
 GOAL = 1.15
 console = Console(width=None if sys.stdout.isatty() else 120)  # no 80-column wrap in logs
@@ -23,10 +23,10 @@ med = statistics.median
 
 
 def convertctl_cmd() -> list[str]:
-    # The console script a user would type; `python -m orchestrator` if this
+    # The console script a user would type; `python -m convertctl` if this
     # interpreter has none (same code, same imports).
     script = Path(sys.executable).with_name("convertctl")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "orchestrator"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "convertctl"]
 
 
 def timed(cmd: list[str], log: Path, **kw) -> tuple[float, int]:
@@ -48,13 +48,19 @@ def example_model(args, runtime: str, work: Path) -> Path:
     between runs in the temp dir: torch 1.7 and 2.x models differ)."""
     if args.model:
         return Path(args.model).resolve()
-    path = Path(tempfile.gettempdir()) / "convertctl-bench" / \
-        f"{args.example}-{args.input_shape.replace(',', 'x')}-{runtime}.pt"
+    path = (
+        Path(tempfile.gettempdir())
+        / "convertctl-bench"
+        / f"{args.example}-{args.input_shape.replace(',', 'x')}-{runtime}.pt"
+    )
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
         console.print(f"building the example model {path} ({runtime} export environment) ...")
-        _, code = timed(convertctl_cmd() + ["example", str(path), "--name", args.example, "--input-shape",
-                                            args.input_shape, "--runtime", runtime], work / "example.log")
+        _, code = timed(
+            convertctl_cmd()
+            + ["example", str(path), "--name", args.example, "--input-shape", args.input_shape, "--runtime", runtime],
+            work / "example.log",
+        )
         if code:
             fail("could not build the example model", (work / "example.log").read_text())
     return path
@@ -64,8 +70,22 @@ def run_convertctl(args, model: Path, runtime: str, out: Path, keep: bool = Fals
     """One `convertctl run` into a fresh --out; (wall seconds, report.json)."""
     shutil.rmtree(out, ignore_errors=True)
     log = out.with_suffix(".log")
-    cmd = convertctl_cmd() + ["run", str(model), "--input-shape", args.input_shape, "--quant", args.quant,
-                              "--out", str(out), "--runtime", runtime] + (["--keep-run"] if keep else [])
+    cmd = (
+        convertctl_cmd()
+        + [
+            "run",
+            str(model),
+            "--input-shape",
+            args.input_shape,
+            "--quant",
+            args.quant,
+            "--out",
+            str(out),
+            "--runtime",
+            runtime,
+        ]
+        + (["--keep-run"] if keep else [])
+    )
     secs, code = timed(cmd, log)
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     if code or report.get("status") != "passed":
@@ -90,8 +110,17 @@ def warm_up(args, model: Path, runtime: str, work: Path) -> Path:
     return kept
 
 
-def print_overhead(title: str, plan: dict, a_total: list, b_total: list, a_st: list, b_st: list,
-                   host_rows: list, bare_label: str, note: str = "") -> None:
+def print_overhead(
+    title: str,
+    plan: dict,
+    a_total: list,
+    b_total: list,
+    a_st: list,
+    b_st: list,
+    host_rows: list,
+    bare_label: str,
+    note: str = "",
+) -> None:
     """The A/B table, per stage and host part, then the ratio and verdict.
     a_st/b_st: {stage: seconds} per run; host_rows: (label, seconds) of the
     parts of convertctl's own time measured separately."""
@@ -111,11 +140,17 @@ def print_overhead(title: str, plan: dict, a_total: list, b_total: list, a_st: l
     table.add_row("[bold]total wall[/]", f"[bold]{a:.2f} s[/]", f"[bold]{b:.2f} s[/]", f"[bold]{a - b:+.2f} s[/]")
     console.print(table)
     pairs = " ".join(f"{x / y:.2f}" for x, y in zip(a_total, b_total))
-    console.print(f"spread: convertctl {min(a_total):.1f}-{max(a_total):.1f} s, bare {min(b_total):.1f}-"
-                  f"{max(b_total):.1f} s; ratio per pair: {pairs}{note}", highlight=False)
-    console.print(f"convertctl's own time (wall - time inside stages): {own:.2f} s = {own / a:.1%} of the run",
-                  highlight=False)
+    console.print(
+        f"spread: convertctl {min(a_total):.1f}-{max(a_total):.1f} s, bare {min(b_total):.1f}-"
+        f"{max(b_total):.1f} s; ratio per pair: {pairs}{note}",
+        highlight=False,
+    )
+    console.print(
+        f"convertctl's own time (wall - time inside stages): {own:.2f} s = {own / a:.1%} of the run", highlight=False
+    )
     drift_free = med(w / sum(st.values()) for w, st in zip(a_total, a_st))
     verdict = "[green]GOAL MET[/]" if a / b <= GOAL else "[red]GOAL NOT MET[/]"
-    console.print(f"ratio convertctl/bare = [bold]{a / b:.3f}[/] (goal <= {GOAL}): {verdict}   "
-                  f"[dim]drift-free ratio, wall / time in stages: {drift_free:.3f}[/]")
+    console.print(
+        f"ratio convertctl/bare = [bold]{a / b:.3f}[/] (goal <= {GOAL}): {verdict}   "
+        f"[dim]drift-free ratio, wall / time in stages: {drift_free:.3f}[/]"
+    )

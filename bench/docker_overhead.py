@@ -31,6 +31,7 @@ nothing could be measured.
     (with the Python that has convertctl installed; common.py is imported
     from beside this file)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rich.table import Table
-
 from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
-from orchestrator.catalog import STAGES, load_catalog
-from orchestrator.pipconfig import load_settings
-from orchestrator.runtimes import docker as docker_rt
-from orchestrator.runtimes.images import ImageBuilder
+from convertctl.catalog import STAGES, load_catalog
+from convertctl.pipconfig import load_settings
+from convertctl.runtimes import docker as docker_rt
+from convertctl.runtimes.images import ImageBuilder
+from rich.table import Table
 
 
 class StepCounter:
@@ -65,8 +65,11 @@ class StepCounter:
 
     def summary(self) -> str:
         lock = next((i for i, (text, _) in enumerate(self.steps) if "COPY requirements.txt" in text), None)
-        install = "" if lock is None or lock + 1 >= len(self.steps) else \
-            (", install cached" if self.steps[lock + 1][1] else ", install BUILT")
+        install = (
+            ""
+            if lock is None or lock + 1 >= len(self.steps)
+            else (", install cached" if self.steps[lock + 1][1] else ", install BUILT")
+        )
         return f"cached {sum(c for _, c in self.steps)}/{len(self.steps)}{install}"
 
 
@@ -114,13 +117,16 @@ def run_bare(client, plan: dict, template: Path, run_dir: Path, model: Path) -> 
     shutil.copytree(template, run_dir)
     for d in [run_dir] + [run_dir / s for s in STAGES]:
         d.chmod(0o777)
-    volumes = {str(run_dir): {"bind": docker_rt.RUN_MOUNT, "mode": "rw"},
-               str(model): {"bind": f"{docker_rt.MODEL_MOUNT}/{model.name}", "mode": "ro"}}
+    volumes = {
+        str(run_dir): {"bind": docker_rt.RUN_MOUNT, "mode": "rw"},
+        str(model): {"bind": f"{docker_rt.MODEL_MOUNT}/{model.name}", "mode": "ro"},
+    }
     times = {}
     for stage in STAGES:
         started = time.perf_counter()
-        container = client.containers.run(plan[stage].tag, command=[docker_rt.RUN_MOUNT], detach=True,
-                                          volumes=volumes, **docker_rt.hardening())
+        container = client.containers.run(
+            plan[stage].tag, command=[docker_rt.RUN_MOUNT], detach=True, volumes=volumes, **docker_rt.hardening()
+        )
         try:
             code = container.wait().get("StatusCode", 1)
             logs = container.logs().decode(errors="replace") if code else ""
@@ -158,11 +164,22 @@ def main() -> int:
         warm_up(args, model, "docker", work)
         startup = med([timed(convertctl_cmd() + ["--help"], work / "help.log")[0] for _ in range(3)])
         # What a run does before its first container: connect, one content key per image.
-        checks = seconds(lambda: docker_rt.DockerRuntime(docker_rt.connect()[0], settings).prepare(
-            list(plan.values()), lambda _: None))
+        checks = seconds(
+            lambda: docker_rt.DockerRuntime(docker_rt.connect()[0], settings).prepare(
+                list(plan.values()), lambda _: None
+            )
+        )
         # Docker's own floor per container (create, start, wait, remove), paid by A and B alike.
-        noop = med([seconds(lambda: client.containers.run(plan["convert"].tag, entrypoint=["true"], remove=True,
-                                                          **docker_rt.hardening())) for _ in range(3)])
+        noop = med(
+            [
+                seconds(
+                    lambda: client.containers.run(
+                        plan["convert"].tag, entrypoint=["true"], remove=True, **docker_rt.hardening()
+                    )
+                )
+                for _ in range(3)
+            ]
+        )
         a_total, b_total, a_st, b_st = [], [], [], []  # wall times; {stage: seconds} per run
         for i in range(args.repeat):
             secs, report = run_convertctl(args, model, "docker", work / "out")
@@ -174,16 +191,25 @@ def main() -> int:
 
         # -- (b) builds ------------------------------------------------------
         for v in plan.values():
-            builds += [timed_ensure(builder, v, "cached (force=True)"),
-                       throwaway_build(client, settings, v, "code", "code-only change")]
+            builds += [
+                timed_ensure(builder, v, "cached (force=True)"),
+                throwaway_build(client, settings, v, "code", "code-only change"),
+            ]
             if not args.no_cold:
                 builds.append(throwaway_build(client, settings, v, "lock", "cold install (lock touched)"))
 
         # -- report ----------------------------------------------------------
-        print_overhead(f"(a) docker: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
-                       plan, a_total, b_total, a_st, b_st,
-                       [("startup (convertctl --help)", startup), ("connect + image key checks", checks)],
-                       "bare containers", f"; a no-op container (in both): {noop:.2f} s")
+        print_overhead(
+            f"(a) docker: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
+            plan,
+            a_total,
+            b_total,
+            a_st,
+            b_st,
+            [("startup (convertctl --help)", startup), ("connect + image key checks", checks)],
+            "bare containers",
+            f"; a no-op container (in both): {noop:.2f} s",
+        )
         console.print()
         table = Table("variant", "build", "time", "steps", title="(b) image builds", show_edge=False)
         for row in builds:

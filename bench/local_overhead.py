@@ -32,6 +32,7 @@ only if nothing could be measured.
     (with the Python that has convertctl installed; common.py is imported
     from beside this file)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,10 @@ import time
 from pathlib import Path
 
 from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
-from orchestrator.catalog import STAGES, load_catalog
-from orchestrator.envstore import EnvStore
-from orchestrator.pipconfig import load_settings
-from orchestrator.runtimes.base import stage_environ
+from convertctl.catalog import STAGES, load_catalog
+from convertctl.envstore import EnvStore
+from convertctl.pipconfig import load_settings
+from convertctl.runtimes.base import stage_environ
 
 
 def run_bare(plan: dict, store: EnvStore, template: Path, run_dir: Path) -> dict:
@@ -59,8 +60,12 @@ def run_bare(plan: dict, store: EnvStore, template: Path, run_dir: Path) -> dict
         variant = plan[stage]
         log = run_dir / stage / "stage.log"
         # Same environment variables and cwd as the local runtime gives a stage.
-        times[stage], code = timed([str(store.path_for(variant) / "bin" / "python"), str(variant.script),
-                                    str(run_dir)], log, env=stage_environ(), cwd=str(run_dir))
+        times[stage], code = timed(
+            [str(store.path_for(variant) / "bin" / "python"), str(variant.script), str(run_dir)],
+            log,
+            env=stage_environ(),
+            cwd=str(run_dir),
+        )
         if code:
             fail(f"bare {stage} failed (exit {code})", log.read_text(errors="replace"))
     return times
@@ -71,12 +76,11 @@ def validation_seconds(run_dir: Path, report: dict, args) -> float | None:
     run's outputs to see its share (numpy only, no stage). Uses Pipeline
     internals, so it gives up quietly (None) if they have changed."""
     try:
-        from orchestrator.inputs import parse_shape
-        from orchestrator.pipeline import Pipeline, RunOptions
-        from orchestrator.report import Report
+        from convertctl.inputs import parse_shape
+        from convertctl.pipeline import Pipeline, RunOptions
+        from convertctl.report import Report
 
-        opts = RunOptions(model=Path("m.pt"), shapes=[parse_shape(args.input_shape)], modes=[args.quant],
-                          out=run_dir)
+        opts = RunOptions(model=Path("m.pt"), shapes=[parse_shape(args.input_shape)], modes=[args.quant], out=run_dir)
         pipe = Pipeline(opts, runtime=None, variants={}, say=lambda _: None)
         fresh = Report(model=report["model"], runtime="local", modes=[args.quant])
         fresh.artifacts = report["artifacts"]
@@ -100,16 +104,22 @@ def bytecode_note(plan: dict, store: EnvStore) -> str:
             pyc += sum(1 for _ in site.rglob("*.pyc"))
     note = f"stage venvs: {pyc} .pyc files for {py} .py files"
     if pyc < py // 2:
-        note += (" -> every stage process compiles its imports from source (slower for bare and convertctl alike;"
-                 " compile the venvs at install time to remove it)")
+        note += (
+            " -> every stage process compiles its imports from source (slower for bare and convertctl alike;"
+            " compile the venvs at install time to remove it)"
+        )
     return note
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="TorchScript model (default: build the example with the local export env)")
-    parser.add_argument("--example", default="mobilenetv2", choices=["mobilenetv2", "smallcnn"],
-                        help="example to build when --model is not given")
+    parser.add_argument(
+        "--example",
+        default="mobilenetv2",
+        choices=["mobilenetv2", "smallcnn"],
+        help="example to build when --model is not given",
+    )
     parser.add_argument("--input-shape", default="1,3,256,256")
     parser.add_argument("--quant", default="fp16")
     parser.add_argument("--repeat", type=int, default=3, help="timed A/B pairs (median reported)")
@@ -123,7 +133,7 @@ def main() -> int:
         store = EnvStore(settings=load_settings())
         plan = load_catalog().plan("local")
         kept = warm_up(args, model, "local", work)
-        # Host start-up alone: interpreter + typer/rich/numpy/orchestrator imports.
+        # Host start-up alone: interpreter + typer/rich/numpy/convertctl imports.
         startup = med([timed(convertctl_cmd() + ["--help"], work / "help.log")[0] for _ in range(3)])
 
         a_total, b_total, a_st, b_st = [], [], [], []  # wall times; {stage: seconds} per run
@@ -139,8 +149,16 @@ def main() -> int:
         validation = validation_seconds(kept, json.loads((kept / "report.json").read_text()), args)
         if validation is not None:
             host.append(("validation (redone in-process)", validation))
-        print_overhead(f"local: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
-                       plan, a_total, b_total, a_st, b_st, host, "bare stages")
+        print_overhead(
+            f"local: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
+            plan,
+            a_total,
+            b_total,
+            a_st,
+            b_st,
+            host,
+            "bare stages",
+        )
         console.print(f"[dim]{bytecode_note(plan, store)}[/]", highlight=False)
         return 0
     finally:

@@ -1,5 +1,6 @@
 """Shared fixtures. Acceptance tests use the real thing (real venvs, real
 dockerd, real conversions); unit tests fake only the runtime seam."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ def convertctl(*args, cwd=None, env=None, check=False, timeout=3600) -> subproce
     """The real CLI in a subprocess, as a user runs it."""
     full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
     cwd = cwd or os.environ.get("CONVERTCTL_TEST_CWD") or tempfile.gettempdir()  # never litter the checkout
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "convertctl", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     print(proc.stdout[-6000:])
     print(proc.stderr[-3000:], file=sys.stderr)
     if check and proc.returncode != 0:
@@ -40,11 +47,12 @@ def smallcnn(tmp_path_factory) -> Path:
 
 
 def docker_available() -> bool:
-    from orchestrator.runtimes.docker import connect
+    from convertctl.runtimes.docker import connect
 
     return connect(timeout=5)[0] is not None
 
 
 requires_docker = pytest.mark.skipif(
     not docker_available() and os.environ.get("CONVERTCTL_REQUIRE_DOCKER") != "1",
-    reason="no Docker daemon answers (set CONVERTCTL_REQUIRE_DOCKER=1 to make this an error)")
+    reason="no Docker daemon answers (set CONVERTCTL_REQUIRE_DOCKER=1 to make this an error)",
+)

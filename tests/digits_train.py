@@ -21,6 +21,7 @@ BatchNorm) and pools with a mean over H and W (torch 1.7 cannot export a
 TorchScript flatten). RESULT.json gets the torch version and the test
 accuracy PyTorch itself measured, for the test to cross-check.
 """
+
 import json
 import sys
 
@@ -31,10 +32,15 @@ from torch import nn
 
 class DigitsCNN(nn.Module):
     def __init__(self):
-        super(DigitsCNN, self).__init__()
+        super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+        )
         self.fc = nn.Linear(32, 10)
 
     def forward(self, x):
@@ -43,8 +49,10 @@ class DigitsCNN(nn.Module):
 
 def load_split(path):
     with np.load(path) as data:
-        return {k: torch.from_numpy(data[k].astype(np.int64 if k.startswith("y") else np.float32))
-                for k in ("x_train", "y_train", "x_test", "y_test")}
+        return {
+            k: torch.from_numpy(data[k].astype(np.int64 if k.startswith("y") else np.float32))
+            for k in ("x_train", "y_train", "x_test", "y_test")
+        }
 
 
 def accuracy(model, x, y):
@@ -65,17 +73,21 @@ def train(data_path, weights_path, epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(d["x_train"])))
         for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             opt.zero_grad()
             loss = loss_fn(model(d["x_train"][idx]), d["y_train"][idx])
             loss.backward()
             opt.step()
     model.eval()
     # Floats only: num_batches_tracked is a training counter eval ignores.
-    np.savez(weights_path, **{k: v.detach().numpy() for k, v in model.state_dict().items()
-                              if v.dtype.is_floating_point})
-    print(json.dumps({"torch": torch.__version__, "epochs": epochs,
-                      "test_accuracy": accuracy(model, d["x_test"], d["y_test"])}))
+    np.savez(
+        weights_path, **{k: v.detach().numpy() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    )
+    print(
+        json.dumps(
+            {"torch": torch.__version__, "epochs": epochs, "test_accuracy": accuracy(model, d["x_test"], d["y_test"])}
+        )
+    )
 
 
 def trace(data_path, weights_path, model_path, result_path):
@@ -91,9 +103,11 @@ def trace(data_path, weights_path, model_path, result_path):
     model.eval()
     traced = torch.jit.trace(model, d["x_test"][:1])
     torch.jit.save(traced, model_path)
-    result = {"torch": torch.__version__,
-              "train_accuracy": accuracy(model, d["x_train"], d["y_train"]),
-              "test_accuracy": accuracy(traced, d["x_test"], d["y_test"])}
+    result = {
+        "torch": torch.__version__,
+        "train_accuracy": accuracy(model, d["x_train"], d["y_train"]),
+        "test_accuracy": accuracy(traced, d["x_test"], d["y_test"]),
+    }
     with open(result_path, "w") as f:
         json.dump(result, f)
     print(json.dumps(result))

@@ -2,14 +2,14 @@
 honours the run-directory contract (reads request.json, writes result.json
 and npz outputs), computing "model outputs" with numpy, and can be told to
 break a stage or a mode the way real conversions break."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
-
-from orchestrator.runtimes.base import Prepared, StageRun, read_result, write_request
+from convertctl.runtimes.base import Prepared, StageRun, read_result, write_request
 
 WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
 
@@ -22,8 +22,14 @@ def model(x: np.ndarray) -> np.ndarray:
 class FakeRuntime:
     name = "fake"
 
-    def __init__(self, noise: dict | None = None, fake_int8: bool = False, crash: str = "", flex: bool = False,
-                 nhwc: bool = False):
+    def __init__(
+        self,
+        noise: dict | None = None,
+        fake_int8: bool = False,
+        crash: str = "",
+        flex: bool = False,
+        nhwc: bool = False,
+    ):
         self.noise = noise or {}  # mode -> stddev of the error added to its outputs
         self.fake_int8 = fake_int8  # int8 mode yields float32 io, as the tutorial's recipe does
         self.crash = crash  # a stage that dies without writing a result
@@ -50,8 +56,11 @@ class FakeRuntime:
         for name, arrays in sets.items():
             np.savez(run_dir / f"export/reference_{name}.npz", output=model(arrays["input"]))
             np.savez(run_dir / f"export/onnx_{name}.npz", output=model(arrays["input"]))
-        result.update(output_names=["output"], outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}],
-                      onnx={"opset": request["opset"], "nodes": 3, "file": "export/model.onnx"})
+        result.update(
+            output_names=["output"],
+            outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}],
+            onnx={"opset": request["opset"], "nodes": 3, "file": "export/model.onnx"},
+        )
 
     def convert(self, run_dir, request, sets, result):
         for name, arrays in sets.items():
@@ -71,14 +80,25 @@ class FakeRuntime:
             in_shape = list(sets["samples"]["input"].shape[1:])
             if self.nhwc:
                 in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
-            info = {"mode": mode, "status": "ok", "file": f"quantize/{mode}.tflite", "size_bytes": 8,
-                    "inputs": [{**io, "name": "input", "shape": in_shape}],
-                    "outputs": [{**io, "name": "output", "shape": [1, 10]}],
-                    "ops": {"histogram": {"CONV_2D": 1}, "flex_ops": ["FlexConv2D"] if self.flex else [],
-                            "total": 1, "transposes": 0, "float_ops": 0 if dtype == "int8" else 1}}
+            info = {
+                "mode": mode,
+                "status": "ok",
+                "file": f"quantize/{mode}.tflite",
+                "size_bytes": 8,
+                "inputs": [{**io, "name": "input", "shape": in_shape}],
+                "outputs": [{**io, "name": "output", "shape": [1, 10]}],
+                "ops": {
+                    "histogram": {"CONV_2D": 1},
+                    "flex_ops": ["FlexConv2D"] if self.flex else [],
+                    "total": 1,
+                    "transposes": 0,
+                    "float_ops": 0 if dtype == "int8" else 1,
+                },
+            }
             if mode == "int8" and self.fake_int8:
-                info.update(status="failed", problems=["int8 mode produced input tensor 'input' of type float32, "
-                                                       "not int8"])
+                info.update(
+                    status="failed", problems=["int8 mode produced input tensor 'input' of type float32, not int8"]
+                )
                 info["error"] = info["problems"][0]
             result["modes"][mode] = info
         if any(i["status"] != "ok" for i in result["modes"].values()):

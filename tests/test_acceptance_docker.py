@@ -1,16 +1,16 @@
 """The Docker runtime for real: a real dockerd, the pinned images (torch 1.7
 / TF 2.8 and TF 2.15), real conversions, the hardening verified from inside
 a container."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
-
 from conftest import convertctl, load_json, requires_docker
-from orchestrator.catalog import load_catalog
-from orchestrator.errors import EXIT_ENVIRONMENT, EXIT_OK
+from convertctl.catalog import load_catalog
+from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.docker, requires_docker]
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -100,8 +100,15 @@ def test_outputs_belong_to_the_invoking_user(docker_default):
 
 
 def test_no_daemon_is_a_clear_error(model17, tmp_path):
-    proc = convertctl("run", model17, "--input-shape", "1,3,64,64", "--runtime", "docker",
-                      env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    proc = convertctl(
+        "run",
+        model17,
+        "--input-shape",
+        "1,3,64,64",
+        "--runtime",
+        "docker",
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
     assert proc.returncode == EXIT_ENVIRONMENT
     err = " ".join(proc.stderr.split())
     assert "--runtime docker: no Docker daemon answers (nothing at unix:///nonexistent/docker.sock" in err
@@ -109,8 +116,17 @@ def test_no_daemon_is_a_clear_error(model17, tmp_path):
 
 
 def test_auto_falls_back_to_local_with_a_notice(smallcnn, tmp_path):
-    proc = convertctl("run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp32", "--out", tmp_path,
-                      env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    proc = convertctl(
+        "run",
+        smallcnn,
+        "--input-shape",
+        "1,3,64,64",
+        "--quant",
+        "fp32",
+        "--out",
+        tmp_path,
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
     assert proc.returncode == EXIT_OK
     assert "using the local runtime" in " ".join(proc.stdout.split())
     assert load_json(tmp_path / "report.json")["runtime"] == "local"

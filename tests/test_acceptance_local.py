@@ -1,13 +1,13 @@
 """The real pipeline on the local runtime: real venvs, real torch, onnx-tf,
 TensorFlow and TFLite, real numbers compared."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from conftest import convertctl, load_json
-from orchestrator.errors import EXIT_OK, EXIT_USAGE
+from convertctl.errors import EXIT_OK, EXIT_USAGE
 
 pytestmark = pytest.mark.acceptance
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -70,8 +70,9 @@ def test_quantized_files_are_smaller(four_modes):
 
 
 def test_second_run_creates_no_environment(smallcnn, four_modes, tmp_path):
-    proc = convertctl("run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path,
-                      "--runtime", "local")
+    proc = convertctl(
+        "run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path, "--runtime", "local"
+    )
     assert proc.returncode == EXIT_OK
     envs = load_json(tmp_path / "report.json")["environments"]
     assert len(envs) == 3 and not any(e["created"] for e in envs)
@@ -95,8 +96,20 @@ def test_real_calibration_data_is_used(smallcnn, tmp_path):
 
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(5).standard_normal((64, 3, 64, 64)).astype(np.float32))
-    proc = convertctl("run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "int8", "--calib", calib,
-                      "--out", tmp_path / "o", "--runtime", "local")
+    proc = convertctl(
+        "run",
+        smallcnn,
+        "--input-shape",
+        "1,3,64,64",
+        "--quant",
+        "int8",
+        "--calib",
+        calib,
+        "--out",
+        tmp_path / "o",
+        "--runtime",
+        "local",
+    )
     assert proc.returncode == EXIT_OK
     report = load_json(tmp_path / "o" / "report.json")
     assert report["inputs"]["calibration"] == {"count": 64, "synthetic": False, "source": str(calib)}
@@ -107,8 +120,7 @@ def test_real_report_matches_the_schema_and_re_renders(four_modes):
     import json
 
     import jsonschema
-
-    from orchestrator.report import SCHEMA_FILE
+    from convertctl.report import SCHEMA_FILE
 
     proc, out, report = four_modes
     jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
@@ -128,8 +140,9 @@ def test_a_tolerance_that_cannot_hold_fails_with_numbers_and_keeps_the_artifact(
     out = tmp_path / "out"
     out.mkdir()
     (out / "smallcnn_fp16.tflite").write_bytes(b"earlier")
-    proc = convertctl("run", model, "--input-shape", "1,3,64,64", "-q", "fp32", "-q", "fp16", "--out", out,
-                      "--runtime", "local")
+    proc = convertctl(
+        "run", model, "--input-shape", "1,3,64,64", "-q", "fp32", "-q", "fp16", "--out", out, "--runtime", "local"
+    )
     assert proc.returncode == 4
     run_report = next(out.glob(".convertctl/runs/*/report.json"))
     report = load_json(run_report)
@@ -163,8 +176,8 @@ def test_readme_example_command(tmp_path):
 
 
 def test_envs_list_and_prune(four_modes):
-    from orchestrator.catalog import load_catalog
-    from orchestrator.envstore import EnvStore
+    from convertctl.catalog import load_catalog
+    from convertctl.envstore import EnvStore
 
     proc = convertctl("envs", "list")
     assert proc.returncode == EXIT_OK

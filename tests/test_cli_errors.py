@@ -1,13 +1,13 @@
 """Bad input through the real CLI: one message naming the file and the
 problem, a distinct non-zero exit code, no traceback, nothing lost."""
+
 from __future__ import annotations
 
 import zipfile
 
 import pytest
-
 from conftest import convertctl
-from orchestrator.errors import EXIT_USAGE
+from convertctl.errors import EXIT_USAGE
 
 
 @pytest.fixture
@@ -69,8 +69,18 @@ def test_out_that_is_a_file(fake_model, tmp_path):
 
 
 def test_missing_calibration_folder(fake_model, tmp_path):
-    proc = convertctl("run", fake_model, "--input-shape", "1,3,8,8", "--quant", "int8", "--calib",
-                      tmp_path / "nocalib", "--runtime", "local")
+    proc = convertctl(
+        "run",
+        fake_model,
+        "--input-shape",
+        "1,3,8,8",
+        "--quant",
+        "int8",
+        "--calib",
+        tmp_path / "nocalib",
+        "--runtime",
+        "local",
+    )
     assert_one_clear_error(proc, "nocalib: calibration data not found")
 
 
@@ -92,8 +102,15 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode == EXIT_USAGE and "Traceback" in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("setting", ['input_shape = "1,3,8,8"', "input_shape = [1, 3, 8, 8]",
-                                     'input_shape = ["1,3,8,8"]', "input_shape = [[1, 3, 8, 8]]"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'input_shape = "1,3,8,8"',
+        "input_shape = [1, 3, 8, 8]",
+        'input_shape = ["1,3,8,8"]',
+        "input_shape = [[1, 3, 8, 8]]",
+    ],
+)
 def test_config_shapes_in_every_spelling_reach_the_model_check(tmp_path, setting):
     """Each spelling parses; the run then stops at the (deliberately) non-TorchScript model."""
     model = tmp_path / "net.pt"

@@ -10,6 +10,7 @@ environment each runtime converts with (the local torch venv, or the
 torch 1.7 export image), so the TorchScript always loads there and both
 runtimes are judged on the same weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import convertctl, load_json, requires_docker
-from orchestrator.catalog import load_catalog
-from orchestrator.errors import EXIT_OK
+from convertctl.catalog import load_catalog
+from convertctl.errors import EXIT_OK
 
 pytestmark = pytest.mark.acceptance
 MODES = ["fp32", "dynamic", "int8", "fp16"]
@@ -49,13 +49,19 @@ def digits(tmp_path_factory) -> dict:
     np.savez(d / "train.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     np.save(d / "calib.npy", x_train[:CALIB])
     np.savez(d / "eval.npz", x=x_test, y=y_test)
-    return {"dir": d, "train": d / "train.npz", "calib": d / "calib.npy", "eval": d / "eval.npz",
-            "n_train": len(y_train), "n_test": len(y_test)}
+    return {
+        "dir": d,
+        "train": d / "train.npz",
+        "calib": d / "calib.npy",
+        "eval": d / "eval.npz",
+        "n_train": len(y_train),
+        "n_test": len(y_test),
+    }
 
 
 def _local_export_python() -> Path:
-    from orchestrator.envstore import EnvStore
-    from orchestrator.pipconfig import load_settings
+    from convertctl.envstore import EnvStore
+    from convertctl.pipconfig import load_settings
 
     return EnvStore(settings=load_settings()).ensure(load_catalog().plan("local")["export"]).python
 
@@ -95,10 +101,15 @@ def trace_docker(digits: dict, weights: Path, work: Path) -> Path:
     shutil.copyfile(digits["train"], work / "data.npz")
     shutil.copyfile(weights, work / "weights.npz")
     logs = docker.from_env().containers.run(
-        tag, entrypoint=["/opt/venv/bin/python", "/work/train.py"],
+        tag,
+        entrypoint=["/opt/venv/bin/python", "/work/train.py"],
         command=["trace", "/work/data.npz", "/work/weights.npz", "/work/digits.pt", "/work/train.json"],
-        volumes={str(work): {"bind": "/work", "mode": "rw"}}, user=f"{os.getuid()}:{os.getgid()}",
-        environment={"HOME": "/tmp"}, network_disabled=True, remove=True)
+        volumes={str(work): {"bind": "/work", "mode": "rw"}},
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HOME": "/tmp"},
+        network_disabled=True,
+        remove=True,
+    )
     print(logs.decode("utf-8", "replace")[-2000:])
     return work / "digits.pt"
 
@@ -115,17 +126,21 @@ def find_report(out: Path) -> dict | None:
 
 
 def numbers_table(runtime: str, digits: dict, trained: dict, report: dict | None, seconds: dict) -> str:
-    lines = [f"digits accuracy, runtime {runtime}: sklearn digits 8x8, train {digits['n_train']}, "
-             f"calibration {CALIB} (training split), held-out {digits['n_test']}; "
-             f"traced by torch {trained.get('torch')}, {EPOCHS} epochs; "
-             f"train {seconds.get('train', 0):.1f}s, convert {seconds.get('convert', 0):.1f}s"]
+    lines = [
+        f"digits accuracy, runtime {runtime}: sklearn digits 8x8, train {digits['n_train']}, "
+        f"calibration {CALIB} (training split), held-out {digits['n_test']}; "
+        f"traced by torch {trained.get('torch')}, {EPOCHS} epochs; "
+        f"train {seconds.get('train', 0):.1f}s, convert {seconds.get('convert', 0):.1f}s"
+    ]
     acc = (report or {}).get("accuracy") or {}
     if not acc:
         lines.append(f"  no accuracy in the report ({(report or {}).get('failure', 'no report')})")
         return "\n".join(lines)
     lines.append(f"  {'model':<9}{'accuracy':>10}{'vs pytorch':>12}")
-    lines.append(f"  {'pytorch':<9}{acc['pytorch']:>9.2f}%{'':>12}   (training script measured "
-                 f"{trained.get('test_accuracy', float('nan')):.2f}%)")
+    lines.append(
+        f"  {'pytorch':<9}{acc['pytorch']:>9.2f}%{'':>12}   (training script measured "
+        f"{trained.get('test_accuracy', float('nan')):.2f}%)"
+    )
     for mode in MODES:
         m = acc["modes"].get(mode)
         if m is None:
@@ -146,8 +161,20 @@ def test_every_mode_within_one_point_of_pytorch_on_held_out_digits(runtime, digi
     trained = json.loads((model.parent / "train.json").read_text())
 
     out = tmp_path / "out"
-    args = ["run", model, "--input-shape", "1,1,8,8", "--calib", digits["calib"], "--eval-data", digits["eval"],
-            "--out", out, "--runtime", runtime]
+    args = [
+        "run",
+        model,
+        "--input-shape",
+        "1,1,8,8",
+        "--calib",
+        digits["calib"],
+        "--eval-data",
+        digits["eval"],
+        "--out",
+        out,
+        "--runtime",
+        runtime,
+    ]
     for mode in MODES:
         args += ["--quant", mode]
     started = time.monotonic()

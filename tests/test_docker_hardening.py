@@ -2,6 +2,7 @@
 no network, nothing writable but the run directory and /tmp, no
 capabilities, the invoking uid; and the Dockerfiles' layer order, so that a
 code-only change does not reinstall packages."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import requires_docker
-from orchestrator.catalog import load_catalog
-from orchestrator.pipconfig import load_settings
+from convertctl.catalog import load_catalog
+from convertctl.pipconfig import load_settings
 
 pytestmark = [pytest.mark.docker, requires_docker]
 
@@ -53,7 +53,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def export_image(client):
-    from orchestrator.runtimes.images import ImageBuilder
+    from convertctl.runtimes.images import ImageBuilder
 
     variant = load_catalog().plan("docker")["export"]
     ImageBuilder(client, load_settings()).ensure(variant, lambda _: None)
@@ -61,7 +61,7 @@ def export_image(client):
 
 
 def test_stage_container_cannot_reach_network_or_write_outside_run_dir(client, export_image, tmp_path):
-    from orchestrator.runtimes.docker import hardening
+    from convertctl.runtimes.docker import hardening
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -69,10 +69,13 @@ def test_stage_container_cannot_reach_network_or_write_outside_run_dir(client, e
     (run_dir / "probe.py").write_text(PROBE)
     model = tmp_path / "model.pt"
     model.write_text("pretend model")
-    client.containers.run(export_image.tag, entrypoint=["/opt/venv/bin/python", "/rundir/probe.py"],
-                          volumes={str(run_dir): {"bind": "/rundir", "mode": "rw"},
-                                   str(model): {"bind": "/model/x", "mode": "ro"}},
-                          remove=True, **hardening(user="4321:4321"))
+    client.containers.run(
+        export_image.tag,
+        entrypoint=["/opt/venv/bin/python", "/rundir/probe.py"],
+        volumes={str(run_dir): {"bind": "/rundir", "mode": "rw"}, str(model): {"bind": "/model/x", "mode": "ro"}},
+        remove=True,
+        **hardening(user="4321:4321"),
+    )
     probe = json.loads((run_dir / "probe.json").read_text())
     assert (probe["uid"], probe["gid"]) == (4321, 4321)
     assert probe["connect"] != "ok" and "Network is unreachable" in probe["connect"]
@@ -87,23 +90,27 @@ def test_stage_container_cannot_reach_network_or_write_outside_run_dir(client, e
 
 
 def test_stage_run_by_the_runtime_writes_as_the_given_uid(client, export_image, tmp_path):
-    from orchestrator.runtimes.docker import DockerRuntime
+    from convertctl.runtimes.docker import DockerRuntime
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     run_dir.chmod(0o777)
     runtime = DockerRuntime(client, load_settings(), user="4321:4321")
-    result = runtime.run_stage(export_image, run_dir, {"action": "example", "example": "smallcnn", "seed": 0,
-                                                       "input_shape": [1, 3, 16, 16], "output": "m.pt"},
-                               lambda _: None)
+    result = runtime.run_stage(
+        export_image,
+        run_dir,
+        {"action": "example", "example": "smallcnn", "seed": 0, "input_shape": [1, 3, 16, 16], "output": "m.pt"},
+        lambda _: None,
+    )
     assert result.ok, result.error
     assert (run_dir / "m.pt").stat().st_uid == 4321
-    assert not client.containers.list(all=True, filters={"label": f"org.convertctl.run={run_dir}"}), \
+    assert not client.containers.list(all=True, filters={"label": f"org.convertctl.run={run_dir}"}), (
         "the stage container is removed"
+    )
 
 
 def test_code_only_change_reuses_the_installed_packages(client, export_image):
-    from orchestrator.runtimes.images import ImageBuilder
+    from convertctl.runtimes.images import ImageBuilder
 
     builder = ImageBuilder(client, load_settings())
     base = client.images.get(export_image.tag)
@@ -113,8 +120,9 @@ def test_code_only_change_reuses_the_installed_packages(client, export_image):
             f.write("\n# a code-only change\n")
         tag = "convertctl-test/code-change:latest"
         log = []
-        for chunk in client.api.build(path=str(ctx), tag=tag, buildargs=builder.build_args(export_image),
-                                      rm=True, decode=True):
+        for chunk in client.api.build(
+            path=str(ctx), tag=tag, buildargs=builder.build_args(export_image), rm=True, decode=True
+        ):
             log.append(chunk.get("stream", "") + chunk.get("error", ""))
     try:
         text = "".join(log)
@@ -133,8 +141,11 @@ def test_code_only_change_reuses_the_installed_packages(client, export_image):
             if a != b:
                 break
             shared += 1
-        heavy = next(h for h in base.history() if "requirements.txt" in (h.get("CreatedBy") or "")
-                     and h.get("Size", 0) > 100_000_000)
+        heavy = next(
+            h
+            for h in base.history()
+            if "requirements.txt" in (h.get("CreatedBy") or "") and h.get("Size", 0) > 100_000_000
+        )
         assert heavy["Size"] > 100_000_000 and shared >= len(old_layers) - 3
     finally:
         client.images.remove(tag, force=True)

@@ -1,5 +1,6 @@
 """The venv store, with real uv and real (tiny) venvs: keyed by content,
 marker last, half-built venvs never reused, concurrent runs build once."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,11 +8,10 @@ import sys
 import textwrap
 
 import pytest
-
-from orchestrator.envstore import MARKER, EnvStore, env_key
-from orchestrator.catalog import Variant
-from orchestrator.errors import EnvironmentProblem
-from orchestrator.pipconfig import load_settings
+from convertctl.catalog import Variant
+from convertctl.envstore import MARKER, EnvStore, env_key
+from convertctl.errors import EnvironmentProblem
+from convertctl.pipconfig import load_settings
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -31,7 +31,9 @@ def test_created_once_then_reused(store, tmp_path):
     v = variant(tmp_path)
     first = store.ensure(v)
     assert first.created and (first.path / MARKER).is_file()
-    out = subprocess.run([str(first.python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(first.python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True
+    )
     assert out.stdout.strip() == "1.16.0"
     again = store.ensure(v)
     assert not again.created and again.path == first.path
@@ -64,10 +66,11 @@ def test_concurrent_runs_build_once(store, tmp_path):
     v = variant(tmp_path)
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from orchestrator.catalog import Variant
-        from orchestrator.envstore import EnvStore
-        from orchestrator.pipconfig import load_settings
-        v = Variant(name="tiny", stage="export", python={PY!r}, requirements={v.requirements!r}, tag="t", base_image="b")
+        from convertctl.catalog import Variant
+        from convertctl.envstore import EnvStore
+        from convertctl.pipconfig import load_settings
+        v = Variant(name="tiny", stage="export", python={PY!r}, requirements={v.requirements!r},
+                    tag="t", base_image="b")
         print(EnvStore(Path({str(store.root)!r}), load_settings()).ensure(v).created)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)]

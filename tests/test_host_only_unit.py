@@ -1,5 +1,6 @@
 """The host package never imports torch, tensorflow or onnx: it must import
 and answer --help with them made unimportable."""
+
 from __future__ import annotations
 
 import pkgutil
@@ -7,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orchestrator
+import convertctl
 
 BLOCKER = """
 import sys
@@ -20,16 +21,24 @@ sys.meta_path.insert(0, Block())
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True,
-                          cwd=Path(orchestrator.__file__).parent.parent)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + code],
+        capture_output=True,
+        text=True,
+        cwd=Path(convertctl.__file__).parent.parent,
+    )
 
 
 def test_every_host_module_imports_without_ml_libraries():
-    names = [m.name for m in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
-             if not m.name.endswith("__main__")]
-    assert "orchestrator.runtimes.docker" in names and "orchestrator.cli" in names
-    proc = run_blocked("import importlib\n" + "".join(f"importlib.import_module({n!r})\n" for n in names)
-                       + "print('imported', len(sys.modules))")
+    names = [
+        m.name for m in pkgutil.walk_packages(convertctl.__path__, "convertctl.") if not m.name.endswith("__main__")
+    ]
+    assert "convertctl.runtimes.docker" in names and "convertctl.cli" in names
+    proc = run_blocked(
+        "import importlib\n"
+        + "".join(f"importlib.import_module({n!r})\n" for n in names)
+        + "print('imported', len(sys.modules))"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "imported" in proc.stdout
 
@@ -40,10 +49,11 @@ def test_the_blocker_really_blocks():
 
 
 def test_help_works_without_ml_libraries():
-    proc = run_blocked("import sys; sys.argv = ['convertctl', '--help']\nfrom orchestrator.cli import main\nmain()")
+    proc = run_blocked("import sys; sys.argv = ['convertctl', '--help']\nfrom convertctl.cli import main\nmain()")
     assert proc.returncode == 0, proc.stderr
     for command in ("run", "envs", "images", "report", "example"):
         assert command in proc.stdout
-    proc = run_blocked("import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom orchestrator.cli import main\n"
-                       "main()")
+    proc = run_blocked(
+        "import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom convertctl.cli import main\nmain()"
+    )
     assert proc.returncode == 0 and "--quant" in proc.stdout and "--input-shape" in proc.stdout

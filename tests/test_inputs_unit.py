@@ -1,15 +1,15 @@
 """User input is checked before anything runs, and each problem is named."""
+
 from __future__ import annotations
 
 import zipfile
 
 import numpy as np
 import pytest
-
-from orchestrator.config import mode_values
-from orchestrator.data import ImagePrep, load_calibration, load_eval
-from orchestrator.errors import UsageError
-from orchestrator.inputs import check_model, fit_arrays, parse_shape
+from convertctl.config import mode_values
+from convertctl.data import ImagePrep, load_calibration, load_eval
+from convertctl.errors import UsageError
+from convertctl.inputs import check_model, fit_arrays, parse_shape
 
 
 def test_missing_model_names_the_file(tmp_path):

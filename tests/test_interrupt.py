@@ -1,5 +1,6 @@
 """Ctrl-C in the middle of a stage: the stage process or container is gone
 afterwards, the exit code is 130, --out is untouched, the run dir is kept."""
+
 from __future__ import annotations
 
 import signal
@@ -8,15 +9,27 @@ import sys
 import time
 
 import pytest
-
 from conftest import requires_docker
 
 pytestmark = pytest.mark.acceptance
 
 
 def start(model, out, runtime):
-    cmd = [sys.executable, "-m", "orchestrator", "run", str(model), "--input-shape", "1,3,64,64", "--quant", "fp32",
-           "--out", str(out), "--runtime", runtime]
+    cmd = [
+        sys.executable,
+        "-m",
+        "convertctl",
+        "run",
+        str(model),
+        "--input-shape",
+        "1,3,64,64",
+        "--quant",
+        "fp32",
+        "--out",
+        str(out),
+        "--runtime",
+        runtime,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -44,7 +57,7 @@ def interrupt_during_convert(model, tmp_path, runtime, running):
         wait_for(lambda: (out / ".convertctl").exists() and running(out))
     except AssertionError:
         proc.kill()
-        raise AssertionError(proc.communicate()[0][-3000:])
+        raise AssertionError(proc.communicate()[0][-3000:]) from None
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     print(stdout[-2000:], stderr[-2000:])
@@ -65,18 +78,18 @@ def test_ctrl_c_stops_the_local_stage_process(smallcnn, tmp_path):
 @requires_docker
 def test_ctrl_c_removes_the_stage_container(tmp_path):
     import docker
-
     from conftest import convertctl
 
     model = tmp_path / "m17.pt"
-    convertctl("example", model, "--name", "smallcnn", "--input-shape", "1,3,64,64", "--runtime", "docker",
-               check=True)
+    convertctl("example", model, "--name", "smallcnn", "--input-shape", "1,3,64,64", "--runtime", "docker", check=True)
     client = docker.from_env()
 
     def containers(out):
-        return [c for c in client.containers.list(all=True)
-                if str(out) in c.labels.get("org.convertctl.run", "") and c.labels.get("org.convertctl.stage") == "convert"]
+        return [
+            c
+            for c in client.containers.list(all=True)
+            if str(out) in c.labels.get("org.convertctl.run", "") and c.labels.get("org.convertctl.stage") == "convert"
+        ]
 
     out = interrupt_during_convert(model, tmp_path, "docker", containers)
-    assert not [c for c in client.containers.list(all=True)
-                if str(out) in c.labels.get("org.convertctl.run", "")]
+    assert not [c for c in client.containers.list(all=True) if str(out) in c.labels.get("org.convertctl.run", "")]

@@ -1,8 +1,9 @@
 """Package-index settings are read as pip reads them and handed to uv and
 Docker builds: what makes convertctl work behind a TLS-intercepting proxy."""
+
 from __future__ import annotations
 
-from orchestrator.pipconfig import load_settings
+from convertctl.pipconfig import load_settings
 
 
 def test_files_then_environment_then_flags(tmp_path):
@@ -23,8 +24,10 @@ def test_uv_gets_pip_equivalent_arguments(tmp_path):
     constraints = tmp_path / "c.txt"
     constraints.write_text("torch<=2.14.1\n")
     conf = tmp_path / "pip.conf"
-    conf.write_text(f"[global]\nextra-index-url = file:///mirror\nconstraint = {constraints}\n"
-                    "trusted-host = proxy.local\ncert = /ca.pem\n")
+    conf.write_text(
+        f"[global]\nextra-index-url = file:///mirror\nconstraint = {constraints}\n"
+        "trusted-host = proxy.local\ncert = /ca.pem\n"
+    )
     s = load_settings(files=[conf], environ={})
     args = s.uv_args()
     assert args[args.index("--extra-index-url") + 1] == "file:///mirror"

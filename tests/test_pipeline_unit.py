@@ -1,5 +1,6 @@
 """The pipeline against the fake runtime: report data, exit codes, what
 lands in --out and what is kept, all without real stages."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
+from convertctl.catalog import load_catalog
+from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, UsageError
+from convertctl.pipeline import Pipeline, RunOptions
+from convertctl.render import markdown, rows
+from convertctl.report import SCHEMA_FILE, load_report
 from fakes import FakeRuntime
-from orchestrator.catalog import load_catalog
-from orchestrator.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, UsageError
-from orchestrator.pipeline import Pipeline, RunOptions
-from orchestrator.render import markdown, rows
-from orchestrator.report import SCHEMA_FILE, load_report
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 
@@ -29,8 +29,9 @@ def model(tmp_path) -> Path:
 
 
 def run(model, tmp_path, runtime=None, plan="local", **kw):
-    opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out",
-                      latency_runs=0, **kw)
+    opts = RunOptions(
+        model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out", latency_runs=0, **kw
+    )
     variants = load_catalog().plan(plan)
     return Pipeline(opts, runtime or FakeRuntime(), variants, lambda _: None).run()
 
@@ -40,7 +41,8 @@ def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
     assert report.status == "passed" and report.exit_code == EXIT_OK
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
-        [f"net_{m}.tflite" for m in ALL] + ["report.json", "report.md"])
+        [f"net_{m}.tflite" for m in ALL] + ["report.json", "report.md"]
+    )
     assert not (out / ".convertctl").exists(), "a passed run leaves no run directory behind"
     data = json.loads((out / "report.json").read_text())
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
@@ -80,8 +82,9 @@ def test_tflite_io_layout_differing_from_pytorch_is_structural(model, tmp_path):
     report = run(model, tmp_path, FakeRuntime(nhwc=True), modes=["fp32"])
     check = next(c for c in report.checks if c["mode"] == "fp32")
     assert check["status"] == "failed" and report.exit_code == EXIT_VALIDATION
-    assert check["failures"] == ["structure: TFLite inputs [('input', [1, 8, 8, 3])] != PyTorch's "
-                                 "[('input', [1, 3, 8, 8])]"]
+    assert check["failures"] == [
+        "structure: TFLite inputs [('input', [1, 8, 8, 3])] != PyTorch's [('input', [1, 3, 8, 8])]"
+    ]
 
 
 def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp_path):
@@ -94,7 +97,7 @@ def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp
 
 
 def test_conversion_failure_outranks_validation_failure(model, tmp_path):
-    from orchestrator.report import Report
+    from convertctl.report import Report
 
     r = Report(model={}, runtime="x", modes=[])
     r.fail(EXIT_VALIDATION, "v")
@@ -105,14 +108,18 @@ def test_conversion_failure_outranks_validation_failure(model, tmp_path):
 
 def test_accuracy_budget(model, tmp_path):
     import numpy as np
-
     from fakes import model as fake_model
 
     x = np.random.default_rng(3).standard_normal((40, 1, 3, 8, 8)).astype(np.float32)
     y = fake_model(x).reshape(40, -1).argmax(1)
     np.savez(tmp_path / "eval.npz", x=x, y=y)
-    report = run(model, tmp_path, FakeRuntime(noise={"int8": 3.0}), eval_data=tmp_path / "eval.npz",
-                 tolerances={"int8": {"cosine": -1.0, "top1": 0.0}})
+    report = run(
+        model,
+        tmp_path,
+        FakeRuntime(noise={"int8": 3.0}),
+        eval_data=tmp_path / "eval.npz",
+        tolerances={"int8": {"cosine": -1.0, "top1": 0.0}},
+    )
     acc = report.accuracy
     assert acc["pytorch"] == 100.0 and acc["samples"] == 40
     assert acc["modes"]["fp32"]["status"] == "passed"
@@ -137,14 +144,17 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     assert "| tflite vs torch | fp16 | ✓ |" in summary.read_text()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"modes": ["int4"]}, "unknown mode"),
-    ({"opset": 17}, "opset"),
-    ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
-    ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
-    ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),
-    ({"opset": 13, "plan": "docker"}, "export-torch1.7 export environment exports up to opset 12"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"modes": ["int4"]}, "unknown mode"),
+        ({"opset": 17}, "opset"),
+        ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
+        ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
+        ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),
+        ({"opset": 13, "plan": "docker"}, "export-torch1.7 export environment exports up to opset 12"),
+    ],
+)
 def test_bad_options_are_usage_errors(model, tmp_path, change, message):
     with pytest.raises(UsageError, match=message) as info:
         run(model, tmp_path, **change)
@@ -167,9 +177,8 @@ def test_parity_samples_come_from_real_data_when_given(model, tmp_path):
 def test_failed_stage_log_tail_is_shown_in_both_renderings(model, tmp_path):
     import io
 
+    from convertctl.render import print_report
     from rich.console import Console
-
-    from orchestrator.render import print_report
 
     report = run(model, tmp_path, FakeRuntime(crash="export"))
     buf = io.StringIO()

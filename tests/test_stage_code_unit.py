@@ -1,5 +1,6 @@
 """Stage code: Python 3.8 syntax only, stdlib-only contract, and the int8 /
 Flex rules of the quantize stage, tested without TensorFlow."""
+
 from __future__ import annotations
 
 import ast
@@ -42,8 +43,9 @@ def test_int8_needs_int8_io_and_no_float_ops():
     q = load("quantize", "quantize")
     ops = {"flex_ops": [], "float_ops": 0, "total": 5}
     assert q.contract_problems("int8", [io("int8")], [io("int8")], ops, False) == []
-    problems = q.contract_problems("int8", [io("float32", "input")], [io("int8")],
-                                   {"flex_ops": [], "float_ops": 3, "total": 5}, False)
+    problems = q.contract_problems(
+        "int8", [io("float32", "input")], [io("int8")], {"flex_ops": [], "float_ops": 3, "total": 5}, False
+    )
     assert "int8 mode produced input tensor 'input' of type float32, not int8" in problems
     assert "int8 mode left 3 of 5 ops computing in float" in problems
 
@@ -69,23 +71,30 @@ def run_contract(tmp_path, body_src):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "request.json").write_text(json.dumps({"x": 1}))
     script = tmp_path / "stage.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {str(IMAGES / 'common')!r})\nimport contract\n"
-                      f"{body_src}\nsys.exit(contract.run_stage('s', body))\n")
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(IMAGES / 'common')!r})\nimport contract\n"
+        f"{body_src}\nsys.exit(contract.run_stage('s', body))\n"
+    )
     proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
     return proc.returncode, json.loads((tmp_path / "s" / "result.json").read_text())
 
 
 def test_contract_reports_what_the_stage_learned_before_failing(tmp_path):
-    code, result = run_contract(tmp_path, "def body(run_dir, request, result):\n"
-                                          "    result['seen'] = request['x']\n"
-                                          "    raise contract.InputProblem('bad shape')\n")
+    code, result = run_contract(
+        tmp_path,
+        "def body(run_dir, request, result):\n"
+        "    result['seen'] = request['x']\n"
+        "    raise contract.InputProblem('bad shape')\n",
+    )
     assert code == 2 and result["status"] == "failed" and result["seen"] == 1
     assert result["error"] == "bad shape" and result["error_kind"] == "input"
 
 
 def test_contract_keeps_first_line_of_a_crash(tmp_path):
-    code, result = run_contract(tmp_path, "def body(run_dir, request, result):\n"
-                                          "    raise RuntimeError('export failed: op X\\n  %1 = graph...\\n')\n")
+    code, result = run_contract(
+        tmp_path,
+        "def body(run_dir, request, result):\n    raise RuntimeError('export failed: op X\\n  %1 = graph...\\n')\n",
+    )
     assert code == 1 and result["error"] == "RuntimeError: export failed: op X"
     assert "graph..." in result["traceback"]
 
@@ -99,6 +108,6 @@ def test_dockerfiles_share_everything_up_to_the_install_layer():
         text = (IMAGES / stage / "Dockerfile").read_text()
         assert marker in text, stage
         body = text.split(marker)[0]
-        prefixes[stage] = body[body.index("ARG BASE_IMAGE"):]  # the header comment names the stage
+        prefixes[stage] = body[body.index("ARG BASE_IMAGE") :]  # the header comment names the stage
     assert prefixes["export"] == prefixes["convert"] == prefixes["quantize"]
     assert "COPY requirements.txt" in prefixes["convert"] and "COPY stage/" not in prefixes["convert"]

@@ -1,14 +1,27 @@
 """What a user reads when a stage dies without writing a result."""
+
 from __future__ import annotations
 
 import pytest
+from convertctl.catalog import load_catalog
+from convertctl.runtimes.base import StageRun, crash_signal
 
-from orchestrator.catalog import load_catalog
-from orchestrator.runtimes.base import StageRun, crash_signal
 
-
-@pytest.mark.parametrize("code, name", [(-11, "SIGSEGV"), (139, "SIGSEGV"), (134, "SIGABRT"), (-9, "SIGKILL"),
-                                        (137, "SIGKILL"), (132, "SIGILL"), (1, ""), (2, ""), (0, ""), (255, "")])
+@pytest.mark.parametrize(
+    "code, name",
+    [
+        (-11, "SIGSEGV"),
+        (139, "SIGSEGV"),
+        (134, "SIGABRT"),
+        (-9, "SIGKILL"),
+        (137, "SIGKILL"),
+        (132, "SIGILL"),
+        (1, ""),
+        (2, ""),
+        (0, ""),
+        (255, ""),
+    ],
+)
 def test_crash_signal_reads_both_conventions(code, name):
     assert crash_signal(code) == name
 

@@ -1,9 +1,9 @@
 """Comparisons: every failure collected, structure vs tolerance."""
+
 from __future__ import annotations
 
 import numpy as np
-
-from orchestrator.validate import compare, metrics, tolerance_for
+from convertctl.validate import compare, metrics, tolerance_for
 
 
 def ref(n=8, classes=10, seed=0):
@@ -38,8 +38,10 @@ def test_tolerance_scales_with_output_magnitude():
     noisy = {"output": r["output"] + 0.05}
     assert compare("tflite", "fp32", "samples", r, noisy, tolerance_for("fp32")).status == "passed"
     small = {"output": r["output"] / 1000}
-    assert compare("tflite", "fp32", "samples", small, {"output": small["output"] + 0.05},
-                   tolerance_for("fp32")).status == "failed"
+    assert (
+        compare("tflite", "fp32", "samples", small, {"output": small["output"] + 0.05}, tolerance_for("fp32")).status
+        == "failed"
+    )
 
 
 def test_top1_disagreement_is_reported():

@@ -1,5 +1,6 @@
 """The variant catalog (images/catalog.toml): which environment runs which
 stage. Data, not code: a new TF version is a new table there."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import UsageError
+from convertctl.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,7 +21,7 @@ STAGES = ("export", "convert", "quantize")
 def images_dir() -> Path:
     """Stage code and locks: package data in a wheel, images/ in a checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "_images", here.parent / "images"):
+    for candidate in (here / "_images", here.parent.parent / "images"):
         if (candidate / "catalog.toml").is_file():
             return candidate
     raise UsageError("convertctl's stage files are missing (no images/catalog.toml); reinstall convertctl")

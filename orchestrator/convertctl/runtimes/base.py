@@ -2,6 +2,7 @@
 environments ready and runs one stage in one of them; everything a stage
 says comes back through the run directory (request in, result + artifacts
 out) and its exit code. Two implementations: local venvs and Docker."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.catalog import Variant
+from convertctl.catalog import Variant
 
 Say = Callable[[str], None]
 
@@ -52,8 +53,10 @@ class StageRun:
             quote = (": " + " | ".join(s.strip() for s in said)) if said else ""
             name = crash_signal(self.exit_code)
             if name:
-                return (f"the {self.stage} stage crashed ({name}, exit code {self.exit_code}) and wrote no "
-                        f"result{quote}. {CRASH_HINTS.get(name, '')}").rstrip()
+                return (
+                    f"the {self.stage} stage crashed ({name}, exit code {self.exit_code}) and wrote no "
+                    f"result{quote}. {CRASH_HINTS.get(name, '')}"
+                ).rstrip()
             return f"the {self.stage} stage exited with code {self.exit_code} and wrote no result{quote}"
         return ""
 
@@ -61,7 +64,7 @@ class StageRun:
 # Why a stage died from a signal, in words a user can act on.
 CRASH_HINTS = {
     "SIGSEGV": "Native code crashed; old library builds (torch 1.7, TF 2.8) can crash on CPUs newer than "
-               "they know: try a newer variant (--export-image / --convert-image) or --runtime local.",
+    "they know: try a newer variant (--export-image / --convert-image) or --runtime local.",
     "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or --runtime local.",
     "SIGKILL": "Killed from outside, most often for memory: close other programs or raise the limit.",
     "SIGABRT": "",
@@ -116,7 +119,7 @@ class LogTail:
         if line.strip():
             self.lines.append(line.rstrip())
         if line.startswith("[stage]"):
-            self.say(f"{self.stage}: {line[len('[stage]'):].strip()}")
+            self.say(f"{self.stage}: {line[len('[stage]') :].strip()}")
 
     def close(self) -> list:
         self.handle.close()
@@ -127,6 +130,11 @@ def stage_environ() -> dict:
     """A clean environment for a stage process: nothing of the host's Python
     setup leaks in, and TensorFlow is kept quiet and off any GPU."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA"))}
-    env.update(PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env.update(
+        PYTHONNOUSERSITE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONUNBUFFERED="1",
+    )
     return env

@@ -1,26 +1,40 @@
 """What every command shares on the terminal: the consoles, the progress
 line, and the one place where a ConvertError becomes a message and an exit
 code (tracebacks only under --debug)."""
+
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from orchestrator.errors import EXIT_INTERNAL, ConvertError
+from convertctl.errors import EXIT_INTERNAL, ConvertError
 
 console = Console(stderr=False)
 err = Console(stderr=True)
 STATE = {"debug": False}
 
 # Options more than one command takes, spelled and explained once.
-Runtime = Annotated[str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")]
-CaBundle = Annotated[Optional[Path], typer.Option("--ca-bundle", help="CA bundle for the package index (TLS-intercepting proxies). Default: pip's cert setting, then SSL_CERT_FILE.")]
-IndexUrl = Annotated[str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")]
-BaseImage = Annotated[str, typer.Option("--base-image", help="FROM image for stage image builds (a local base; Docker).")]
+Runtime = Annotated[
+    str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")
+]
+CaBundle = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-bundle",
+        help="CA bundle for the package index (TLS-intercepting proxies). "
+        "Default: pip's cert setting, then SSL_CERT_FILE.",
+    ),
+]
+IndexUrl = Annotated[
+    str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")
+]
+BaseImage = Annotated[
+    str, typer.Option("--base-image", help="FROM image for stage image builds (a local base; Docker).")
+]
 
 
 def handled(fn):

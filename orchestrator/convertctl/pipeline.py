@@ -2,6 +2,7 @@
 runtime, every output compared with PyTorch, the report assembled. Domain
 errors are raised as ConvertError; stage and check failures are recorded in
 the report, whose exit_code the CLI returns."""
+
 from __future__ import annotations
 
 import os
@@ -10,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator import inputs, rundir, validate
-from orchestrator.data import load_calibration, load_eval
-from orchestrator.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VALIDATION, UsageError
-from orchestrator.report import Report, sha256_file
-from orchestrator.runtimes.base import Runtime, Say, StageRun
-from orchestrator.validate import DEFAULT_MAX_DROP
+from convertctl import inputs, rundir, validate
+from convertctl.data import load_calibration, load_eval
+from convertctl.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VALIDATION, UsageError
+from convertctl.report import Report, sha256_file
+from convertctl.runtimes.base import Runtime, Say, StageRun
+from convertctl.validate import DEFAULT_MAX_DROP
 
 MODES = ("fp32", "dynamic", "int8", "fp16")
 SYNTHETIC_CALIB = 200
@@ -47,8 +48,9 @@ class RunOptions:
         if unknown:
             raise UsageError(f"--quant {', '.join(unknown)}: unknown mode (choose from {', '.join(MODES)})")
         if not self.shapes:
-            raise UsageError("--input-shape is required (e.g. --input-shape 1,3,256,256), "
-                             "on the command line or in convertctl.toml")
+            raise UsageError(
+                "--input-shape is required (e.g. --input-shape 1,3,256,256), on the command line or in convertctl.toml"
+            )
         if not 7 <= self.opset <= 13:
             raise UsageError(f"--opset {self.opset}: onnx-tf 1.10 reads opsets 7 to 13")
         for mode in list(self.tolerances) + list(self.max_drop):
@@ -67,22 +69,33 @@ class Pipeline:
         o.check()
         export = self.variants["export"]
         if o.opset > export.max_opset:
-            raise UsageError(f"--opset {o.opset}: the {export.name} export environment exports up to "
-                             f"opset {export.max_opset}")
+            raise UsageError(
+                f"--opset {o.opset}: the {export.name} export environment exports up to opset {export.max_opset}"
+            )
         model = inputs.check_model(o.model)
         names = inputs.input_names(len(o.shapes))
         shapes = dict(zip(names, o.shapes))
         sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
         run_dir = rundir.create_run_dir(o.out)
-        report = Report(model={"path": str(model), "sha256": sha256_file(model), "opset": o.opset,
-                               "input_shapes": {n: list(s) for n, s in shapes.items()}},
-                        runtime=self.runtime.name, modes=list(o.modes), run_dir=str(run_dir),
-                        out_dir=str(o.out))
+        report = Report(
+            model={
+                "path": str(model),
+                "sha256": sha256_file(model),
+                "opset": o.opset,
+                "input_shapes": {n: list(s) for n, s in shapes.items()},
+            },
+            runtime=self.runtime.name,
+            modes=list(o.modes),
+            run_dir=str(run_dir),
+            out_dir=str(o.out),
+        )
         report.inputs = self._write_inputs(run_dir, sets, labels, calib)
         report.inputs["samples"]["source"] = sample_source
         if calib is not None and o.calib is None:
-            report.notices.append(f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
-                                  "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz).")
+            report.notices.append(
+                f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
+                "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
+            )
         try:
             self._prepare(report)
             self._stages(run_dir, report, names, {name: f"inputs/{name}.npz" for name in sets})
@@ -99,9 +112,15 @@ class Pipeline:
 
     def _prepare(self, report: Report) -> None:
         for prepared in self.runtime.prepare(list(dict.fromkeys(self.variants.values())), self.say):
-            report.environments.append({"variant": prepared.variant.name, "stage": prepared.variant.stage,
-                                        "location": prepared.location, "created": prepared.created,
-                                        "seconds": round(prepared.seconds, 1)})
+            report.environments.append(
+                {
+                    "variant": prepared.variant.name,
+                    "stage": prepared.variant.stage,
+                    "location": prepared.location,
+                    "created": prepared.created,
+                    "seconds": round(prepared.seconds, 1),
+                }
+            )
 
     # -- inputs ---------------------------------------------------------
     def _load_data(self, shapes: dict):
@@ -111,8 +130,11 @@ class Pipeline:
             sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std)
         calib = None
         if "int8" in o.modes:
-            calib = (load_calibration(o.calib, shapes, o.mean, o.std) if o.calib
-                     else inputs.synthetic(shapes, SYNTHETIC_CALIB, o.seed + 1))
+            calib = (
+                load_calibration(o.calib, shapes, o.mean, o.std)
+                if o.calib
+                else inputs.synthetic(shapes, SYNTHETIC_CALIB, o.seed + 1)
+            )
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
@@ -137,8 +159,11 @@ class Pipeline:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
         if calib is not None:
             inputs.save_set(run_dir / "inputs" / "calibration.npz", calib)
-            info["calibration"] = {"count": len(next(iter(calib.values()))), "synthetic": o.calib is None,
-                                   "source": str(o.calib) if o.calib else "synthetic"}
+            info["calibration"] = {
+                "count": len(next(iter(calib.values()))),
+                "synthetic": o.calib is None,
+                "source": str(o.calib) if o.calib else "synthetic",
+            }
         return info
 
     # -- stages ---------------------------------------------------------
@@ -146,10 +171,18 @@ class Pipeline:
         variant = self.variants[stage]
         self.say(f"{stage}: running in {variant.name}")
         result = self.runtime.run_stage(variant, run_dir, request, self.say)
-        report.stages.append({"stage": stage, "variant": variant.name, "status": "ok" if result.ok else "failed",
-                              "seconds": round(result.seconds, 2), "versions": result.result.get("versions", {}),
-                              "python": result.result.get("python", ""), "error": result.error,
-                              "log_tail": [] if result.ok else result.log_tail})
+        report.stages.append(
+            {
+                "stage": stage,
+                "variant": variant.name,
+                "status": "ok" if result.ok else "failed",
+                "seconds": round(result.seconds, 2),
+                "versions": result.result.get("versions", {}),
+                "python": result.result.get("python", ""),
+                "error": result.error,
+                "log_tail": [] if result.ok else result.log_tail,
+            }
+        )
         if not result.ok and stage != "quantize":
             kind = result.result.get("error_kind")
             code = EXIT_USAGE if kind == "input" else EXIT_CONVERSION
@@ -162,23 +195,46 @@ class Pipeline:
 
     def _stages(self, run_dir: Path, report: Report, names: list, set_files: dict) -> None:
         o = self.opts
-        exp = self._run(report, run_dir, "export", {
-            "model": str(o.model.resolve()), "input_names": names, "opset": o.opset,
-            "input_shapes": [list(s) for s in o.shapes], "input_sets": set_files})
+        exp = self._run(
+            report,
+            run_dir,
+            "export",
+            {
+                "model": str(o.model.resolve()),
+                "input_names": names,
+                "opset": o.opset,
+                "input_shapes": [list(s) for s in o.shapes],
+                "input_sets": set_files,
+            },
+        )
         if exp is None:
             return
         output_names = exp.result["output_names"]
         report.model["outputs"] = exp.result.get("outputs", [])
         report.model["onnx"] = exp.result.get("onnx", {})
-        conv = self._run(report, run_dir, "convert", {
-            "onnx": "export/model.onnx", "input_names": names, "output_names": output_names,
-            "input_sets": set_files})
+        conv = self._run(
+            report,
+            run_dir,
+            "convert",
+            {"onnx": "export/model.onnx", "input_names": names, "output_names": output_names, "input_sets": set_files},
+        )
         if conv is None:
             return
-        quant = self._run(report, run_dir, "quantize", {
-            "saved_model": "convert/saved_model", "modes": o.modes, "input_names": names,
-            "calibration": "inputs/calibration.npz", "allow_flex": o.allow_flex, "input_sets": set_files,
-            "latency_runs": o.latency_runs, "threads": o.threads})
+        quant = self._run(
+            report,
+            run_dir,
+            "quantize",
+            {
+                "saved_model": "convert/saved_model",
+                "modes": o.modes,
+                "input_names": names,
+                "calibration": "inputs/calibration.npz",
+                "allow_flex": o.allow_flex,
+                "input_sets": set_files,
+                "latency_runs": o.latency_runs,
+                "threads": o.threads,
+            },
+        )
         modes = quant.result.get("modes", {}) if quant else {}
         if not modes:
             report.fail(EXIT_CONVERSION, f"quantize stage ({self.variants['quantize'].name}): {quant.error}")
@@ -195,23 +251,37 @@ class Pipeline:
     def _validate(self, run_dir: Path, report: Report, labels) -> None:
         ref = _npz(run_dir / "export" / "reference_samples.npz")
         fp32 = validate.tolerance_for("fp32", self.opts.tolerances)
-        candidates = [("onnx", None, "export/onnx_samples.npz", fp32, None),
-                      ("savedmodel", None, "convert/outputs_samples.npz", fp32, None)]
-        candidates += [("tflite", a["mode"], f"quantize/{a['mode']}_samples.npz",
-                        validate.tolerance_for(a["mode"], self.opts.tolerances), a)
-                       for a in report.artifacts if "file" in a]
+        candidates = [
+            ("onnx", None, "export/onnx_samples.npz", fp32, None),
+            ("savedmodel", None, "convert/outputs_samples.npz", fp32, None),
+        ]
+        candidates += [
+            (
+                "tflite",
+                a["mode"],
+                f"quantize/{a['mode']}_samples.npz",
+                validate.tolerance_for(a["mode"], self.opts.tolerances),
+                a,
+            )
+            for a in report.artifacts
+            if "file" in a
+        ]
         for stage, mode, rel, tol, art in candidates:
             got = _npz(run_dir / rel)
             if ref is None or got is None:
                 if stage != "onnx":  # no onnxruntime in an export image is allowed
                     continue
-                report.checks.append(validate.Check(stage, mode, "samples", "skipped",
-                                                    note="onnxruntime not in the export environment").__dict__)
+                report.checks.append(
+                    validate.Check(
+                        stage, mode, "samples", "skipped", note="onnxruntime not in the export environment"
+                    ).__dict__
+                )
                 continue
             check = validate.compare(stage, mode, "samples", ref, got, tol)
             if art is not None:  # a TFLite file: its I/O contract too
-                check.failures += validate.io_contract(art, report.model["input_shapes"],
-                                                       report.model.get("outputs", []))
+                check.failures += validate.io_contract(
+                    art, report.model["input_shapes"], report.model.get("outputs", [])
+                )
                 check.status = "failed" if check.failures else check.status
             report.checks.append(check.__dict__)
             if check.failures:
@@ -235,13 +305,16 @@ class Pipeline:
             status = "passed" if drop <= budget else "failed"
             acc["modes"][art["mode"]] = {"accuracy": value, "drop": drop, "max_drop": budget, "status": status}
             if status == "failed":
-                report.fail(EXIT_VALIDATION, f"tflite:{art['mode']} accuracy {value:.2f}% is {drop:.2f} points "
-                                             f"below PyTorch's {base:.2f}% (budget {budget})")
+                report.fail(
+                    EXIT_VALIDATION,
+                    f"tflite:{art['mode']} accuracy {value:.2f}% is {drop:.2f} points "
+                    f"below PyTorch's {base:.2f}% (budget {budget})",
+                )
         report.accuracy = acc
 
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report) -> None:
-        from orchestrator.render import markdown
+        from convertctl.render import markdown
 
         stem = self.opts.model.stem
         ok = report.status == "passed"

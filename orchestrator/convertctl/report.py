@@ -1,5 +1,6 @@
 """The report: one data model, saved as versioned JSON, rendered by
 render.py for the terminal and as Markdown. Nothing here prints."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator import __version__
-from orchestrator.errors import EXIT_CONVERSION, EXIT_OK, EXIT_VALIDATION, UsageError
+from convertctl import __version__
+from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_VALIDATION, UsageError
 
 SCHEMA_NAME = "convertctl.report"
 SCHEMA_VERSION = 1
@@ -72,9 +73,11 @@ def load_report(path: Path) -> Report:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable report ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
-        raise UsageError(f"{path}: not a convertctl report (no \"schema\": \"{SCHEMA_NAME}\")")
+        raise UsageError(f'{path}: not a convertctl report (no "schema": "{SCHEMA_NAME}")')
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(f"{path}: report schema version {data.get('schema_version')} "
-                         f"is not the one this convertctl reads ({SCHEMA_VERSION})")
+        raise UsageError(
+            f"{path}: report schema version {data.get('schema_version')} "
+            f"is not the one this convertctl reads ({SCHEMA_VERSION})"
+        )
     known = Report.__dataclass_fields__
     return Report(**{k: v for k, v in data.items() if k in known})

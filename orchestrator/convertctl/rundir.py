@@ -2,6 +2,7 @@
 artifacts into --out. Stages write only into the run directory; --out is
 touched only when a run has passed, file by file with an atomic rename, so
 a failed or interrupted run never damages what an earlier run left there."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from orchestrator.errors import UsageError
+from convertctl.errors import UsageError
 
 RUNS = Path(".convertctl") / "runs"
 

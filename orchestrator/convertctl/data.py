@@ -1,13 +1,14 @@
 """Image folders and arrays turned into model inputs on the host (numpy and
 Pillow only), for int8 calibration (--calib) and accuracy (--eval-data)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import UsageError
-from orchestrator.inputs import fit_arrays
+from convertctl.errors import UsageError
+from convertctl.inputs import fit_arrays
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,7 +71,7 @@ def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int =
         files = image_files(path)[:limit]
         if not files:
             raise UsageError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        (name, shape), = shapes.items()
+        ((name, shape),) = shapes.items()
         prep = ImagePrep(shape, mean, std)
         return {name: np.stack([prep(f) for f in files])}
     return fit_arrays(path, _load_arrays(path), shapes)
@@ -95,7 +96,7 @@ def load_eval(path: Path, shapes: dict, mean=None, std=None) -> tuple[dict, np.n
         classes = sorted(p.name for p in path.iterdir() if p.is_dir())
         if not classes or len(shapes) != 1:
             raise UsageError(f"{path}: expected one subfolder of images per class, for a single-input model")
-        (name, shape), = shapes.items()
+        ((name, shape),) = shapes.items()
         prep = ImagePrep(shape, mean, std)
         xs, ys = [], []
         for label, cls in enumerate(classes):

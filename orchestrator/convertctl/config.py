@@ -1,21 +1,34 @@
 """Per-model settings in convertctl.toml next to the model: what a model
 always needs (input shape, a convert image that can handle it, looser
 tolerances) without repeating flags. Command-line flags win."""
+
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import UsageError
+from convertctl.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-KEYS = {"input_shape", "quant", "opset", "convert_image", "export_image", "calib", "mean", "std",
-        "tolerance", "max_accuracy_drop", "allow_flex", "runtime"}
+KEYS = {
+    "input_shape",
+    "quant",
+    "opset",
+    "convert_image",
+    "export_image",
+    "calib",
+    "mean",
+    "std",
+    "tolerance",
+    "max_accuracy_drop",
+    "allow_flex",
+    "runtime",
+}
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """The report's two human renderings, from the same rows: a rich table for
 the terminal and Markdown for report.md / GitHub's job summary."""
+
 from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.report import Report
+from convertctl.report import Report
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 CHECKED_BY = {"export": "onnx", "convert": "savedmodel"}  # the check whose row follows a stage's row
@@ -66,15 +67,22 @@ def rows(report: Report) -> list:
     if acc:
         out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
         for mode, m in acc["modes"].items():
-            out.append(("accuracy", mode, m["status"] == "passed",
-                        f"{m['accuracy']:.2f}% (drop {m['drop']:.2f} pts, budget {m['max_drop']})"))
+            out.append(
+                (
+                    "accuracy",
+                    mode,
+                    m["status"] == "passed",
+                    f"{m['accuracy']:.2f}% (drop {m['drop']:.2f} pts, budget {m['max_drop']})",
+                )
+            )
     return out
 
 
 def failed_logs(report: Report, lines: int = 8) -> list:
     """(stage, last log lines) of every failed stage: what it said last."""
-    return [(st["stage"], st["log_tail"][-lines:]) for st in report.stages
-            if st["status"] != "ok" and st.get("log_tail")]
+    return [
+        (st["stage"], st["log_tail"][-lines:]) for st in report.stages if st["status"] != "ok" and st.get("log_tail")
+    ]
 
 
 def summary_line(report: Report) -> str:
@@ -102,10 +110,15 @@ def print_report(report: Report, console: Console) -> None:
 
 
 def markdown(report: Report) -> str:
-    lines = [f"## convertctl: `{report.model.get('path', '')}`", "",
-             f"**{summary_line(report)}**", "",
-             f"Runtime: {report.runtime}; modes: {', '.join(report.modes)}; "
-             f"input shapes: {report.model.get('input_shapes')}", ""]
+    lines = [
+        f"## convertctl: `{report.model.get('path', '')}`",
+        "",
+        f"**{summary_line(report)}**",
+        "",
+        f"Runtime: {report.runtime}; modes: {', '.join(report.modes)}; "
+        f"input shapes: {report.model.get('input_shapes')}",
+        "",
+    ]
     lines += [f"> **Note:** {n}" for n in report.notices]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):

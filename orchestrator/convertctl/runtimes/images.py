@@ -6,6 +6,7 @@ bundle, build args, base image), as DVC keys a stage by the hash of its
 canonical description. A stale image is rebuilt; Docker's layer cache makes
 a code-only change cost seconds because the code is copied last.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.catalog import Variant, images_dir
-from orchestrator.errors import EnvironmentProblem
-from orchestrator.pipconfig import IndexSettings
-from orchestrator.runtimes.base import Prepared, Say
+from convertctl.catalog import Variant, images_dir
+from convertctl.errors import EnvironmentProblem
+from convertctl.pipconfig import IndexSettings
+from convertctl.runtimes.base import Prepared, Say
 
 KEY_LABEL = "org.convertctl.key"
 VARIANT_LABEL = "org.convertctl.variant"
@@ -66,15 +67,20 @@ class ImageBuilder:
         return variant.base_image
 
     def build_args(self, variant: Variant) -> dict:
-        return {"BASE_IMAGE": self.base_for(variant), "VARIANT": variant.name,
-                **self.settings.docker_build_args()}
+        return {"BASE_IMAGE": self.base_for(variant), "VARIANT": variant.name, **self.settings.docker_build_args()}
 
     def key(self, variant: Variant) -> str:
         digest = hashlib.sha256()
-        parts = {"dockerfile": (variant.stage_dir / "Dockerfile").read_text(), "lock": variant.lock_text(),
-                 "ca": hashlib.sha256(self.ca_bytes()).hexdigest(), "args": self.build_args(variant),
-                 "code": {str(p.relative_to(images_dir())): p.read_text()
-                          for p in _files(images_dir() / "common") + _files(variant.stage_dir)}}
+        parts = {
+            "dockerfile": (variant.stage_dir / "Dockerfile").read_text(),
+            "lock": variant.lock_text(),
+            "ca": hashlib.sha256(self.ca_bytes()).hexdigest(),
+            "args": self.build_args(variant),
+            "code": {
+                str(p.relative_to(images_dir())): p.read_text()
+                for p in _files(images_dir() / "common") + _files(variant.stage_dir)
+            },
+        }
         digest.update(json.dumps(parts, sort_keys=True).encode())
         return digest.hexdigest()[:20]
 
@@ -98,8 +104,13 @@ class ImageBuilder:
         if image is None:
             return {"built": False, "current": False, "state": "not built", "size_bytes": 0}
         current = (image.labels or {}).get(KEY_LABEL) == self.key(variant)
-        return {"built": True, "current": current, "state": "current" if current else "stale",
-                "size_bytes": int(image.attrs.get("Size", 0)), "id": image.short_id}
+        return {
+            "built": True,
+            "current": current,
+            "state": "current" if current else "stale",
+            "size_bytes": int(image.attrs.get("Size", 0)),
+            "id": image.short_id,
+        }
 
     # -- build ----------------------------------------------------------
     def ensure(self, variant: Variant, say: Say, force: bool = False) -> Prepared:
@@ -123,8 +134,14 @@ class ImageBuilder:
             ctx = self.context(variant, Path(tmp))
             try:
                 stream = self.client.api.build(
-                    path=str(ctx), tag=variant.tag, buildargs=self.build_args(variant), rm=True,
-                    forcerm=True, decode=True, labels={KEY_LABEL: self.key(variant), VARIANT_LABEL: variant.name})
+                    path=str(ctx),
+                    tag=variant.tag,
+                    buildargs=self.build_args(variant),
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    labels={KEY_LABEL: self.key(variant), VARIANT_LABEL: variant.name},
+                )
                 for chunk in stream:
                     if "error" in chunk:
                         tail.append(chunk["error"].strip())
@@ -141,7 +158,9 @@ class ImageBuilder:
         text = "\n".join(tail[-12:])
         hint = ""
         if "pull access denied" in text or "no such host" in text or "manifest" in text:
-            hint = (f"\nNo registry reachable for {self.base_for(variant)}: make a local base with "
-                    f"`images/base/make-base.sh {variant.debian} convertctl-base:{variant.debian}` "
-                    "or pass --base-image.")
+            hint = (
+                f"\nNo registry reachable for {self.base_for(variant)}: make a local base with "
+                f"`images/base/make-base.sh {variant.debian} convertctl-base:{variant.debian}` "
+                "or pass --base-image."
+            )
         return f"building {variant.tag} failed:\n{text}{hint}"

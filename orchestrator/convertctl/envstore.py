@@ -3,6 +3,7 @@ hash of what defines it (Python version + lock file), as pre-commit keys its
 hook environments. A venv is usable only once its marker exists; the marker
 is written last and atomically, so a half-built venv is never reused. Two
 runs that need the same venv take a file lock, then look again."""
+
 from __future__ import annotations
 
 import fcntl
@@ -17,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.catalog import Variant
-from orchestrator.errors import EnvironmentProblem
-from orchestrator.pipconfig import IndexSettings
+from convertctl.catalog import Variant
+from convertctl.errors import EnvironmentProblem
+from convertctl.pipconfig import IndexSettings
 
 # Bump when the way venvs are built changes: the key changes, so old ones
 # are rebuilt instead of reused. 2: bytecode compiled at install time.
@@ -101,9 +102,14 @@ class EnvStore:
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
-            marker = {"variant": variant.name, "stage": variant.stage, "python": variant.python,
-                      "lock": variant.requirements, "lock_sha256": variant.lock_digest(),
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            marker = {
+                "variant": variant.name,
+                "stage": variant.stage,
+                "python": variant.python,
+                "lock": variant.requirements,
+                "lock_sha256": variant.lock_digest(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             tmp = path / (MARKER + ".tmp")
             tmp.write_text(json.dumps(marker, indent=2))
             os.replace(tmp, path / MARKER)
@@ -119,12 +125,25 @@ class EnvStore:
             # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
             # without it every stage would compile TensorFlow from source on
             # every run (~6 s of the ~10 s an import takes).
-            steps = [[uv, "venv", "--quiet", "--python", variant.python, str(path)],
-                     [uv, "pip", "install", "--compile-bytecode", "--python", str(path / "bin" / "python"),
-                      "-r", str(variant.lock_path), *self.settings.uv_args()]]
+            steps = [
+                [uv, "venv", "--quiet", "--python", variant.python, str(path)],
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--compile-bytecode",
+                    "--python",
+                    str(path / "bin" / "python"),
+                    "-r",
+                    str(variant.lock_path),
+                    *self.settings.uv_args(),
+                ],
+            ]
         else:
-            steps = [[f"python{variant.python}", "-m", "venv", str(path)],
-                     [str(path / "bin" / "python"), "-m", "pip", "install", "-r", str(variant.lock_path)]]
+            steps = [
+                [f"python{variant.python}", "-m", "venv", str(path)],
+                [str(path / "bin" / "python"), "-m", "pip", "install", "-r", str(variant.lock_path)],
+            ]
         say(f"creating {variant.stage} environment {variant.name} (Python {variant.python})")
         with open(log, "w") as out:
             for cmd in steps:
@@ -141,7 +160,8 @@ class EnvStore:
                     tail = "".join(log.read_text().splitlines(keepends=True)[-12:])
                     raise EnvironmentProblem(
                         f"could not create the {variant.name} environment (lock {variant.requirements}):\n{tail}",
-                        hint=f"full log: {log}")
+                        hint=f"full log: {log}",
+                    )
 
     def entries(self) -> list[dict]:
         rows = []
@@ -151,9 +171,16 @@ class EnvStore:
             marker = path / MARKER
             info = json.loads(marker.read_text()) if marker.is_file() else {}
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-            rows.append({"name": path.name, "path": str(path), "ready": marker.is_file(),
-                         "variant": info.get("variant", "?"), "created": info.get("created", ""),
-                         "size_bytes": size})
+            rows.append(
+                {
+                    "name": path.name,
+                    "path": str(path),
+                    "ready": marker.is_file(),
+                    "variant": info.get("variant", "?"),
+                    "created": info.get("created", ""),
+                    "size_bytes": size,
+                }
+            )
         return rows
 
     def prune(self, keep: set[str], dry_run: bool = False) -> list[str]:

@@ -3,6 +3,7 @@ a venv built by uv, or a Docker build, sees the same index, mirrors,
 find-links, constraints and CA bundle as the user's own `pip install`.
 Users behind a TLS-intercepting proxy need exactly this (and so does this
 project's CI, whose containers reach the index only with the host CA)."""
+
 from __future__ import annotations
 
 import configparser
@@ -106,15 +107,16 @@ class IndexSettings:
 
 def settings_from_flags(ca_bundle=None, index_url: str = "") -> IndexSettings:
     """load_settings for the --ca-bundle / --pip-index-url flags."""
-    from orchestrator.errors import UsageError
+    from convertctl.errors import UsageError
 
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
     return load_settings(str(ca_bundle or ""), index_url)
 
 
-def load_settings(ca_bundle: str = "", index_url: str = "", environ: dict | None = None,
-                  files: list[Path] | None = None) -> IndexSettings:
+def load_settings(
+    ca_bundle: str = "", index_url: str = "", environ: dict | None = None, files: list[Path] | None = None
+) -> IndexSettings:
     """pip configuration, then PIP_* variables, then convertctl's own flags."""
     environ = dict(os.environ) if environ is None else environ
     raw = _read(config_files() if files is None else files, environ)

@@ -1,10 +1,11 @@
 """Picking a runtime: Docker when a daemon answers, else local venvs."""
+
 from __future__ import annotations
 
-from orchestrator.envstore import EnvStore
-from orchestrator.errors import UsageError
-from orchestrator.pipconfig import IndexSettings
-from orchestrator.runtimes.base import Runtime, Say
+from convertctl.envstore import EnvStore
+from convertctl.errors import UsageError
+from convertctl.pipconfig import IndexSettings
+from convertctl.runtimes.base import Runtime, Say
 
 RUNTIMES = ("auto", "local", "docker")
 
@@ -12,12 +13,13 @@ RUNTIMES = ("auto", "local", "docker")
 def select_runtime(name: str, settings: IndexSettings, say: Say, build_options: dict | None = None) -> Runtime:
     if name not in RUNTIMES:
         raise UsageError(f"--runtime {name!r}: choose from {', '.join(RUNTIMES)}")
-    from orchestrator.runtimes import docker as docker_rt
-    from orchestrator.runtimes.local import LocalRuntime
+    from convertctl.runtimes import docker as docker_rt
+    from convertctl.runtimes.local import LocalRuntime
 
     if name == "docker":
-        return docker_rt.DockerRuntime(docker_rt.require_client("--runtime docker: "), settings,
-                                       **(build_options or {}))
+        return docker_rt.DockerRuntime(
+            docker_rt.require_client("--runtime docker: "), settings, **(build_options or {})
+        )
     if name == "auto":
         client, why = docker_rt.connect()
         if client is not None:

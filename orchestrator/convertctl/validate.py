@@ -4,13 +4,14 @@ Like optimum's exporters: every problem is collected before anything fails;
 a structural mismatch (names, count, shape) fails the check outright, a
 tolerance miss marks it failed and says by how much.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from orchestrator.errors import UsageError
+from convertctl.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,14 @@ def metrics(name: str, ref: np.ndarray, got: np.ndarray) -> OutputMetrics:
     a, b = ref64.reshape(-1), got64.reshape(-1)
     denom = np.linalg.norm(a) * np.linalg.norm(b)
     cosine = float(a @ b / denom) if denom > 0 else (1.0 if np.allclose(a, b) else 0.0)
-    m = OutputMetrics(name, list(ref.shape[1:]), float(diff.max()) if diff.size else 0.0,
-                      float(diff.mean()) if diff.size else 0.0,
-                      float(diff.max() / peak) if peak > 0 else 0.0, cosine)
+    m = OutputMetrics(
+        name,
+        list(ref.shape[1:]),
+        float(diff.max()) if diff.size else 0.0,
+        float(diff.mean()) if diff.size else 0.0,
+        float(diff.max() / peak) if peak > 0 else 0.0,
+        cosine,
+    )
     if looks_like_scores(ref.shape[1:]):
         r, g = ref64.reshape(len(ref64), -1), got64.reshape(len(got64), -1)
         m.top1 = float(np.mean(r.argmax(1) == g.argmax(1)))
@@ -98,24 +104,26 @@ def metrics(name: str, ref: np.ndarray, got: np.ndarray) -> OutputMetrics:
     return m
 
 
-def compare(stage: str, mode: str | None, input_set: str, reference: dict, got: dict,
-            tol: Tolerance) -> Check:
+def compare(stage: str, mode: str | None, input_set: str, reference: dict, got: dict, tol: Tolerance) -> Check:
     check = Check(stage, mode, input_set, "passed", tolerance=asdict(tol))
     if sorted(reference) != sorted(got):
         check.failures.append(f"structure: outputs {sorted(got)} != PyTorch's {sorted(reference)}")
     for name in sorted(set(reference) & set(got)):
         ref, out = reference[name], got[name]
         if ref.shape != out.shape:
-            check.failures.append(f"structure: output {name!r} has shape {list(out.shape[1:])}, "
-                                  f"PyTorch's {list(ref.shape[1:])}")
+            check.failures.append(
+                f"structure: output {name!r} has shape {list(out.shape[1:])}, PyTorch's {list(ref.shape[1:])}"
+            )
             continue
         m = metrics(name, ref, out)
         check.outputs.append(asdict(m))
         bound = tol.bound(float(np.max(np.abs(ref))) if ref.size else 0.0)
         if bound is not None and m.max_abs > bound:
-            check.failures.append(f"{name}: max abs diff {m.max_abs:.3g} > {bound:.3g} "
-                                  f"({m.max_abs / bound:.1f}x the tolerance)" if bound else
-                                  f"{name}: max abs diff {m.max_abs:.3g} > 0")
+            check.failures.append(
+                f"{name}: max abs diff {m.max_abs:.3g} > {bound:.3g} ({m.max_abs / bound:.1f}x the tolerance)"
+                if bound
+                else f"{name}: max abs diff {m.max_abs:.3g} > 0"
+            )
         if tol.cosine is not None and m.cosine < tol.cosine:
             check.failures.append(f"{name}: cosine similarity {m.cosine:.6f} < {tol.cosine}")
         if tol.top1 is not None and m.top1 is not None and m.top1 < tol.top1:

@@ -1,4 +1,5 @@
 """Local runtime: each stage runs as a subprocess of a venv from the store."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,9 +7,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.catalog import Variant
-from orchestrator.envstore import EnvStore
-from orchestrator.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, stage_environ, write_request
+from convertctl.catalog import Variant
+from convertctl.envstore import EnvStore
+from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, stage_environ, write_request
 
 
 class LocalRuntime:
@@ -29,9 +30,14 @@ class LocalRuntime:
         write_request(run_dir, variant.stage, request)
         tail = LogTail(run_dir, variant.stage, say)
         started = time.monotonic()
-        proc = subprocess.Popen([str(env.python), str(variant.script), str(run_dir)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=stage_environ(), cwd=str(run_dir))
+        proc = subprocess.Popen(
+            [str(env.python), str(variant.script), str(run_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=stage_environ(),
+            cwd=str(run_dir),
+        )
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -43,5 +49,6 @@ class LocalRuntime:
             raise
         finally:
             lines = tail.close()
-        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage),
-                        time.monotonic() - started, lines)
+        return StageRun(
+            variant.stage, variant, code, read_result(run_dir, variant.stage), time.monotonic() - started, lines
+        )

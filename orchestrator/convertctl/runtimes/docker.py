@@ -6,6 +6,7 @@ on a read-only root with a tmpfs /tmp, with every capability dropped,
 no-new-privileges, memory and pid limits; the model is mounted read-only and
 the run directory is the only writable mount (the shared volume).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.catalog import Variant
-from orchestrator.errors import ConversionError, EnvironmentProblem
-from orchestrator.pipconfig import IndexSettings
-from orchestrator.runtimes import images
-from orchestrator.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, write_request
+from convertctl.catalog import Variant
+from convertctl.errors import ConversionError, EnvironmentProblem
+from convertctl.pipconfig import IndexSettings
+from convertctl.runtimes import images
+from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, write_request
 
 RUN_MOUNT = "/rundir"
 MODEL_MOUNT = "/model"
@@ -46,8 +47,9 @@ def require_client(flag: str = ""):
     client, why = connect()
     if client is None:
         hint = "start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root)"
-        raise EnvironmentProblem(f"{flag}no Docker daemon answers ({why})",
-                                 hint=hint + (", or use --runtime local" if flag else ""))
+        raise EnvironmentProblem(
+            f"{flag}no Docker daemon answers ({why})", hint=hint + (", or use --runtime local" if flag else "")
+        )
     return client
 
 
@@ -98,8 +100,13 @@ class DockerRuntime:
         container = None
         try:
             container = self.client.containers.run(
-                variant.tag, command=[RUN_MOUNT], detach=True, volumes=volumes,
-                labels={"org.convertctl.run": str(run_dir)}, **hardening(self.memory, user=self.user))
+                variant.tag,
+                command=[RUN_MOUNT],
+                detach=True,
+                volumes=volumes,
+                labels={"org.convertctl.run": str(run_dir)},
+                **hardening(self.memory, user=self.user),
+            )
             for chunk in container.logs(stream=True, follow=True):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
@@ -121,5 +128,6 @@ class DockerRuntime:
                     container.remove(force=True)
                 except Exception:  # noqa: BLE001 - already gone is fine
                     pass
-        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage),
-                        time.monotonic() - started, lines)
+        return StageRun(
+            variant.stage, variant, code, read_result(run_dir, variant.stage), time.monotonic() - started, lines
+        )

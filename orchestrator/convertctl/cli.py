@@ -1,36 +1,40 @@
 """The convertctl command line (typer + rich). Commands parse flags, call the
 domain code and render; a ConvertError becomes one message and its exit code."""
+
 from __future__ import annotations
 
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from orchestrator import __version__
-from orchestrator.catalog import load_catalog
-from orchestrator.config import load_config, mode_values
-from orchestrator.data import parse_floats
-from orchestrator.errors import ConvertError, UsageError
-from orchestrator.images_cli import images_app
-from orchestrator.inputs import parse_shape
-from orchestrator.pipconfig import settings_from_flags
-from orchestrator.pipeline import MODES, Pipeline, RunOptions
-from orchestrator.render import print_report
-from orchestrator.runtimes import select_runtime
-from orchestrator.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
+from convertctl import __version__
+from convertctl.catalog import load_catalog
+from convertctl.config import load_config, mode_values
+from convertctl.data import parse_floats
+from convertctl.errors import ConvertError, UsageError
+from convertctl.images_cli import images_app
+from convertctl.inputs import parse_shape
+from convertctl.pipconfig import settings_from_flags
+from convertctl.pipeline import MODES, Pipeline, RunOptions
+from convertctl.render import print_report
+from convertctl.runtimes import select_runtime
+from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-                  help="PyTorch -> ONNX -> TensorFlow -> validated TFLite, each stage in its own pinned environment.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    help="PyTorch -> ONNX -> TensorFlow -> validated TFLite, each stage in its own pinned environment.",
+)
 envs_app = typer.Typer(no_args_is_help=True, help="Local stage environments (virtualenvs).")
 report_app = typer.Typer(no_args_is_help=True, help="Saved reports.")
 app.add_typer(envs_app, name="envs")
 app.add_typer(report_app, name="report")
 app.add_typer(images_app, name="images")
-
 
 
 def version_callback(value: bool):
@@ -42,7 +46,7 @@ def version_callback(value: bool):
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True)] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=version_callback, is_eager=True)] = None,
 ):
     STATE["debug"] = debug
 
@@ -54,7 +58,7 @@ def _as_list(value) -> list:
     return list(value)
 
 
-def _runtime(name: str, ca_bundle: Optional[Path], index_url: str, say, **build):
+def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
     return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
 
 
@@ -62,26 +66,42 @@ def _runtime(name: str, ca_bundle: Optional[Path], index_url: str, say, **build)
 @handled
 def run(
     model: Annotated[Path, typer.Argument(help="TorchScript file (torch.jit.save).")],
-    quant: Annotated[Optional[list[str]], typer.Option("--quant", "-q", help=f"Mode, repeatable: {', '.join(MODES)}. Default fp32.")] = None,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")] = None,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (7-13 for onnx-tf). Default 11.")] = None,
+    quant: Annotated[
+        list[str] | None, typer.Option("--quant", "-q", help=f"Mode, repeatable: {', '.join(MODES)}. Default fp32.")
+    ] = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")
+    ] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (7-13 for onnx-tf). Default 11.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("convertctl-out"),
-    calib: Annotated[Optional[Path], typer.Option(help="int8 calibration: image folder, .npy or .npz (100-500 samples).")] = None,
-    mean: Annotated[Optional[str], typer.Option(help="Image normalisation mean per channel. Default ImageNet's.")] = None,
-    std: Annotated[Optional[str], typer.Option(help="Image normalisation std per channel. Default ImageNet's.")] = None,
-    sample_inputs: Annotated[Optional[Path], typer.Option("--sample-inputs", help="npz of inputs to compare on (instead of random ones).")] = None,
+    calib: Annotated[
+        Path | None, typer.Option(help="int8 calibration: image folder, .npy or .npz (100-500 samples).")
+    ] = None,
+    mean: Annotated[str | None, typer.Option(help="Image normalisation mean per channel. Default ImageNet's.")] = None,
+    std: Annotated[str | None, typer.Option(help="Image normalisation std per channel. Default ImageNet's.")] = None,
+    sample_inputs: Annotated[
+        Path | None, typer.Option("--sample-inputs", help="npz of inputs to compare on (instead of random ones).")
+    ] = None,
     samples: Annotated[int, typer.Option(help="How many seeded random sample inputs.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the random sample inputs.")] = 0,
-    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", help="Labelled data: folder of class folders, or npz with x and y.")] = None,
-    max_accuracy_drop: Annotated[Optional[list[str]], typer.Option("--max-accuracy-drop", help="Points of accuracy a mode may lose: N or MODE=N.")] = None,
-    atol: Annotated[Optional[list[str]], typer.Option("--atol", help="Absolute tolerance: N or MODE=N.")] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval-data", help="Labelled data: folder of class folders, or npz with x and y.")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        list[str] | None, typer.Option("--max-accuracy-drop", help="Points of accuracy a mode may lose: N or MODE=N.")
+    ] = None,
+    atol: Annotated[list[str] | None, typer.Option("--atol", help="Absolute tolerance: N or MODE=N.")] = None,
     allow_flex: Annotated[bool, typer.Option("--allow-flex", help="Allow Flex (SELECT_TF_OPS) ops.")] = False,
     latency_runs: Annotated[int, typer.Option("--latency-runs", help="Timed runs per TFLite file (0: skip).")] = 10,
     threads: Annotated[int, typer.Option(help="Interpreter threads for latency.")] = 1,
     runtime: Runtime = "auto",
-    convert_image: Annotated[Optional[str], typer.Option("--convert-image", help="Convert variant or image tag (see `convertctl images list`).")] = None,
-    export_image: Annotated[Optional[str], typer.Option("--export-image", help="Export variant or image tag.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Settings file. Default: convertctl.toml next to the model.")] = None,
+    convert_image: Annotated[
+        str | None, typer.Option("--convert-image", help="Convert variant or image tag (see `convertctl images list`).")
+    ] = None,
+    export_image: Annotated[str | None, typer.Option("--export-image", help="Export variant or image tag.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Settings file. Default: convertctl.toml next to the model.")
+    ] = None,
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
@@ -95,21 +115,40 @@ def run(
     for mode, values in cfg.get("tolerance", {}).items():
         tolerances[mode] = {**values, **tolerances.get(mode, {})}  # the flag wins over the file
     opts = RunOptions(
-        model=model, shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
-        modes=modes, out=out, opset=opset or cfg.get("opset", 11),
+        model=model,
+        shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
+        modes=modes,
+        out=out,
+        opset=opset or cfg.get("opset", 11),
         calib=calib or (Path(cfg.get("calib")) if cfg.get("calib") else None),
         mean=parse_floats(mean, "--mean") if mean else cfg.get("mean"),
         std=parse_floats(std, "--std") if std else cfg.get("std"),
-        sample_inputs=sample_inputs, samples=samples, seed=seed, allow_flex=allow_flex or cfg.get("allow_flex", False),
-        tolerances=tolerances, eval_data=eval_data,
-        max_drop={**cfg.get("max_accuracy_drop", {}), **mode_values(max_accuracy_drop or [], "--max-accuracy-drop", MODES)},
-        latency_runs=latency_runs, threads=threads, keep_run=keep_run)
+        sample_inputs=sample_inputs,
+        samples=samples,
+        seed=seed,
+        allow_flex=allow_flex or cfg.get("allow_flex", False),
+        tolerances=tolerances,
+        eval_data=eval_data,
+        max_drop={
+            **cfg.get("max_accuracy_drop", {}),
+            **mode_values(max_accuracy_drop or [], "--max-accuracy-drop", MODES),
+        },
+        latency_runs=latency_runs,
+        threads=threads,
+        keep_run=keep_run,
+    )
     opts.check()
     with Progress() as say:
-        rt = _runtime(cfg.get("runtime", runtime) if runtime == "auto" else runtime, ca_bundle, pip_index_url, say,
-                      base_image=base_image)
-        variants = load_catalog().plan(rt.name, convert_image or cfg.get("convert_image"),
-                                       export_image or cfg.get("export_image"))
+        rt = _runtime(
+            cfg.get("runtime", runtime) if runtime == "auto" else runtime,
+            ca_bundle,
+            pip_index_url,
+            say,
+            base_image=base_image,
+        )
+        variants = load_catalog().plan(
+            rt.name, convert_image or cfg.get("convert_image"), export_image or cfg.get("export_image")
+        )
         report = Pipeline(opts, rt, variants, say).run()
     print_report(report, console)
     raise typer.Exit(report.exit_code)
@@ -136,8 +175,12 @@ def example(
         run_dir = Path(tempfile.mkdtemp(prefix="convertctl-example-"))
         run_dir.chmod(0o777)
         try:
-            result = rt.run_stage(variant, run_dir, {"action": "example", "example": name, "seed": seed,
-                                                     "input_shape": list(shape), "output": "model.pt"}, say)
+            result = rt.run_stage(
+                variant,
+                run_dir,
+                {"action": "example", "example": name, "seed": seed, "input_shape": list(shape), "output": "model.pt"},
+                say,
+            )
             if not result.ok:
                 raise ConvertError(f"could not build the example: {result.error}")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +194,7 @@ def example(
 @handled
 def envs_list():
     """Local environments: which variant, ready or half-built, size."""
-    from orchestrator.envstore import EnvStore
+    from convertctl.envstore import EnvStore
 
     store = EnvStore()
     catalog = load_catalog()
@@ -162,15 +205,19 @@ def envs_list():
     for row in rows:
         state = "ready" if row["ready"] else "HALF-BUILT"
         stale = "" if row["name"] in current else " (stale: no variant uses it)"
-        console.print(f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False)
+        console.print(
+            f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False
+        )
 
 
 @envs_app.command("prune")
 @handled
-def envs_prune(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-               all_envs: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False):
+def envs_prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    all_envs: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False,
+):
     """Remove environments no catalog variant uses (or all of them)."""
-    from orchestrator.envstore import EnvStore
+    from convertctl.envstore import EnvStore
 
     store = EnvStore()
     keep = set() if all_envs else {store.path_for(v).name for v in load_catalog().variants.values()}
@@ -181,11 +228,13 @@ def envs_prune(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
 
 @report_app.command("show")
 @handled
-def report_show(path: Annotated[Path, typer.Argument(help="report.json")],
-                markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False):
+def report_show(
+    path: Annotated[Path, typer.Argument(help="report.json")],
+    markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False,
+):
     """Re-render a saved report.json."""
-    from orchestrator.render import markdown
-    from orchestrator.report import load_report
+    from convertctl.render import markdown
+    from convertctl.report import load_report
 
     report = load_report(path)
     if markdown_out:

@@ -1,23 +1,24 @@
 """`convertctl images`: the catalog's Docker images, listed and built."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from orchestrator.catalog import STAGES, load_catalog
-from orchestrator.errors import UsageError
-from orchestrator.pipconfig import settings_from_flags
-from orchestrator.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
+from convertctl.catalog import STAGES, load_catalog
+from convertctl.errors import UsageError
+from convertctl.pipconfig import settings_from_flags
+from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
 
-def _builder(base_image: str = "", ca_bundle: Optional[Path] = None, index_url: str = ""):
-    from orchestrator.runtimes.docker import require_client
-    from orchestrator.runtimes.images import ImageBuilder
+def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = ""):
+    from convertctl.runtimes.docker import require_client
+    from convertctl.runtimes.images import ImageBuilder
 
     settings = settings_from_flags(ca_bundle, index_url)
     return ImageBuilder(require_client(), settings, base_image)
@@ -35,16 +36,15 @@ def images_list():
     for v in load_catalog().variants.values():
         d = builder.describe(v)
         size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-        table.add_row(v.name, v.python, v.tag, d["state"], size,
-                      " ".join(f"{k}={val}" for k, val in v.pins.items()))
+        table.add_row(v.name, v.python, v.tag, d["state"], size, " ".join(f"{k}={val}" for k, val in v.pins.items()))
     console.print(table)
 
 
 @images_app.command("build")
 @handled
 def images_build(
-    stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Only these stages.")] = None,
-    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Only these variants (name or tag).")] = None,
+    stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages.")] = None,
+    variant: Annotated[list[str] | None, typer.Option("--variant", help="Only these variants (name or tag).")] = None,
     base_image: BaseImage = "",
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",

@@ -1,6 +1,7 @@
 """What the user hands in, checked before any environment is touched: the
 model file, input shapes, sample inputs. Every problem names the file or
 flag and says what is wrong."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import UsageError
+from convertctl.errors import UsageError
 
 DEFAULT_SAMPLES = 8
 
@@ -28,13 +29,17 @@ def check_model(path: Path) -> Path:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
-        raise UsageError(f"{path}: not a TorchScript file (not a zip archive). "
-                         "Save the model with torch.jit.save(torch.jit.script(model), path) "
-                         "or torch.jit.trace.") from None
+        raise UsageError(
+            f"{path}: not a TorchScript file (not a zip archive). "
+            "Save the model with torch.jit.save(torch.jit.script(model), path) "
+            "or torch.jit.trace."
+        ) from None
     if not any("/code/" in n for n in names):
-        raise UsageError(f"{path}: a torch.save() pickle, not TorchScript (it has no code/ folder). "
-                         "Save it with torch.jit.save(torch.jit.script(model), path) "
-                         "or torch.jit.save(torch.jit.trace(model, example), path).")
+        raise UsageError(
+            f"{path}: a torch.save() pickle, not TorchScript (it has no code/ folder). "
+            "Save it with torch.jit.save(torch.jit.script(model), path) "
+            "or torch.jit.save(torch.jit.trace(model, example), path)."
+        )
     return path.resolve()
 
 
@@ -85,8 +90,10 @@ def fit_arrays(path: Path, arrays: dict, shapes: dict) -> dict:
         elif arr.shape[1:] == tuple(shape[1:]) and shape[0] == 1:
             arr = arr[:, None]
         else:
-            raise UsageError(f"{path}: array {name!r} has shape {list(arr.shape)}; expected "
-                             f"(N, {', '.join(map(str, shape))}) or (N, {', '.join(map(str, shape[1:]))})")
+            raise UsageError(
+                f"{path}: array {name!r} has shape {list(arr.shape)}; expected "
+                f"(N, {', '.join(map(str, shape))}) or (N, {', '.join(map(str, shape[1:]))})"
+            )
         if len(arr) == 0:
             raise UsageError(f"{path}: array {name!r} holds no samples")
         out[name] = arr.astype(np.float32)

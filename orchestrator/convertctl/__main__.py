@@ -1,0 +1,3 @@
+from convertctl.cli import main
+
+main()
