@@ -104,9 +104,9 @@ def warm_up(args, model: Path, runtime: str, work: Path) -> Path:
     kept = next((work / "warm" / ".convertctl" / "runs").iterdir())
     template = work / "template"
     shutil.copytree(kept / "inputs", template / "inputs")
-    for stage in STAGES:
-        (template / stage).mkdir(parents=True)
-        shutil.copyfile(kept / stage / "request.json", template / stage / "request.json")
+    for st in report["stages"]:  # every step's request, in its own folder
+        (template / st["work"]).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kept / st["work"] / "request.json", template / st["work"] / "request.json")
     return kept
 
 

@@ -44,52 +44,57 @@ import time
 from pathlib import Path
 
 from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
-from convertctl.catalog import STAGES, load_catalog
+from convertctl.catalog import images_dir, load_catalog
 from convertctl.envstore import EnvStore
 from convertctl.pipconfig import load_settings
 from convertctl.runtimes.base import stage_environ
 
 
-def run_bare(plan: dict, store: EnvStore, template: Path, run_dir: Path) -> dict:
-    """The three stage scripts in a fresh copy of the template; seconds per stage."""
+def run_bare(steps: list, store: EnvStore, template: Path, run_dir: Path) -> dict:
+    """The same steps as convertctl ran (the kept run's stage list), each
+    script run bare in a fresh copy of the template; seconds per stage."""
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(template, run_dir)
     run_dir.chmod(0o777)
-    times = {}
-    for stage in STAGES:
-        variant = plan[stage]
-        log = run_dir / stage / "stage.log"
+    catalog = load_catalog()
+    times: dict = {}
+    for st in steps:
+        variant = catalog.get(st["variant"])
+        log = run_dir / st["work"] / "stage.log"
         # Same environment variables and cwd as the local runtime gives a stage.
-        times[stage], code = timed(
-            [str(store.path_for(variant) / "bin" / "python"), str(variant.script), str(run_dir)],
+        seconds, code = timed(
+            [
+                str(store.path_for(variant) / "bin" / "python"),
+                str(images_dir() / st["script"]),
+                str(run_dir),
+                st["work"],
+            ],
             log,
             env=stage_environ(),
             cwd=str(run_dir),
         )
+        times[st["stage"]] = times.get(st["stage"], 0.0) + seconds
         if code:
-            fail(f"bare {stage} failed (exit {code})", log.read_text(errors="replace"))
+            fail(f"bare {st['stage']} ({st['work']}) failed (exit {code})", log.read_text(errors="replace"))
     return times
 
 
-def validation_seconds(run_dir: Path, report: dict, args) -> float | None:
-    """Validation runs inside `convertctl run`; redo it here on the kept
-    run's outputs to see its share (numpy only, no stage). Uses Pipeline
-    internals, so it gives up quietly (None) if they have changed."""
-    try:
-        from convertctl.inputs import parse_shape
-        from convertctl.pipeline import Pipeline, RunOptions
-        from convertctl.report import Report
+def validation_seconds(run_dir: Path, report: dict) -> float | None:
+    """Validation runs inside `convertctl run`; redo its comparisons here on
+    the kept run's outputs to see its share (numpy only, no stage)."""
+    from convertctl import validate
+    from convertctl.steps import Steps
 
-        opts = RunOptions(model=Path("m.pt"), shapes=[parse_shape(args.input_shape)], modes=[args.quant], out=run_dir)
-        pipe = Pipeline(opts, runtime=None, variants={}, say=lambda _: None)
-        fresh = Report(model=report["model"], runtime="local", modes=[args.quant])
-        fresh.artifacts = report["artifacts"]
-        started = time.perf_counter()
-        pipe._validate(run_dir, fresh, None)
-        return time.perf_counter() - started
-    except Exception as exc:  # noqa: BLE001 - a breakdown line, not the benchmark
-        console.print(f"[yellow]validation not timed separately: {type(exc).__name__}: {exc}[/]")
-        return None
+    steps = Steps(None, run_dir, None, lambda _: None)
+    ref_work = next(s["work"] for s in report["stages"] if s["stage"] == "export")
+    started = time.perf_counter()
+    ref = steps.outputs(f"{ref_work}/reference_samples.npz")
+    for st in report["stages"]:
+        for name in ("onnx_samples.npz", "outputs_samples.npz"):
+            got = steps.outputs(f"{st['work']}/{name}")
+            if got is not None and ref is not None:
+                validate.compare(st["stage"], st.get("mode"), "samples", ref, got, validate.tolerance_for("fp32"))
+    return time.perf_counter() - started
 
 
 def bytecode_note(plan: dict, store: EnvStore) -> str:
@@ -98,7 +103,7 @@ def bytecode_note(plan: dict, store: EnvStore) -> str:
     compile torch/TF from source, because stages run with
     PYTHONDONTWRITEBYTECODE=1 and so never write the cache."""
     py = pyc = 0
-    for env in {store.path_for(v) for v in plan.values()}:
+    for env in {store.path_for(v) for v in plan}:
         for site in env.glob("lib/python*/site-packages"):
             py += sum(1 for _ in site.rglob("*.py"))
             pyc += sum(1 for _ in site.rglob("*.pyc"))
@@ -131,7 +136,7 @@ def main() -> int:
     try:
         model = example_model(args, "local", work)
         store = EnvStore(settings=load_settings())
-        plan = load_catalog().plan("local")
+        plan = load_catalog().environments("local")
         kept = warm_up(args, model, "local", work)
         # Host start-up alone: interpreter + typer/rich/numpy/convertctl imports.
         startup = med([timed(convertctl_cmd() + ["--help"], work / "help.log")[0] for _ in range(3)])
@@ -140,18 +145,22 @@ def main() -> int:
         for i in range(args.repeat):
             secs, report = run_convertctl(args, model, "local", work / "out")
             a_total.append(secs)
-            a_st.append({row["stage"]: row["seconds"] for row in report["stages"]})
-            b_st.append(run_bare(plan, store, work / "template", work / "bare"))
+            per_stage: dict = {}
+            for row in report["stages"]:
+                per_stage[row["stage"]] = per_stage.get(row["stage"], 0.0) + row["seconds"]
+            a_st.append(per_stage)
+            b_st.append(run_bare(report["stages"], store, work / "template", work / "bare"))
             b_total.append(sum(b_st[-1].values()))
             console.print(f"  pair {i + 1}/{args.repeat}: convertctl {a_total[-1]:.1f} s, bare {b_total[-1]:.1f} s")
 
         host = [("startup (convertctl --help)", startup)]
-        validation = validation_seconds(kept, json.loads((kept / "report.json").read_text()), args)
+        validation = validation_seconds(kept, json.loads((kept / "report.json").read_text()))
         if validation is not None:
             host.append(("validation (redone in-process)", validation))
+        catalog = load_catalog()
         print_overhead(
             f"local: {model.name} {args.input_shape} {args.quant}, median of {args.repeat}",
-            plan,
+            {st["stage"]: catalog.get(st["variant"]) for st in report["stages"]},
             a_total,
             b_total,
             a_st,

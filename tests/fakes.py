@@ -40,67 +40,63 @@ class FakeRuntime:
     def prepare(self, variants, say):
         return [Prepared(v, f"fake:{v.name}", created=False) for v in variants]
 
-    def run_stage(self, variant, run_dir: Path, request: dict, say) -> StageRun:
-        write_request(run_dir, variant.stage, request)
-        self.calls.append(variant.stage)
-        if self.crash == variant.stage:
+    def run(self, step, run_dir: Path, say) -> StageRun:
+        variant, request = step.variant, dict(step.request, work=step.work)
+        write_request(run_dir, step.work, step.request)
+        self.calls.append(variant.stage if variant.stage != "quantize" else f"quantize:{request['mode']}")
+        if self.crash in (variant.stage, f"quantize:{request.get('mode')}"):
             return StageRun(variant.stage, variant, 139, {}, 0.1, ["Segmentation fault"])
         result = {"status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
         sets = {name: dict(np.load(run_dir / rel)) for name, rel in request.get("input_sets", {}).items()}
-        getattr(self, variant.stage)(run_dir, request, sets, result)
-        (run_dir / variant.stage / "result.json").write_text(json.dumps(result))
+        getattr(self, variant.stage)(run_dir / step.work, request, sets, result)
+        (run_dir / step.work / "result.json").write_text(json.dumps(result))
         code = 0 if result["status"] == "ok" else 2
-        return StageRun(variant.stage, variant, code, read_result(run_dir, variant.stage), 0.1, [])
+        return StageRun(variant.stage, variant, code, read_result(run_dir, step.work), 0.1, [])
 
-    def export(self, run_dir, request, sets, result):
+    def export(self, work, request, sets, result):
         for name, arrays in sets.items():
-            np.savez(run_dir / f"export/reference_{name}.npz", output=model(arrays["input"]))
-            np.savez(run_dir / f"export/onnx_{name}.npz", output=model(arrays["input"]))
-        result.update(
-            output_names=["output"],
-            outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}],
-            onnx={"opset": request["opset"], "nodes": 3, "file": "export/model.onnx"},
-        )
+            if request.get("reference", True):
+                np.savez(work / f"reference_{name}.npz", output=model(arrays["input"]))
+            if request.get("opset"):
+                np.savez(work / f"onnx_{name}.npz", output=model(arrays["input"]))
+        result.update(output_names=["output"], outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}])
+        if request.get("opset"):
+            result["onnx"] = {"opset": request["opset"], "nodes": 3, "file": f"{request['work']}/model.onnx"}
 
-    def convert(self, run_dir, request, sets, result):
+    def convert(self, work, request, sets, result):
         for name, arrays in sets.items():
-            np.savez(run_dir / f"convert/outputs_{name}.npz", output=model(arrays["input"]))
+            np.savez(work / f"outputs_{name}.npz", output=model(arrays["input"]))
+        result.update(saved_model=f"{request['work']}/saved_model", layout={"inputs": {}, "outputs": {}})
 
-    def quantize(self, run_dir, request, sets, result):
+    def quantize(self, work, request, sets, result):
         rng = np.random.default_rng(1)
-        result["modes"] = {}
-        for mode in request["modes"]:
-            dtype = "int8" if mode == "int8" and not self.fake_int8 else "float32"
-            (run_dir / f"quantize/{mode}.tflite").write_bytes(b"TFL3" + mode.encode())
-            for name, arrays in sets.items():
-                out = model(arrays["input"])
-                out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)
-                np.savez(run_dir / f"quantize/{mode}_{name}.npz", output=out)
-            io = {"dtype": dtype, "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
-            in_shape = list(sets["samples"]["input"].shape[1:])
-            if self.nhwc:
-                in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
-            info = {
-                "mode": mode,
-                "status": "ok",
-                "file": f"quantize/{mode}.tflite",
-                "size_bytes": 8,
-                "inputs": [{**io, "name": "input", "shape": in_shape}],
-                "outputs": [{**io, "name": "output", "shape": [1, 10]}],
-                "ops": {
-                    "histogram": {"CONV_2D": 1},
-                    "flex_ops": ["FlexConv2D"] if self.flex else [],
-                    "total": 1,
-                    "transposes": 0,
-                    "float_ops": 0 if dtype == "int8" else 1,
-                },
-            }
-            if mode == "int8" and self.fake_int8:
-                info.update(
-                    status="failed", problems=["int8 mode produced input tensor 'input' of type float32, not int8"]
-                )
-                info["error"] = info["problems"][0]
-            result["modes"][mode] = info
-        if any(i["status"] != "ok" for i in result["modes"].values()):
-            result["status"] = "failed"
-            result["error"] = "a mode failed"
+        mode = request["mode"]
+        dtype = "int8" if mode == "int8" and not self.fake_int8 else "float32"
+        (work / "model.tflite").write_bytes(b"TFL3" + mode.encode())
+        for name, arrays in sets.items():
+            out = model(arrays["input"])
+            out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)
+            np.savez(work / f"outputs_{name}.npz", output=out)
+        io = {"dtype": dtype, "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
+        in_shape = list(sets["samples"]["input"].shape[1:])
+        if self.nhwc:
+            in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
+        info = {
+            "mode": mode,
+            "status": "ok",
+            "file": f"{request['work']}/model.tflite",
+            "size_bytes": 8,
+            "inputs": [{**io, "name": "input", "shape": in_shape}],
+            "outputs": [{**io, "name": "output", "shape": [1, 10]}],
+            "ops": {
+                "histogram": {"CONV_2D": 1},
+                "flex_ops": ["FlexConv2D"] if self.flex else [],
+                "total": 1,
+                "transposes": 0,
+                "float_ops": 0 if dtype == "int8" else 1,
+            },
+        }
+        if mode == "int8" and self.fake_int8:
+            info.update(status="failed", problems=["int8 mode produced input tensor 'input' of type float32, not int8"])
+            info["error"] = info["problems"][0]
+        result["artifact"] = info

@@ -135,7 +135,7 @@ def test_auto_falls_back_to_local_with_a_notice(smallcnn, tmp_path):
 def test_images_list_shows_current_images(docker_default):
     proc = convertctl("images", "list")
     assert proc.returncode == EXIT_OK
-    for variant in load_catalog().plan("docker").values():
+    for variant in load_catalog().environments("docker"):
         line = next(ln for ln in proc.stdout.splitlines() if variant.name in ln)
         assert "current" in line and "MB" in line
 

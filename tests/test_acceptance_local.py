@@ -183,9 +183,9 @@ def test_envs_list_and_prune(four_modes):
     assert proc.returncode == EXIT_OK
     store = EnvStore()
     for stage in ("export", "convert"):
-        name = store.path_for(load_catalog().plan("local")[stage]).name
+        name = store.path_for(load_catalog().ladder("local", stage)[0]).name
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name))
         assert "ready" in line and "stale" not in line
     dry = convertctl("envs", "prune", "--dry-run")
     assert dry.returncode == EXIT_OK and "would remove" in dry.stdout
-    assert all(store.path_for(v).exists() for v in load_catalog().plan("local").values())
+    assert all(store.path_for(v).exists() for v in load_catalog().environments("local"))

@@ -63,7 +63,7 @@ def _local_export_python() -> Path:
     from convertctl.envstore import EnvStore
     from convertctl.pipconfig import load_settings
 
-    return EnvStore(settings=load_settings()).ensure(load_catalog().plan("local")["export"]).python
+    return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "export")[0]).python
 
 
 def _run_trainer(python: Path, args: list[str], work: Path) -> str:
@@ -94,7 +94,7 @@ def trace_docker(digits: dict, weights: Path, work: Path) -> Path:
     by a newer torch would not load there."""
     import docker
 
-    tag = load_catalog().plan("docker")["export"].tag
+    tag = load_catalog().ladder("docker", "export")[0].tag
     convertctl("images", "build", "--variant", tag, check=True)  # no-op when current
     work.mkdir()
     shutil.copyfile(TRAINER, work / "train.py")

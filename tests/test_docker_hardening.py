@@ -13,6 +13,7 @@ import pytest
 from conftest import requires_docker
 from convertctl.catalog import load_catalog
 from convertctl.pipconfig import load_settings
+from convertctl.runtimes.images import ImageBuilder
 
 pytestmark = [pytest.mark.docker, requires_docker]
 
@@ -55,7 +56,7 @@ def client():
 def export_image(client):
     from convertctl.runtimes.images import ImageBuilder
 
-    variant = load_catalog().plan("docker")["export"]
+    variant = load_catalog().ladder("docker", "export")[0]
     ImageBuilder(client, load_settings()).ensure(variant, lambda _: None)
     return variant
 
@@ -70,7 +71,7 @@ def test_stage_container_cannot_reach_network_or_write_outside_run_dir(client, e
     model = tmp_path / "model.pt"
     model.write_text("pretend model")
     client.containers.run(
-        export_image.tag,
+        ImageBuilder(client, load_settings()).ref(export_image),
         entrypoint=["/opt/venv/bin/python", "/rundir/probe.py"],
         volumes={str(run_dir): {"bind": "/rundir", "mode": "rw"}, str(model): {"bind": "/model/x", "mode": "ro"}},
         remove=True,
@@ -90,18 +91,15 @@ def test_stage_container_cannot_reach_network_or_write_outside_run_dir(client, e
 
 
 def test_stage_run_by_the_runtime_writes_as_the_given_uid(client, export_image, tmp_path):
+    from convertctl.runtimes.base import Step
     from convertctl.runtimes.docker import DockerRuntime
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     run_dir.chmod(0o777)
     runtime = DockerRuntime(client, load_settings(), user="4321:4321")
-    result = runtime.run_stage(
-        export_image,
-        run_dir,
-        {"action": "example", "example": "smallcnn", "seed": 0, "input_shape": [1, 3, 16, 16], "output": "m.pt"},
-        lambda _: None,
-    )
+    request = {"action": "example", "example": "smallcnn", "seed": 0, "input_shape": [1, 3, 16, 16], "output": "m.pt"}
+    result = runtime.run(Step(export_image, "example", request), run_dir, lambda _: None)
     assert result.ok, result.error
     assert (run_dir / "m.pt").stat().st_uid == 4321
     assert not client.containers.list(all=True, filters={"label": f"org.convertctl.run={run_dir}"}), (
@@ -113,7 +111,7 @@ def test_code_only_change_reuses_the_installed_packages(client, export_image):
     from convertctl.runtimes.images import ImageBuilder
 
     builder = ImageBuilder(client, load_settings())
-    base = client.images.get(export_image.tag)
+    base = client.images.get(builder.ref(export_image))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = builder.context(export_image, Path(tmp))
         with open(ctx / "stage" / "export.py", "a") as f:

@@ -32,8 +32,9 @@ def run(model, tmp_path, runtime=None, plan="local", **kw):
     opts = RunOptions(
         model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out", latency_runs=0, **kw
     )
-    variants = load_catalog().plan(plan)
-    return Pipeline(opts, runtime or FakeRuntime(), variants, lambda _: None).run()
+    runtime = runtime or FakeRuntime()
+    runtime.name = plan  # whose ladders to use
+    return Pipeline(opts, runtime, load_catalog(), lambda _: None).run()
 
 
 def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
@@ -148,11 +149,12 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     "change, message",
     [
         ({"modes": ["int4"]}, "unknown mode"),
-        ({"opset": 17}, "opset"),
+        ({"opset": 21}, "opsets 7 to 20"),
+        ({"opset": 17}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
+        ({"layout": "nhwc"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
         ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
         ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
         ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),
-        ({"opset": 13, "plan": "docker"}, "export-torch1.7 export environment exports up to opset 12"),
     ],
 )
 def test_bad_options_are_usage_errors(model, tmp_path, change, message):
@@ -183,5 +185,18 @@ def test_failed_stage_log_tail_is_shown_in_both_renderings(model, tmp_path):
     report = run(model, tmp_path, FakeRuntime(crash="export"))
     buf = io.StringIO()
     print_report(report, Console(file=buf, width=200))
-    assert "last lines of the export stage's log:" in buf.getvalue() and "Segmentation fault" in buf.getvalue()
+    shown = buf.getvalue()
+    assert "last lines of the log of the export stage (export-torch2.13):" in shown and "Segmentation fault" in shown
     assert "Segmentation fault" in markdown(report)
+
+
+def test_an_opset_the_first_export_rung_cannot_write_comes_from_the_next(model, tmp_path):
+    """torch 1.7 exports up to opset 12: --opset 13 on Docker takes the ONNX
+    file from the current-torch rung, and the reference from the first."""
+    fake = FakeRuntime()
+    report = run(model, tmp_path, fake, plan="docker", opset=13, modes=["fp32"])
+    assert report.exit_code == EXIT_OK, report.failure
+    onnx = next(c for c in report.checks if c["stage"] == "onnx")
+    assert (onnx["variant"], onnx["opset"]) == ("export-torch2.13", 13)
+    exports = [(e["variant"], e["status"], e.get("purpose")) for e in report.ladder if e["stage"] == "export"]
+    assert exports == [("export-torch1.7", "used", "reference"), ("export-torch2.13", "used", "ONNX opset 13")]

@@ -40,7 +40,7 @@ def io(dtype, name="x"):
 
 
 def test_int8_needs_int8_io_and_no_float_ops():
-    q = load("quantize", "quantize")
+    q = load("tflite_run", "common")
     ops = {"flex_ops": [], "float_ops": 0, "total": 5}
     assert q.contract_problems("int8", [io("int8")], [io("int8")], ops, False) == []
     problems = q.contract_problems(
@@ -51,7 +51,7 @@ def test_int8_needs_int8_io_and_no_float_ops():
 
 
 def test_flex_ops_fail_unless_allowed():
-    q = load("quantize", "quantize")
+    q = load("tflite_run", "common")
     ops = {"flex_ops": ["FlexConv2D"], "float_ops": 1, "total": 1}
     problems = q.contract_problems("fp32", [io("float32")], [io("float32")], ops, False)
     assert len(problems) == 1 and "FlexConv2D" in problems[0] and "--allow-flex" in problems[0]
@@ -61,10 +61,24 @@ def test_flex_ops_fail_unless_allowed():
 def test_calibration_generator_yields_every_sample():
     import numpy as np
 
-    q = load("quantize", "quantize")
+    q = load("tflite_run", "common")
     calib = {"input": np.arange(5, dtype=np.float32).reshape(5, 1, 1)}
     seen = [batch[0][0, 0] for batch in q.representative_dataset(np, calib, ["input"])()]
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_calibration_and_outputs_follow_the_converters_layout():
+    import numpy as np
+
+    q = load("tflite_run", "common")
+    c = load("contract", "common")
+    calib = {"input": np.arange(2 * 1 * 3 * 4 * 5, dtype=np.float32).reshape(2, 1, 3, 4, 5)}  # N samples of NCHW
+    layout = {"inputs": {"input": [0, 2, 3, 1]}}
+    batches = list(q.representative_dataset(np, calib, ["input"], layout)())
+    assert [b[0].shape for b in batches] == [(1, 4, 5, 3), (1, 4, 5, 3)]
+    assert np.array_equal(batches[1][0], calib["input"][1].transpose(0, 2, 3, 1))
+    nhwc = c.to_layout(np, calib["input"][0], [0, 2, 3, 1])
+    assert np.array_equal(c.from_layout(np, nhwc, [0, 2, 3, 1]), calib["input"][0])
 
 
 def run_contract(tmp_path, body_src):

@@ -27,7 +27,7 @@ def test_crash_signal_reads_both_conventions(code, name):
 
 
 def _run(code: int, tail: list) -> StageRun:
-    variant = load_catalog().plan("docker")["export"]
+    variant = load_catalog().ladder("docker", "export")[0]
     return StageRun("export", variant, code, {}, 1.0, tail)
 
 
@@ -44,5 +44,5 @@ def test_a_plain_failure_is_not_called_a_crash():
 
 
 def test_a_result_error_wins_over_the_exit_code():
-    run = StageRun("export", load_catalog().plan("docker")["export"], 3, {"status": "failed", "error": "x.pt: no"})
+    run = StageRun("export", load_catalog().ladder("docker", "export")[0], 3, {"status": "failed", "error": "x.pt: no"})
     assert run.error == "x.pt: no" and not run.ok

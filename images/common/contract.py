@@ -1,9 +1,10 @@
 """The run-directory contract, shared by every stage script.
 
-A stage is started as ``python <stage>.py RUN_DIR``. It reads
-``RUN_DIR/<stage>/request.json``, writes its artifacts under ``RUN_DIR``,
-then ``RUN_DIR/<stage>/result.json``, and exits 0 (ok) or non-zero.
-Nothing else crosses between host and stage.
+A stage is started as ``python <script>.py RUN_DIR [WORK]``. WORK (default:
+the stage's name) is the step's own folder in the run directory: the stage
+reads ``RUN_DIR/WORK/request.json``, writes its artifacts into ``RUN_DIR/WORK``,
+then ``RUN_DIR/WORK/result.json``, and exits 0 (ok) or non-zero. Paths in a
+request are relative to RUN_DIR. Nothing else crosses between host and stage.
 
 This file runs inside every stage environment: Python 3.8 to 3.11+, next to
 2020-era libraries as well as current ones. Standard library only, and no
@@ -16,7 +17,7 @@ import sys
 import time
 import traceback
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 EXIT_OK = 0
 EXIT_CRASH = 1  # an exception the stage did not expect
@@ -52,6 +53,16 @@ def in_run(run_dir, relpath):
     return os.path.join(run_dir, relpath)
 
 
+def work_path(run_dir, request, name):
+    """Where this step writes a file: inside its own WORK folder."""
+    return os.path.join(run_dir, request["work"], name)
+
+
+def work_rel(request, name):
+    """The same file as the host names it: relative to the run directory."""
+    return request["work"] + "/" + name
+
+
 def log(msg):
     sys.stdout.write("[stage] %s\n" % msg)
     sys.stdout.flush()
@@ -63,11 +74,12 @@ def run_stage(stage, body):
     ``body`` fills ``result`` (a dict) as it goes, so whatever it learned
     before a failure still reaches the host.
     """
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: %s RUN_DIR\n" % sys.argv[0])
+    if len(sys.argv) not in (2, 3):
+        sys.stderr.write("usage: %s RUN_DIR [WORK]\n" % sys.argv[0])
         return EXIT_CRASH
     run_dir = sys.argv[1]
-    stage_dir = os.path.join(run_dir, stage)
+    work = sys.argv[2] if len(sys.argv) == 3 else stage
+    stage_dir = os.path.join(run_dir, work)
     result = {
         "contract": CONTRACT_VERSION,
         "stage": stage,
@@ -80,6 +92,7 @@ def run_stage(stage, body):
     try:
         with open(os.path.join(stage_dir, "request.json")) as f:
             request = json.load(f)
+        request["work"] = work
         body(run_dir, request, result)
         result["status"] = "ok"
         code = EXIT_OK
@@ -117,8 +130,25 @@ def load_sets(run_dir, request, np):
     return sets
 
 
+def first_sample(arrays):
+    """The first sample of a set, still stacked: {name: (1, *shape)}."""
+    return dict((k, v[:1]) for k, v in arrays.items())
+
+
 def sample_count(arrays):
     return len(next(iter(arrays.values())))
+
+
+def to_layout(np, arr, perm):
+    """One sample in PyTorch's layout -> the converted model's (perm: the
+    axes of the PyTorch tensor in the order the model has them)."""
+    return arr if not perm else np.transpose(arr, perm)
+
+
+def from_layout(np, arr, perm):
+    """One output in the converted model's layout -> PyTorch's, so that every
+    comparison happens in PyTorch's layout."""
+    return arr if not perm else np.transpose(arr, np.argsort(perm))
 
 
 def save_outputs(path, per_sample, np):

@@ -5,7 +5,8 @@ TF 2.15 on 3.11). Request fields (paths relative to the run directory):
   onnx          the ONNX file written by the export stage
   input_names, output_names
   input_sets    {set name: npz of stacked sample inputs}
-Writes convert/saved_model/ and convert/outputs_<set>.npz.
+Writes, in its WORK folder: saved_model/ and outputs_<set>.npz. onnx-tf keeps
+PyTorch's layout (NCHW): the result's layout is the identity.
 """
 import os
 import sys
@@ -45,7 +46,7 @@ def body(run_dir, request, result):
     result["versions"] = {"tensorflow": tf.__version__, "onnx": onnx.__version__,
                           "onnx_tf": onnx_tf_version, "numpy": np.__version__}
     onnx_model = onnx.load(in_run(run_dir, request["onnx"]))
-    out_dir = in_run(run_dir, "convert/saved_model")
+    out_dir = contract.work_path(run_dir, request, "saved_model")
     try:
         rep = backend.prepare(onnx_model)
         rep.export_graph(out_dir)
@@ -54,12 +55,13 @@ def body(run_dir, request, result):
         raise StageFailure("onnx-tf %s with TensorFlow %s cannot convert this model: %s: %s. "
                            "Another convert image (--convert-image) may."
                            % (onnx_tf_version, tf.__version__, type(exc).__name__, text[-1] if text else ""))
-    result["saved_model"] = "convert/saved_model"
+    result["saved_model"] = contract.work_rel(request, "saved_model")
+    result["layout"] = {"inputs": {}, "outputs": {}}  # no permutation: PyTorch's layout
     log("SavedModel written with onnx-tf %s / TF %s" % (onnx_tf_version, tf.__version__))
     sets = contract.load_sets(run_dir, request, np)
     for set_name, arrays in sorted(sets.items()):
         outs = run_saved_model(tf, np, out_dir, arrays, request["input_names"], request["output_names"])
-        contract.save_outputs(in_run(run_dir, "convert/outputs_%s.npz" % set_name), outs, np)
+        contract.save_outputs(contract.work_path(run_dir, request, "outputs_%s.npz" % set_name), outs, np)
         log("SavedModel run on %d %s inputs" % (len(outs), set_name))
 
 

@@ -4,10 +4,12 @@ Runs inside the export environment (torch 1.7 + onnx 1.9 on Python 3.9, or
 torch 2.x on 3.11). Request fields (paths relative to the run directory):
   action        "export" (default) or "example" (build an example model)
   model         the TorchScript file (absolute: it is mounted, not copied)
-  input_names, input_shapes, output_names (optional), opset
+  input_names, input_shapes, output_names (optional)
+  reference     write the PyTorch reference outputs (default true)
+  opset         export ONNX at this opset (null: no ONNX)
   input_sets    {set name: npz of stacked sample inputs}
-Writes export/model.onnx, export/reference_<set>.npz (PyTorch) and, where
-onnxruntime is installed, export/onnx_<set>.npz.
+Writes, in its WORK folder: reference_<set>.npz (PyTorch), model.onnx and,
+where onnxruntime is installed, onnx_<set>.npz.
 """
 import inspect
 import os
@@ -142,43 +144,58 @@ def run_onnxruntime(np, onnx_path, arrays, input_names, output_names):
 
 
 def do_export(run_dir, request, result):
+    """Reference outputs (``reference``: true) and/or an ONNX file at
+    ``opset`` (null: none), into this step's folder."""
     import numpy as np
-    import onnx
     import torch
 
-    result["versions"] = {"torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__}
+    result["versions"] = {"torch": torch.__version__, "numpy": np.__version__}
     input_names = request["input_names"]
     model = load_model(torch, request["model"])
     sets = contract.load_sets(run_dir, request, np)
-    output_names = None
     for set_name, arrays in sorted(sets.items()):
         missing = [n for n in input_names if n not in arrays]
         if missing:
             raise InputProblem("input set %r has no array for input(s) %s" % (set_name, ", ".join(missing)))
-        output_names, outs = run_reference(torch, np, model, arrays, input_names, request.get("output_names"))
-        contract.save_outputs(in_run(run_dir, "export/reference_%s.npz" % set_name), outs, np)
-        log("PyTorch reference on %d %s inputs" % (len(outs), set_name))
+    output_names = request.get("output_names")
+    if request.get("reference", True):
+        for set_name, arrays in sorted(sets.items()):
+            output_names, outs = run_reference(torch, np, model, arrays, input_names, output_names)
+            contract.save_outputs(contract.work_path(run_dir, request, "reference_%s.npz" % set_name), outs, np)
+            log("PyTorch reference on %d %s inputs" % (len(outs), set_name))
+            result["outputs"] = [{"name": n, "shape": [int(d) for d in outs[0][n].shape],
+                                  "dtype": str(outs[0][n].dtype)} for n in output_names]
+    else:
+        output_names, _ = run_reference(torch, np, model, contract.first_sample(sets["samples"]), input_names,
+                                        output_names)
+    result["output_names"] = output_names
+    if request.get("opset"):
+        export_and_check(run_dir, request, result, torch, np, model, sets, output_names)
+
+
+def export_and_check(run_dir, request, result, torch, np, model, sets, output_names):
+    import onnx
+
+    input_names = request["input_names"]
+    result["versions"]["onnx"] = onnx.__version__
     first = sets["samples"]
     example = [torch.from_numpy(np.ascontiguousarray(first[n][0])) for n in input_names]
-    onnx_path = in_run(run_dir, "export/model.onnx")
+    onnx_path = contract.work_path(run_dir, request, "model.onnx")
     export_onnx(torch, model, example, onnx_path, input_names, output_names, int(request["opset"]))
     onnx_model = onnx.load(onnx_path)
     onnx.checker.check_model(onnx_model)
     result["onnx"] = {
         "opset": max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
         "nodes": len(onnx_model.graph.node),
-        "file": "export/model.onnx",
+        "file": contract.work_rel(request, "model.onnx"),
     }
-    result["output_names"] = output_names
-    result["outputs"] = [{"name": n, "shape": [int(d) for d in outs[0][n].shape],
-                          "dtype": str(outs[0][n].dtype)} for n in output_names]
     log("ONNX opset %d, %d nodes, checker passed" % (result["onnx"]["opset"], result["onnx"]["nodes"]))
     for set_name, arrays in sorted(sets.items()):
         version, outs = run_onnxruntime(np, onnx_path, arrays, input_names, output_names)
         if version is None:
             break
         result["versions"]["onnxruntime"] = version
-        contract.save_outputs(in_run(run_dir, "export/onnx_%s.npz" % set_name), outs, np)
+        contract.save_outputs(contract.work_path(run_dir, request, "onnx_%s.npz" % set_name), outs, np)
 
 
 def do_example(run_dir, request, result):

@@ -1,14 +1,19 @@
-"""Quantize stage: SavedModel -> one .tflite per mode, each inspected and run.
+"""Quantize stage: SavedModel -> the .tflite of one mode, inspected and run.
 
-Runs inside a TensorFlow environment. Request fields (relative paths):
+One mode per process, so that a native crash while making one mode (an
+abort in the calibrator, say) loses that mode only. Runs inside a TensorFlow
+environment. Request fields (relative paths):
   saved_model   the SavedModel directory from the convert stage
-  modes         any of fp32, dynamic, int8, fp16
+  mode          one of fp32, dynamic, int8, fp16
   calibration   npz of stacked float inputs for int8 (representative data)
   allow_flex    allow SELECT_TF_OPS (Flex) ops; off by default
   input_sets    {set name: npz of stacked sample inputs}
+  layout        {"inputs": {name: perm}, "outputs": {name: perm}}: how the
+                model's tensors are laid out against PyTorch's (none: same)
   latency_runs, threads
-Writes quantize/<mode>.tflite and quantize/<mode>_<set>.npz (float outputs,
-dequantized with the model's own scale and zero point).
+Writes, in its WORK folder, model.tflite and outputs_<set>.npz (float
+outputs, dequantized with the model's own scale and zero point, laid out as
+PyTorch's).
 
 The tutorial's int8 recipe overrides supported_ops with SELECT_TF_OPS, which
 silently yields a float model of Flex ops, and its calibration generator
@@ -28,18 +33,7 @@ from contract import StageFailure, in_run, log  # noqa: E402
 MODES = ("fp32", "dynamic", "int8", "fp16")
 
 
-def representative_dataset(np, calib, input_names):
-    def gen():
-        for i in range(contract.sample_count(calib)):
-            sample = [calib[n][i].astype(np.float32) for n in input_names]
-            if len(sample) == 1:
-                yield sample
-            else:  # several inputs: by signature name, order-proof
-                yield dict(zip(input_names, sample))
-    return gen
-
-
-def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex):
+def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex, layout=None):
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     flex = [tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else []
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -48,7 +42,7 @@ def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex):
     if mode == "fp16":
         conv.target_spec.supported_types = [tf.float16]
     if mode == "int8":
-        conv.representative_dataset = representative_dataset(np, calib, input_names)
+        conv.representative_dataset = tflite_run.representative_dataset(np, calib, input_names, layout)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
@@ -56,59 +50,24 @@ def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex):
     return conv
 
 
-def contract_problems(mode, inputs, outputs, ops, allow_flex):
-    """What makes a converted file not what its mode promises."""
-    problems = []
-    want = "int8" if mode == "int8" else "float32"
-    tensors = [("input", f) for f in inputs] + [("output", f) for f in outputs]
-    for kind, facts in tensors:
-        if facts["dtype"] != want:
-            problems.append("%s mode produced %s tensor %r of type %s, not %s"
-                            % (mode, kind, facts["name"], facts["dtype"], want))
-    if mode == "int8" and ops is not None and ops["float_ops"]:
-        problems.append("int8 mode left %d of %d ops computing in float"
-                        % (ops["float_ops"], ops["total"]))
-    if ops is not None and ops["flex_ops"] and not allow_flex:
-        problems.append("the model uses Flex (SELECT_TF_OPS) ops %s, which need the Flex delegate on "
-                        "Android; pass --allow-flex to accept them" % ", ".join(ops["flex_ops"]))
-    return problems
-
-
-def one_mode(tf, np, run_dir, request, mode, calib, sets):
+def one_mode(tf, np, run_dir, request, calib, sets):
+    mode = request["mode"]
     info = {"mode": mode, "status": "failed"}
     input_names = request["input_names"]
+    layout = request.get("layout") or {}
     conv = make_converter(tf, np, in_run(run_dir, request["saved_model"]), mode, calib,
-                          input_names, bool(request.get("allow_flex")))
+                          input_names, bool(request.get("allow_flex")), layout)
     try:
         blob = conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         info["error"] = "TFLite converter failed for %s: %s" % (mode, lines[-1] if lines else type(exc).__name__)
         return info
-    rel = "quantize/%s.tflite" % mode
-    with open(in_run(run_dir, rel), "wb") as f:
+    with open(contract.work_path(run_dir, request, "model.tflite"), "wb") as f:
         f.write(blob)
-    info.update({"file": rel, "size_bytes": len(blob)})
-    runner = tflite_run.Runner(tf, np, in_run(run_dir, rel), int(request.get("threads", 1)))
-    info["inputs"], info["outputs"] = runner.inputs, runner.outputs
-    info["ops"] = tflite_run.op_facts(np, runner.interp)
-    problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"))
-    for set_name, arrays in sorted(sets.items()):
-        outs = []
-        for i in range(contract.sample_count(arrays)):
-            outs.append(runner.run(dict((n, arrays[n][i]) for n in input_names)))
-        contract.save_outputs(in_run(run_dir, "quantize/%s_%s.npz" % (mode, set_name)), outs, np)
-    first = dict((n, sets["samples"][n][0]) for n in input_names)
-    runs = int(request.get("latency_runs", 10))
-    if runs > 0:
-        info["latency_ms"] = {"median": runner.latency_ms(first, runs), "runs": runs,
-                              "threads": int(request.get("threads", 1))}
-    if problems:
-        info["error"] = "; ".join(problems)
-        info["problems"] = problems
-    else:
-        info["status"] = "ok"
-    return info
+    info.update({"file": contract.work_rel(request, "model.tflite"), "size_bytes": len(blob)})
+    log("%s: %d bytes written; loading it" % (mode, len(blob)))
+    return tflite_run.inspect_and_run(tf.lite.Interpreter, np, run_dir, request, info, sets)
 
 
 def body(run_dir, request, result):
@@ -116,22 +75,19 @@ def body(run_dir, request, result):
     import tensorflow as tf
 
     result["versions"] = {"tensorflow": tf.__version__, "numpy": np.__version__}
-    unknown = [m for m in request["modes"] if m not in MODES]
-    if unknown:
-        raise StageFailure("unknown mode(s) %s; known: %s" % (", ".join(unknown), ", ".join(MODES)))
+    mode = request["mode"]
+    if mode not in MODES:
+        raise StageFailure("unknown mode %s; known: %s" % (mode, ", ".join(MODES)))
     sets = contract.load_sets(run_dir, request, np)
     calib = None
-    if "int8" in request["modes"]:
+    if mode == "int8":
         with np.load(in_run(run_dir, request["calibration"])) as data:
             calib = dict((k, data[k]) for k in data.files)
-    result["modes"] = {}
-    for mode in request["modes"]:
-        info = one_mode(tf, np, run_dir, request, mode, calib, sets)
-        result["modes"][mode] = info
-        log("%s: %s%s" % (mode, info["status"], (" - " + info["error"]) if info.get("error") else ""))
-    failed = [m for m, i in result["modes"].items() if i["status"] != "ok"]
-    if failed:
-        raise StageFailure("; ".join("%s: %s" % (m, result["modes"][m]["error"]) for m in failed))
+    info = one_mode(tf, np, run_dir, request, calib, sets)
+    result["artifact"] = info
+    log("%s: %s%s" % (mode, info["status"], (" - " + info["error"]) if info.get("error") else ""))
+    if info["status"] != "ok" and "file" not in info:
+        raise StageFailure(info["error"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The variant catalog (images/catalog.toml): which environment runs which
-stage. Data, not code: a new TF version is a new table there."""
+"""The variant catalog (images/catalog.toml): which environments exist, what
+each can do, and per runtime the order in which they are tried (the
+ladders). Data, not code: a new converter version is a new table there."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ else:  # pragma: no cover - exercised on older hosts only
     import tomli as tomllib
 
 STAGES = ("export", "convert", "quantize")
+MODES = ("fp32", "dynamic", "int8", "fp16")
+LAYOUTS = ("nchw", "nhwc")
 
 
 def images_dir() -> Path:
@@ -36,9 +39,26 @@ class Variant:
     tag: str
     base_image: str
     debian: str = "bookworm"
-    quantize: str = ""
-    max_opset: int = 13  # onnx-tf 1.10 reads up to 13
+    folder: str = ""  # image folder under images/; default: the stage's
+    script: str = ""  # relative to images/; default: <folder>/<stage>.py
     pins: dict = field(default_factory=dict, compare=False, hash=False)
+    # export variants
+    torch: str = ""
+    formats: tuple = ()
+    max_opset: int = 0
+    # convert variants
+    family: str = ""
+    input: str = "onnx"
+    opsets: tuple = ()
+    opset: int = 0
+    layouts: tuple = ("nchw",)
+    quantize: str = ""
+    # quantize variants
+    modes: tuple = ()
+
+    @property
+    def image_folder(self) -> str:
+        return self.folder or self.stage
 
     @property
     def lock_path(self) -> Path:
@@ -52,17 +72,35 @@ class Variant:
 
     @property
     def stage_dir(self) -> Path:
-        return images_dir() / self.stage
+        return images_dir() / self.image_folder
 
     @property
-    def script(self) -> Path:
-        return self.stage_dir / f"{self.stage}.py"
+    def script_rel(self) -> str:
+        return self.script or f"{self.image_folder}/{self.stage}.py"
+
+    @property
+    def script_path(self) -> Path:
+        return images_dir() / self.script_rel
+
+    def reads_opset(self, opset: int) -> bool:
+        return not self.opsets or self.opsets[0] <= opset <= self.opsets[1]
+
+    def torch_version(self) -> tuple:
+        return version_tuple(self.torch)
+
+
+def version_tuple(text: str) -> tuple:
+    parts = []
+    for piece in text.split("+")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 @dataclass(frozen=True)
 class Catalog:
     variants: dict
-    defaults: dict
+    ladders: dict
 
     def get(self, name_or_tag: str, stage: str | None = None) -> Variant:
         for v in self.variants.values():
@@ -72,15 +110,58 @@ class Catalog:
         what = f"{stage} variant" if stage else "variant"
         raise UsageError(f"unknown {what} {name_or_tag!r}; known: {', '.join(known)} (or their tags)")
 
-    def plan(self, runtime: str, convert: str | None = None, export: str | None = None) -> dict:
-        """The variant for each stage: the runtime's defaults, with the
-        convert (and so quantize) and export choices applied."""
-        defaults = self.defaults.get(runtime, {})
-        exp = self.get(export or defaults["export"], "export")
-        conv = self.get(convert or defaults["convert"], "convert")
-        if not conv.quantize:
-            raise UsageError(f"catalog: convert variant {conv.name} names no quantize variant")
-        return {"export": exp, "convert": conv, "quantize": self.get(conv.quantize, "quantize")}
+    def ladder(self, runtime: str, stage: str) -> list[Variant]:
+        """The runtime's variants for a stage, in the order they are tried."""
+        names = self.ladders.get(runtime, {}).get(stage, [])
+        return [self.get(n, stage) for n in names]
+
+    def families(self) -> list[str]:
+        return sorted({v.family for v in self.variants.values() if v.family})
+
+    def pick(self, runtime: str, stage: str, choice: str | None) -> list[Variant]:
+        """The rungs to try: the runtime's ladder for 'auto' (or nothing
+        chosen); one variant for a name or tag; a family's variants in ladder
+        order (then any others of that family) for a family name."""
+        if not choice or choice == "auto":
+            return self.ladder(runtime, stage)
+        if stage == "convert" and choice in self.families():
+            ordered = [v for v in self.ladder(runtime, stage) if v.family == choice]
+            rest = [v for v in self.variants.values() if v.family == choice and v not in ordered]
+            return ordered + rest
+        return [self.get(choice, stage)]
+
+    def quantizer(self, convert: Variant) -> Variant:
+        if not convert.quantize:
+            raise UsageError(f"catalog: convert variant {convert.name} names no quantize variant")
+        return self.get(convert.quantize, "quantize")
+
+    def environments(self, runtime: str) -> list[Variant]:
+        """Every variant a runtime's ladders can use (quantize partners included)."""
+        out: list[Variant] = []
+        for stage in ("export", "convert"):
+            for v in self.ladder(runtime, stage):
+                out += [v] + ([self.quantizer(v)] if stage == "convert" else [])
+        return list(dict.fromkeys(out))
+
+
+def _variant(path: Path, name: str, table: dict) -> Variant:
+    if table.get("stage") not in STAGES:
+        raise UsageError(f"{path}: variant {name} has no valid stage (one of {', '.join(STAGES)})")
+    known = set(Variant.__dataclass_fields__) - {"name"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise UsageError(f"{path}: variant {name}: unknown field(s) {', '.join(unknown)}")
+    values = dict(table)
+    for key in ("formats", "opsets", "layouts", "modes"):
+        if key in values:
+            values[key] = tuple(values[key])
+    bad = [m for m in values.get("modes", ()) if m not in MODES]
+    if bad:
+        raise UsageError(f"{path}: variant {name}: unknown mode(s) {', '.join(bad)}")
+    bad = [layout for layout in values.get("layouts", ()) if layout not in LAYOUTS]
+    if bad:
+        raise UsageError(f"{path}: variant {name}: unknown layout(s) {', '.join(bad)}")
+    return Variant(name=name, **values)
 
 
 def load_catalog(path: Path | None = None) -> Catalog:
@@ -89,9 +170,13 @@ def load_catalog(path: Path | None = None) -> Catalog:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the image catalog: {exc}") from exc
-    variants = {}
-    for name, table in data.get("variants", {}).items():
-        if table.get("stage") not in STAGES:
-            raise UsageError(f"{path}: variant {name} has no valid stage")
-        variants[name] = Variant(name=name, **table)
-    return Catalog(variants=variants, defaults=data.get("defaults", {}))
+    variants = {name: _variant(path, name, table) for name, table in data.get("variants", {}).items()}
+    catalog = Catalog(variants=variants, ladders=data.get("ladders", {}))
+    for runtime, stages in catalog.ladders.items():
+        for stage, names in stages.items():
+            for name in names:
+                if name not in variants or variants[name].stage != stage:
+                    raise UsageError(f"{path}: ladders.{runtime}.{stage} names {name!r}, not a {stage} variant")
+        for v in catalog.ladder(runtime, "convert"):
+            catalog.quantizer(v)
+    return catalog

@@ -22,6 +22,7 @@ from convertctl.pipconfig import settings_from_flags
 from convertctl.pipeline import MODES, Pipeline, RunOptions
 from convertctl.render import print_report
 from convertctl.runtimes import select_runtime
+from convertctl.runtimes.base import Step
 from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(
@@ -72,7 +73,9 @@ def run(
     input_shape: Annotated[
         list[str] | None, typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")
     ] = None,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (7-13 for onnx-tf). Default 11.")] = None,
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset. Default: the highest both the converter and the exporter take.")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("convertctl-out"),
     calib: Annotated[
         Path | None, typer.Option(help="int8 calibration: image folder, .npy or .npz (100-500 samples).")
@@ -95,10 +98,21 @@ def run(
     latency_runs: Annotated[int, typer.Option("--latency-runs", help="Timed runs per TFLite file (0: skip).")] = 10,
     threads: Annotated[int, typer.Option(help="Interpreter threads for latency.")] = 1,
     runtime: Runtime = "auto",
-    convert_image: Annotated[
-        str | None, typer.Option("--convert-image", help="Convert variant or image tag (see `convertctl images list`).")
+    converter: Annotated[
+        str | None,
+        typer.Option(
+            "--converter",
+            "--convert-image",
+            help="auto (try the catalog's ladder until one converts and validates), a family "
+            "(onnx-tf, onnx2tf, litert-torch), or a variant name or image tag (see `convertctl images list`).",
+        ),
     ] = None,
-    export_image: Annotated[str | None, typer.Option("--export-image", help="Export variant or image tag.")] = None,
+    export_image: Annotated[
+        str | None, typer.Option("--export-image", help="auto (the catalog's ladder), or an export variant or tag.")
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option("--layout", help="nchw or nhwc I/O. Default: whatever the converter gives.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Settings file. Default: convertctl.toml next to the model.")
     ] = None,
@@ -119,7 +133,7 @@ def run(
         shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
         modes=modes,
         out=out,
-        opset=opset or cfg.get("opset", 11),
+        opset=opset or cfg.get("opset"),
         calib=calib or (Path(cfg.get("calib")) if cfg.get("calib") else None),
         mean=parse_floats(mean, "--mean") if mean else cfg.get("mean"),
         std=parse_floats(std, "--std") if std else cfg.get("std"),
@@ -136,6 +150,9 @@ def run(
         latency_runs=latency_runs,
         threads=threads,
         keep_run=keep_run,
+        converter=converter or cfg.get("converter") or cfg.get("convert_image"),
+        export_image=export_image or cfg.get("export_image"),
+        layout=layout or cfg.get("layout"),
     )
     opts.check()
     with Progress() as say:
@@ -146,10 +163,7 @@ def run(
             say,
             base_image=base_image,
         )
-        variants = load_catalog().plan(
-            rt.name, convert_image or cfg.get("convert_image"), export_image or cfg.get("export_image")
-        )
-        report = Pipeline(opts, rt, variants, say).run()
+        report = Pipeline(opts, rt, load_catalog(), say).run()
     print_report(report, console)
     raise typer.Exit(report.exit_code)
 
@@ -171,16 +185,20 @@ def example(
     shape = parse_shape(input_shape)
     with Progress() as say:
         rt = _runtime(runtime, ca_bundle, pip_index_url, say)
-        variant = load_catalog().plan(rt.name)["export"]
+        # The first export rung: on Docker the tutorial's torch, so that the
+        # example loads in every export environment.
+        variant = load_catalog().ladder(rt.name, "export")[0]
         run_dir = Path(tempfile.mkdtemp(prefix="convertctl-example-"))
         run_dir.chmod(0o777)
         try:
-            result = rt.run_stage(
-                variant,
-                run_dir,
-                {"action": "example", "example": name, "seed": seed, "input_shape": list(shape), "output": "model.pt"},
-                say,
-            )
+            request = {
+                "action": "example",
+                "example": name,
+                "seed": seed,
+                "input_shape": list(shape),
+                "output": "model.pt",
+            }
+            result = rt.run(Step(variant, "example", request), run_dir, say)
             if not result.ok:
                 raise ConvertError(f"could not build the example: {result.error}")
             path.parent.mkdir(parents=True, exist_ok=True)

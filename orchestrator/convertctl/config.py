@@ -28,6 +28,8 @@ KEYS = {
     "max_accuracy_drop",
     "allow_flex",
     "runtime",
+    "converter",
+    "layout",
 }
 
 

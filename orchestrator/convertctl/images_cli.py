@@ -62,4 +62,4 @@ def images_build(
         results = [builder.ensure(v, say, force=force) for v in chosen]
     for r in results:
         verb = f"built in {r.seconds:.0f}s" if r.created else "already current"
-        console.print(f"{r.variant.tag}: {verb}", highlight=False)
+        console.print(f"{r.location}: {verb}", highlight=False)

@@ -1,7 +1,7 @@
-"""One `convertctl run`: inputs checked, stages run in order through a
-runtime, every output compared with PyTorch, the report assembled. Domain
-errors are raised as ConvertError; stage and check failures are recorded in
-the report, whose exit_code the CLI returns."""
+"""One `convertctl run`: inputs checked, the export and convert ladders run
+through a runtime, every output compared with PyTorch, the report
+assembled. Domain errors are raised as ConvertError; stage and check
+failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from convertctl import inputs, rundir, validate
+from convertctl import inputs, modelfile, rundir, validate
+from convertctl.catalog import LAYOUTS, MODES, Catalog
+from convertctl.converts import ConvertLadder
 from convertctl.data import load_calibration, load_eval
-from convertctl.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VALIDATION, UsageError
+from convertctl.errors import (
+    EXIT_CONVERSION,
+    EXIT_ENVIRONMENT,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+    UsageError,
+)
+from convertctl.exports import ExportLadder
 from convertctl.report import Report, sha256_file
-from convertctl.runtimes.base import Runtime, Say, StageRun
+from convertctl.runtimes.base import Runtime, Say
+from convertctl.steps import Steps
 from convertctl.validate import DEFAULT_MAX_DROP
 
-MODES = ("fp32", "dynamic", "int8", "fp16")
 SYNTHETIC_CALIB = 200
 
 
@@ -28,7 +35,7 @@ class RunOptions:
     shapes: list
     modes: list
     out: Path
-    opset: int = 11
+    opset: int | None = None  # None: each converter's own
     calib: Path | None = None
     mean: tuple | None = None
     std: tuple | None = None
@@ -42,6 +49,9 @@ class RunOptions:
     latency_runs: int = 10
     threads: int = 1
     keep_run: bool = False
+    converter: str | None = None  # auto, a family, a variant name or an image tag
+    export_image: str | None = None  # auto, a variant name or an image tag
+    layout: str | None = None  # None: whatever the converter gives
 
     def check(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
@@ -51,8 +61,10 @@ class RunOptions:
             raise UsageError(
                 "--input-shape is required (e.g. --input-shape 1,3,256,256), on the command line or in convertctl.toml"
             )
-        if not 7 <= self.opset <= 13:
-            raise UsageError(f"--opset {self.opset}: onnx-tf 1.10 reads opsets 7 to 13")
+        if self.opset is not None and not 7 <= self.opset <= 20:
+            raise UsageError(f"--opset {self.opset}: ONNX opsets 7 to 20 are exported")
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise UsageError(f"--layout {self.layout!r}: choose from {', '.join(LAYOUTS)}")
         for mode in list(self.tolerances) + list(self.max_drop):
             if mode not in MODES:
                 raise UsageError(f"tolerance for unknown mode {mode!r} (choose from {', '.join(MODES)})")
@@ -61,28 +73,29 @@ class RunOptions:
 
 
 class Pipeline:
-    def __init__(self, opts: RunOptions, runtime: Runtime, variants: dict, say: Say):
-        self.opts, self.runtime, self.variants, self.say = opts, runtime, variants, say
+    def __init__(self, opts: RunOptions, runtime: Runtime, catalog: Catalog, say: Say):
+        self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
 
     def run(self) -> Report:
         o = self.opts
         o.check()
-        export = self.variants["export"]
-        if o.opset > export.max_opset:
-            raise UsageError(
-                f"--opset {o.opset}: the {export.name} export environment exports up to opset {export.max_opset}"
-            )
-        model = inputs.check_model(o.model)
+        export_rungs = self.catalog.pick(self.runtime.name, "export", o.export_image)
+        convert_rungs = self.catalog.pick(self.runtime.name, "convert", o.converter)
+        if not export_rungs or not convert_rungs:
+            raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
+        facts = modelfile.read_model(o.model)
+        self._applicable(facts, export_rungs, convert_rungs)
         names = inputs.input_names(len(o.shapes))
         shapes = dict(zip(names, o.shapes))
         sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
         run_dir = rundir.create_run_dir(o.out)
         report = Report(
             model={
-                "path": str(model),
-                "sha256": sha256_file(model),
+                "path": str(facts.path),
+                "sha256": sha256_file(facts.path),
                 "opset": o.opset,
                 "input_shapes": {n: list(s) for n, s in shapes.items()},
+                "file": facts.to_dict(),
             },
             runtime=self.runtime.name,
             modes=list(o.modes),
@@ -96,12 +109,10 @@ class Pipeline:
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
+        steps = Steps(self.runtime, run_dir, report, self.say)
         try:
-            self._prepare(report)
-            self._stages(run_dir, report, names, {name: f"inputs/{name}.npz" for name in sets})
-            if report.exit_code == 0 or report.artifacts:
-                self._validate(run_dir, report, labels)
-        except BaseException as exc:  # Ctrl-C, a missing environment...: keep the run dir, say why
+            self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
+        except BaseException as exc:  # Ctrl-C, a bug...: keep the run dir, say why
             code = getattr(exc, "exit_code", EXIT_CONVERSION)
             report.fail(code, getattr(exc, "message", "") or f"interrupted ({type(exc).__name__})")
             self._place(run_dir, report)
@@ -110,17 +121,93 @@ class Pipeline:
         self._place(run_dir, report)
         return report
 
-    def _prepare(self, report: Report) -> None:
-        for prepared in self.runtime.prepare(list(dict.fromkeys(self.variants.values())), self.say):
-            report.environments.append(
-                {
-                    "variant": prepared.variant.name,
-                    "stage": prepared.variant.stage,
-                    "location": prepared.location,
-                    "created": prepared.created,
-                    "seconds": round(prepared.seconds, 1),
-                }
-            )
+    def _applicable(self, facts, export_rungs: list, convert_rungs: list) -> None:
+        """Refuse, before any work, a run no rung can take: the model no
+        export variant loads, or flags (--opset, --layout) no converter meets."""
+        exports = ExportLadder(None, export_rungs, facts, {}, None)
+        if not exports.usable():
+            reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in exports.entries)
+            raise UsageError(f"{self.opts.model}: no export variant can load this model ({reasons})")
+        ladder = ConvertLadder(
+            None, self.catalog, convert_rungs, exports, {"opset": self.opts.opset, "layout": self.opts.layout}
+        )
+        reasons = [f"{r.name}: {ladder.skip_reason(r)}" for r in convert_rungs]
+        if all(ladder.skip_reason(r) for r in convert_rungs):
+            raise UsageError("no converter variant applies: " + "; ".join(reasons))
+
+    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels) -> None:
+        o, report = self.opts, steps.report
+        request = {
+            "model": str(facts.path),
+            "model_format": facts.format,
+            "input_names": names,
+            "input_shapes": [list(s) for s in o.shapes],
+            "input_sets": {name: f"inputs/{name}.npz" for name in sets},
+        }
+        exports = ExportLadder(steps, export_rungs, facts, request, validate.tolerance_for("fp32", o.tolerances))
+        ctx = {
+            "request": request,
+            "model": str(facts.path),
+            "opset": o.opset,
+            "layout": o.layout,
+            "input_shapes": {n: list(s) for n, s in shapes.items()},
+            "labels": labels,
+            "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances),
+            "max_drop": lambda mode: o.max_drop.get(mode, DEFAULT_MAX_DROP[mode]),
+            "quantize": {
+                "calibration": "inputs/calibration.npz",
+                "allow_flex": o.allow_flex,
+                "latency_runs": o.latency_runs,
+                "threads": o.threads,
+            },
+        }
+        ladder = ConvertLadder(steps, self.catalog, convert_rungs, exports, ctx)
+        first = next((r for r in convert_rungs if not ladder.skip_reason(r)), None)
+        opset = ladder.opset_for(first) if first is not None and first.input == "onnx" else None
+        try:
+            if exports.run_reference(opset) is None:
+                code = {"input": EXIT_USAGE, "environment": EXIT_ENVIRONMENT}.get(exports.error_kind, EXIT_CONVERSION)
+                report.fail(code, self._export_failure(exports))
+                return
+            report.model["outputs"] = exports.reference.outputs
+            ladder.run(o.modes)
+        finally:
+            report.ladder = exports.entries + ladder.entries
+        self._collect(report, ladder, labels)
+
+    def _export_failure(self, exports: ExportLadder) -> str:
+        if exports.error_kind == "input":
+            model = str(self.opts.model.resolve())
+            return exports.error if model in exports.error else f"{self.opts.model}: {exports.error}"
+        rung = next((e["variant"] for e in reversed(exports.entries) if e["status"] == "failed"), "")
+        return f"export stage ({rung}): {exports.error}" if rung else exports.error
+
+    def _collect(self, report: Report, ladder: ConvertLadder, labels) -> None:
+        """One artifact per mode: the file that validated, else the closest
+        attempt; every mode without a validated file is a failure."""
+        accuracy = {}
+        for mode in self.opts.modes:
+            attempt = ladder.best(mode)
+            if attempt is None:
+                code, why = _ladder_failure(ladder.entries)
+                report.fail(code, f"{mode}: {why}")
+                continue
+            report.artifacts.append(attempt.artifact)
+            if attempt.accuracy is not None:
+                accuracy[mode] = {**attempt.accuracy, "variant": attempt.variant}
+            if not attempt.ok:
+                code = EXIT_VALIDATION if attempt.made_file else EXIT_CONVERSION
+                report.fail(code, f"{attempt.variant}: {attempt.problem()}")
+        if labels is not None and accuracy:
+            first = next(iter(accuracy.values()))
+            report.accuracy = {
+                "samples": int(len(labels)),
+                "pytorch": first["pytorch"],
+                "modes": {
+                    m: {k: a[k] for k in ("accuracy", "drop", "max_drop", "status", "variant")}
+                    for m, a in accuracy.items()
+                },
+            }
 
     # -- inputs ---------------------------------------------------------
     def _load_data(self, shapes: dict):
@@ -166,152 +253,6 @@ class Pipeline:
             }
         return info
 
-    # -- stages ---------------------------------------------------------
-    def _run(self, report: Report, run_dir: Path, stage: str, request: dict) -> StageRun | None:
-        variant = self.variants[stage]
-        self.say(f"{stage}: running in {variant.name}")
-        result = self.runtime.run_stage(variant, run_dir, request, self.say)
-        report.stages.append(
-            {
-                "stage": stage,
-                "variant": variant.name,
-                "status": "ok" if result.ok else "failed",
-                "seconds": round(result.seconds, 2),
-                "versions": result.result.get("versions", {}),
-                "python": result.result.get("python", ""),
-                "error": result.error,
-                "log_tail": [] if result.ok else result.log_tail,
-            }
-        )
-        if not result.ok and stage != "quantize":
-            kind = result.result.get("error_kind")
-            code = EXIT_USAGE if kind == "input" else EXIT_CONVERSION
-            where = f"{stage} stage ({variant.name}): "
-            if kind == "input":
-                where = "" if str(self.opts.model.resolve()) in result.error else f"{self.opts.model}: "
-            report.fail(code, where + result.error)
-            return None
-        return result
-
-    def _stages(self, run_dir: Path, report: Report, names: list, set_files: dict) -> None:
-        o = self.opts
-        exp = self._run(
-            report,
-            run_dir,
-            "export",
-            {
-                "model": str(o.model.resolve()),
-                "input_names": names,
-                "opset": o.opset,
-                "input_shapes": [list(s) for s in o.shapes],
-                "input_sets": set_files,
-            },
-        )
-        if exp is None:
-            return
-        output_names = exp.result["output_names"]
-        report.model["outputs"] = exp.result.get("outputs", [])
-        report.model["onnx"] = exp.result.get("onnx", {})
-        conv = self._run(
-            report,
-            run_dir,
-            "convert",
-            {"onnx": "export/model.onnx", "input_names": names, "output_names": output_names, "input_sets": set_files},
-        )
-        if conv is None:
-            return
-        quant = self._run(
-            report,
-            run_dir,
-            "quantize",
-            {
-                "saved_model": "convert/saved_model",
-                "modes": o.modes,
-                "input_names": names,
-                "calibration": "inputs/calibration.npz",
-                "allow_flex": o.allow_flex,
-                "input_sets": set_files,
-                "latency_runs": o.latency_runs,
-                "threads": o.threads,
-            },
-        )
-        modes = quant.result.get("modes", {}) if quant else {}
-        if not modes:
-            report.fail(EXIT_CONVERSION, f"quantize stage ({self.variants['quantize'].name}): {quant.error}")
-            return
-        for mode in o.modes:
-            info = dict(modes.get(mode, {"mode": mode, "status": "failed", "error": "no result"}))
-            report.artifacts.append(info)
-            if "file" not in info:
-                report.fail(EXIT_CONVERSION, f"quantize {mode}: {info.get('error')}")
-            elif info.get("problems"):
-                report.fail(EXIT_VALIDATION, f"quantize {mode}: {info['error']}")
-
-    # -- checks ---------------------------------------------------------
-    def _validate(self, run_dir: Path, report: Report, labels) -> None:
-        ref = _npz(run_dir / "export" / "reference_samples.npz")
-        fp32 = validate.tolerance_for("fp32", self.opts.tolerances)
-        candidates = [
-            ("onnx", None, "export/onnx_samples.npz", fp32, None),
-            ("savedmodel", None, "convert/outputs_samples.npz", fp32, None),
-        ]
-        candidates += [
-            (
-                "tflite",
-                a["mode"],
-                f"quantize/{a['mode']}_samples.npz",
-                validate.tolerance_for(a["mode"], self.opts.tolerances),
-                a,
-            )
-            for a in report.artifacts
-            if "file" in a
-        ]
-        for stage, mode, rel, tol, art in candidates:
-            got = _npz(run_dir / rel)
-            if ref is None or got is None:
-                if stage != "onnx":  # no onnxruntime in an export image is allowed
-                    continue
-                report.checks.append(
-                    validate.Check(
-                        stage, mode, "samples", "skipped", note="onnxruntime not in the export environment"
-                    ).__dict__
-                )
-                continue
-            check = validate.compare(stage, mode, "samples", ref, got, tol)
-            if art is not None:  # a TFLite file: its I/O contract too
-                check.failures += validate.io_contract(
-                    art, report.model["input_shapes"], report.model.get("outputs", [])
-                )
-                check.status = "failed" if check.failures else check.status
-            report.checks.append(check.__dict__)
-            if check.failures:
-                report.fail(EXIT_VALIDATION, f"{check.label} outside tolerance: {check.failures[0]}")
-        if labels is not None:
-            self._accuracy(run_dir, report, labels)
-
-    def _accuracy(self, run_dir: Path, report: Report, labels) -> None:
-        ref = _npz(run_dir / "export" / "reference_eval.npz")
-        if ref is None:
-            return
-        base = validate.accuracy(ref, labels)
-        acc = {"samples": int(len(labels)), "pytorch": base, "modes": {}}
-        for art in report.artifacts:
-            got = _npz(run_dir / f"quantize/{art['mode']}_eval.npz")
-            if got is None:
-                continue
-            value = validate.accuracy(got, labels)
-            budget = self.opts.max_drop.get(art["mode"], DEFAULT_MAX_DROP[art["mode"]])
-            drop = base - value
-            status = "passed" if drop <= budget else "failed"
-            acc["modes"][art["mode"]] = {"accuracy": value, "drop": drop, "max_drop": budget, "status": status}
-            if status == "failed":
-                report.fail(
-                    EXIT_VALIDATION,
-                    f"tflite:{art['mode']} accuracy {value:.2f}% is {drop:.2f} points "
-                    f"below PyTorch's {base:.2f}% (budget {budget})",
-                )
-        report.accuracy = acc
-
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report) -> None:
         from convertctl.render import markdown
@@ -343,8 +284,13 @@ def _first(arrays: dict, count: int) -> dict:
     return {name: arr[:count] for name, arr in arrays.items()}
 
 
-def _npz(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+def _ladder_failure(entries: list) -> tuple[int, str]:
+    """Why no rung made a mode's file, and the exit code that says it."""
+    tried = [e for e in entries if e["stage"] == "convert"]
+    failed = [e for e in tried if e["status"] != "skipped"]
+    if not failed:
+        reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in tried) or "the ladder is empty"
+        return EXIT_USAGE, f"no converter variant applies ({reasons})"
+    envs = all(e.get("failed_stage") == "environment" for e in failed)
+    reasons = "; ".join(f"{e['variant']} ({e.get('failed_stage', '?')}): {e.get('error', '')}" for e in failed)
+    return (EXIT_ENVIRONMENT if envs else EXIT_CONVERSION), f"no converter variant converted the model: {reasons}"

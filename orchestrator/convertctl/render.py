@@ -7,10 +7,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convertctl.catalog import MODES
 from convertctl.report import Report
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
-CHECKED_BY = {"export": "onnx", "convert": "savedmodel"}  # the check whose row follows a stage's row
+MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
+PLAIN = {True: "✓", False: "✗", None: "–"}
 
 
 def _fmt(value, spec=".3g") -> str:
@@ -45,23 +47,42 @@ def _artifact_numbers(art: dict) -> str:
     return ", ".join(parts)
 
 
+def _mode_rank(mode: str) -> int:
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
+def _ladder_row(entry: dict) -> tuple:
+    what = entry["variant"] + (f" ({entry['family']})" if entry.get("family") else "")
+    seconds = f", {entry['seconds']:.1f}s" if entry.get("seconds") else ""
+    if entry["status"] == "skipped":
+        return (f"{entry['stage']} rung", "", None, f"{what}: skipped: {entry.get('reason', '')}")
+    modes = sorted(entry.get("modes", {}).items(), key=lambda kv: _mode_rank(kv[0]))  # JSON sorts keys
+    if entry["status"] == "used":
+        made = [m for m, v in modes if v == "ok"]
+        detail = entry.get("purpose") or ("made " + ", ".join(made) if made else "")
+        extra = "".join(f"; {m}: {v}" for m, v in modes if v != "ok")
+        return (f"{entry['stage']} rung", "", True, f"{what}: {detail}{seconds}{extra}")
+    where = f" at {entry['failed_stage']}" if entry.get("failed_stage") else ""
+    error = entry.get("error") or "; ".join(f"{m}: {v}" for m, v in modes)
+    return (f"{entry['stage']} rung", "", False, f"{what}: failed{where}{seconds}: {error}")
+
+
 def rows(report: Report) -> list:
     """(stage, mode, ok, numbers) in pipeline order: the facts both
-    renderings show."""
-    out = []
-    checks = {(c["stage"], c["mode"]): c for c in report.checks}
-    for st in report.stages:
-        numbers = f"{st['seconds']:.1f}s " + " ".join(f"{k} {v}" for k, v in sorted(st.get("versions", {}).items()))
-        if st["stage"] != "quantize" or st["status"] == "ok" or not report.artifacts:
-            out.append((st["stage"], "", st["status"] == "ok", numbers if st["status"] == "ok" else st["error"]))
-        c = checks.get((CHECKED_BY.get(st["stage"]), None))
-        if c:
-            out.append((f"{c['stage']} vs torch", "", c["status"] != "failed", _check_numbers(c)))
+    renderings show. ok is None for what was skipped."""
+    out = [_ladder_row(e) for e in report.ladder]
+    for c in report.checks:
+        if c["stage"] in ("onnx", "savedmodel"):
+            label = f"{c['stage']} vs torch" + (f" (opset {c['opset']})" if c.get("opset") else "")
+            out.append((label, "", c["status"] != "failed", f"{c.get('variant', '')}: {_check_numbers(c)}"))
+    chosen = {(a.get("variant"), a["mode"]) for a in report.artifacts}
+    checks = {(c.get("variant"), c["mode"]): c for c in report.checks if c["stage"] == "tflite"}
     for art in report.artifacts:
         ok = art.get("status") == "ok"
-        out.append(("tflite", art["mode"], ok, _artifact_numbers(art) if ok else art.get("error", "")))
-        c = checks.get(("tflite", art["mode"]))
-        if c:
+        numbers = _artifact_numbers(art) if ok else art.get("error", "")
+        out.append(("tflite", art["mode"], ok, f"{art.get('variant', '')}: {numbers}"))
+        c = checks.get((art.get("variant"), art["mode"]))
+        if c and (c.get("variant"), c["mode"]) in chosen:
             out.append(("tflite vs torch", art["mode"], c["status"] != "failed", _check_numbers(c)))
     acc = report.accuracy
     if acc:
@@ -81,7 +102,9 @@ def rows(report: Report) -> list:
 def failed_logs(report: Report, lines: int = 8) -> list:
     """(stage, last log lines) of every failed stage: what it said last."""
     return [
-        (st["stage"], st["log_tail"][-lines:]) for st in report.stages if st["status"] != "ok" and st.get("log_tail")
+        (f"{st['stage']} stage ({st['variant']}{', ' + st['mode'] if st.get('mode') else ''})", st["log_tail"][-lines:])
+        for st in report.stages
+        if st["status"] != "ok" and st.get("log_tail")
     ]
 
 
@@ -97,10 +120,10 @@ def print_report(report: Report, console: Console) -> None:
     for h in HEADERS:
         table.add_column(h, overflow="fold")
     for stage, mode, ok, numbers in rows(report):
-        table.add_row(stage, mode, "[green]✓[/]" if ok else "[red]✗[/]", numbers)
+        table.add_row(stage, mode, MARKS[ok], escape(str(numbers)))
     console.print(table)
     for stage, tail in failed_logs(report):
-        console.print(f"[bold]last lines of the {stage} stage's log:[/]")
+        console.print(f"[bold]last lines of the log of the {escape(stage)}:[/]")
         for line in tail:
             console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     for notice in report.notices:
@@ -123,7 +146,7 @@ def markdown(report: Report) -> str:
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):
         cell = str(numbers).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {stage} | {mode} | {'✓' if ok else '✗'} | {cell} |")
+        lines.append(f"| {stage} | {mode} | {PLAIN[ok]} | {cell} |")
     for stage, tail in failed_logs(report):
-        lines += ["", f"Last lines of the {stage} stage's log:", "", "```", *tail, "```"]
+        lines += ["", f"Last lines of the log of the {stage}:", "", "```", *tail, "```"]
     return "\n".join(lines) + "\n"

@@ -10,10 +10,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from convertctl import __version__
-from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_VALIDATION, UsageError
+from convertctl.errors import (
+    EXIT_CONVERSION,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+    UsageError,
+)
 
 SCHEMA_NAME = "convertctl.report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Which failure a report names when there are several: the most serious kind.
+SEVERITY = [EXIT_VALIDATION, EXIT_CONVERSION, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_INTERNAL]
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 
 
@@ -32,6 +42,7 @@ class Report:
     modes: list
     inputs: dict = field(default_factory=dict)
     environments: list = field(default_factory=list)
+    ladder: list = field(default_factory=list)
     stages: list = field(default_factory=list)
     checks: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
@@ -48,9 +59,11 @@ class Report:
     convertctl_version: str = __version__
 
     def fail(self, code: int, message: str) -> None:
-        """Keep the most serious failure: a conversion failure outranks a
-        validation one, and the first message of a kind is the one shown."""
-        if self.exit_code == EXIT_OK or (code == EXIT_CONVERSION and self.exit_code == EXIT_VALIDATION):
+        """Keep the most serious failure (a conversion failure outranks a
+        validation one); the first message of a kind is the one shown."""
+        rank = SEVERITY.index(code) if code in SEVERITY else len(SEVERITY)
+        current = SEVERITY.index(self.exit_code) if self.exit_code in SEVERITY else -1
+        if self.exit_code == EXIT_OK or rank > current:
             self.exit_code, self.failure = code, message
         self.status = "failed"
 

@@ -74,6 +74,8 @@ class Check:
     outputs: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     note: str = ""
+    variant: str = ""  # the environment that made what is checked
+    opset: int | None = None  # ONNX checks: the file's opset
 
     @property
     def label(self) -> str:
@@ -142,17 +144,41 @@ def accuracy(scores: dict, labels: np.ndarray) -> float:
     raise UsageError("--eval-data needs a model output of class scores, (1, C) or (C,) per sample")
 
 
-def io_contract(artifact: dict, input_shapes: dict, outputs: list) -> list[str]:
+def layout_name(layout: dict | None) -> str:
+    """nchw (PyTorch's own), nhwc (channels last) or mixed, from the
+    per-tensor permutations a converter reports."""
+    perms = [list(p) for p in ((layout or {}).get("inputs", {}) | (layout or {}).get("outputs", {})).values() if p]
+    if not perms or all(p == sorted(p) for p in perms):
+        return "nchw"
+    if all(p == [0, *range(2, len(p)), 1] for p in perms if p != sorted(p)):
+        return "nhwc"
+    return "mixed"
+
+
+def permuted(shape: list, perm) -> list:
+    return [shape[i] for i in perm] if perm else list(shape)
+
+
+def io_contract(
+    artifact: dict, input_shapes: dict, outputs: list, layout: dict | None = None, want_layout: str | None = None
+) -> list[str]:
     """Names, order and shapes of a TFLite file's inputs and outputs against
-    PyTorch's. onnx-tf keeps PyTorch's layout (NCHW), so shapes must match
-    exactly; a file that does not is a structural failure."""
+    PyTorch's, in the layout the converter says it gives (a converter that
+    keeps PyTorch's layout must match exactly); with --layout, that layout."""
+    layout = layout or {}
+    in_perms, out_perms = layout.get("inputs", {}), layout.get("outputs", {})
     problems = []
     got_in = [(t["name"], t["shape"]) for t in artifact.get("inputs", [])]
-    want_in = [(n, list(s)) for n, s in input_shapes.items()]
+    want_in = [(n, permuted(list(s), in_perms.get(n))) for n, s in input_shapes.items()]
     if got_in != want_in:
         problems.append(f"structure: TFLite inputs {got_in} != PyTorch's {want_in}")
     got_out = sorted((t["name"], t["shape"]) for t in artifact.get("outputs", []))
-    want_out = sorted((o["name"], o["shape"]) for o in outputs)
+    want_out = sorted((o["name"], permuted(o["shape"], out_perms.get(o["name"]))) for o in outputs)
     if outputs and got_out != want_out:
         problems.append(f"structure: TFLite outputs {got_out} != PyTorch's {want_out}")
+    if want_layout == "nhwc":
+        for name, shape in list(input_shapes.items()) + [(o["name"], o["shape"]) for o in outputs]:
+            perm = {**out_perms, **in_perms}.get(name)
+            if len(shape) == 4 and list(perm or []) != [0, 2, 3, 1]:
+                problems.append(f"layout: {name} is not channels-last (NHWC) as --layout nhwc asks")
     return problems

@@ -30,6 +30,29 @@ class Prepared:
 
 
 @dataclass
+class Step:
+    """One stage script run in one environment: `python SCRIPT RUN_DIR WORK`.
+
+    WORK is the step's own folder in the run directory, where it finds
+    request.json and writes result.json and its artifacts. Several steps of
+    one stage (ladder rungs, one quantize step per mode) each get their own.
+    """
+
+    variant: Variant
+    work: str  # relative to the run directory
+    request: dict
+    script: str = ""  # relative to images/; default: the variant's
+
+    @property
+    def stage(self) -> str:
+        return self.variant.stage
+
+    @property
+    def script_rel(self) -> str:
+        return self.script or self.variant.script_rel
+
+
+@dataclass
 class StageRun:
     stage: str
     variant: Variant
@@ -86,22 +109,25 @@ class Runtime(Protocol):
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]: ...
 
-    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun: ...
+    def run(self, step: Step, run_dir: Path, say: Say) -> StageRun: ...
 
 
-def write_request(run_dir: Path, stage: str, request: dict) -> None:
-    stage_dir = run_dir / stage
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    stage_dir.chmod(0o777)  # like the run dir: a stage container's uid may differ from ours
-    (stage_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
+def write_request(run_dir: Path, work: str, request: dict) -> None:
+    work_dir = run_dir / work
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for folder in [work_dir, *work_dir.relative_to(run_dir).parents]:
+        if str(folder) != ".":
+            (run_dir / folder).chmod(0o777)  # like the run dir: a stage container's uid may differ from ours
+    (work_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
 
 
-def read_result(run_dir: Path, stage: str) -> dict:
-    path = run_dir / stage / "result.json"
+def read_result(run_dir: Path, work: str) -> dict:
+    path = run_dir / work / "result.json"
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 class LogTail:
@@ -109,10 +135,10 @@ class LogTail:
     kept to quote when it fails, and its "[stage]" lines passed on as
     progress."""
 
-    def __init__(self, run_dir: Path, stage: str, say: Say, keep: int = 15):
-        self.stage, self.say = stage, say
+    def __init__(self, run_dir: Path, step: Step, say: Say, keep: int = 15):
+        self.stage, self.say = step.stage, say
         self.lines: deque = deque(maxlen=keep)
-        self.handle = open(run_dir / stage / "stage.log", "a")
+        self.handle = open(run_dir / step.work / "stage.log", "a")
 
     def add(self, line: str) -> None:
         self.handle.write(line if line.endswith("\n") else line + "\n")

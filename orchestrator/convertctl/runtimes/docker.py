@@ -18,10 +18,12 @@ from convertctl.catalog import Variant
 from convertctl.errors import ConversionError, EnvironmentProblem
 from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes import images
-from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, write_request
+from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, Step, read_result, write_request
 
 RUN_MOUNT = "/rundir"
-MODEL_MOUNT = "/model"
+CODE_ROOT = "/opt/convertctl"  # images/<folder>/ is copied to CODE_ROOT/<folder>/
+# Request keys that name a file or folder on the host, and where it is mounted.
+HOST_PATHS = {"model": "/model", "code_dir": "/code"}
 
 
 def connect(timeout: int = 10):
@@ -86,22 +88,24 @@ class DockerRuntime:
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         return [self.builder.ensure(v, say) for v in variants]
 
-    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun:
+    def run(self, step: Step, run_dir: Path, say: Say) -> StageRun:
+        variant = step.variant
         self.builder.ensure(variant, say)
-        request = dict(request)
+        request = dict(step.request)
         volumes = {str(run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
-        if "model" in request:
-            host_model = Path(request["model"]).resolve()
-            request["model"] = f"{MODEL_MOUNT}/{host_model.name}"
-            volumes[str(host_model)] = {"bind": request["model"], "mode": "ro"}
-        write_request(run_dir, variant.stage, request)
-        tail = LogTail(run_dir, variant.stage, say)
+        for key, mount in HOST_PATHS.items():  # the user's files, read-only, at fixed places
+            if request.get(key):
+                host = Path(request[key]).resolve()
+                request[key] = f"{mount}/{host.name}"
+                volumes[str(host)] = {"bind": request[key], "mode": "ro"}
+        write_request(run_dir, step.work, request)
+        tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         container = None
         try:
             container = self.client.containers.run(
-                variant.tag,
-                command=[RUN_MOUNT],
+                self.builder.ref(variant),
+                command=[f"{CODE_ROOT}/{step.script_rel}", RUN_MOUNT, step.work],
                 detach=True,
                 volumes=volumes,
                 labels={"org.convertctl.run": str(run_dir)},
@@ -129,5 +133,5 @@ class DockerRuntime:
                 except Exception:  # noqa: BLE001 - already gone is fine
                     pass
         return StageRun(
-            variant.stage, variant, code, read_result(run_dir, variant.stage), time.monotonic() - started, lines
+            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )

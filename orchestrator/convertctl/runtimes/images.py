@@ -35,6 +35,7 @@ class ImageBuilder:
         self.settings = settings
         self.base_override = base_image
         self._checked: dict = {}
+        self._keys: dict = {}
 
     # -- what goes in ---------------------------------------------------
     def ca_bytes(self) -> bytes:
@@ -70,6 +71,11 @@ class ImageBuilder:
         return {"BASE_IMAGE": self.base_for(variant), "VARIANT": variant.name, **self.settings.docker_build_args()}
 
     def key(self, variant: Variant) -> str:
+        if variant.name not in self._keys:
+            self._keys[variant.name] = self._key(variant)
+        return self._keys[variant.name]
+
+    def _key(self, variant: Variant) -> str:
         digest = hashlib.sha256()
         parts = {
             "dockerfile": (variant.stage_dir / "Dockerfile").read_text(),
@@ -99,12 +105,22 @@ class ImageBuilder:
     def current(self, variant: Variant) -> bool:
         return self.describe(variant)["current"]
 
+    def ref(self, variant: Variant) -> str:
+        """The image reference that holds exactly this build: the catalog's
+        tag with the content key appended. Different stage code, locks or
+        bases never share a reference, so checkouts side by side (or a
+        pulled and a built image) cannot overwrite each other."""
+        return f"{variant.tag}-{self.key(variant)[:12]}"
+
     def describe(self, variant: Variant) -> dict:
-        image = self._image(variant.tag)
+        image = self._image(self.ref(variant))
+        current = image is not None
         if image is None:
-            return {"built": False, "current": False, "state": "not built", "size_bytes": 0}
-        current = (image.labels or {}).get(KEY_LABEL) == self.key(variant)
+            image = self._image(variant.tag)  # an older build under the plain tag
+        if image is None:
+            return {"built": False, "current": False, "state": "not built", "size_bytes": 0, "ref": self.ref(variant)}
         return {
+            "ref": self.ref(variant),
             "built": True,
             "current": current,
             "state": "current" if current else "stale",
@@ -117,25 +133,26 @@ class ImageBuilder:
         if not force and variant.name in self._checked:
             return self._checked[variant.name]
         if not force and self.current(variant):
-            prepared = Prepared(variant, variant.tag, created=False)
+            prepared = Prepared(variant, self.ref(variant), created=False)
         else:
             started = time.monotonic()
             self.build(variant, say)
-            prepared = Prepared(variant, variant.tag, created=True, seconds=time.monotonic() - started)
+            prepared = Prepared(variant, self.ref(variant), created=True, seconds=time.monotonic() - started)
         self._checked[variant.name] = prepared
         return prepared
 
     def build(self, variant: Variant, say: Say) -> None:
         import docker
 
-        say(f"building {variant.tag} ({variant.stage}, Python {variant.python}, base {self.base_for(variant)})")
+        ref = self.ref(variant)
+        say(f"building {ref} ({variant.stage}, Python {variant.python}, base {self.base_for(variant)})")
         tail: list = []
         with tempfile.TemporaryDirectory(prefix="convertctl-ctx-") as tmp:
             ctx = self.context(variant, Path(tmp))
             try:
                 stream = self.client.api.build(
                     path=str(ctx),
-                    tag=variant.tag,
+                    tag=ref,
                     buildargs=self.build_args(variant),
                     rm=True,
                     forcerm=True,
@@ -153,6 +170,9 @@ class ImageBuilder:
             except docker.errors.APIError as exc:
                 tail.append(str(exc))
                 raise EnvironmentProblem(self._failure(variant, tail)) from None
+        # The plain catalog tag follows the newest build, for people typing `docker run`.
+        repo, _, tag = variant.tag.rpartition(":")
+        self.client.images.get(ref).tag(repo, tag)
 
     def _failure(self, variant: Variant, tail: list) -> str:
         text = "\n".join(tail[-12:])

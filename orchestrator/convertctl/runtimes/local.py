@@ -7,9 +7,18 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from convertctl.catalog import Variant
+from convertctl.catalog import Variant, images_dir
 from convertctl.envstore import EnvStore
-from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, read_result, stage_environ, write_request
+from convertctl.runtimes.base import (
+    LogTail,
+    Prepared,
+    Say,
+    StageRun,
+    Step,
+    read_result,
+    stage_environ,
+    write_request,
+)
 
 
 class LocalRuntime:
@@ -25,13 +34,14 @@ class LocalRuntime:
             out.append(Prepared(variant, str(env.path), env.created, env.seconds))
         return out
 
-    def run_stage(self, variant: Variant, run_dir: Path, request: dict, say: Say) -> StageRun:
+    def run(self, step: Step, run_dir: Path, say: Say) -> StageRun:
+        variant = step.variant
         env = self.store.ensure(variant, say)
-        write_request(run_dir, variant.stage, request)
-        tail = LogTail(run_dir, variant.stage, say)
+        write_request(run_dir, step.work, step.request)
+        tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(env.python), str(variant.script), str(run_dir)],
+            [str(env.python), str(images_dir() / step.script_rel), str(run_dir), step.work],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -50,5 +60,5 @@ class LocalRuntime:
         finally:
             lines = tail.close()
         return StageRun(
-            variant.stage, variant, code, read_result(run_dir, variant.stage), time.monotonic() - started, lines
+            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )

@@ -1,9 +1,13 @@
-"""Inspect and run a .tflite file with the interpreter of this environment.
+"""Inspect and run a .tflite file with the interpreter of this environment,
+and check it against what its mode promises.
 
 A TFLite file from a newer TF may not load in an older interpreter, so each
-file is run where it was built. Python 3.8 syntax; TF 2.8 and current.
+file is run where it was built (TF's interpreter, or LiteRT's where there is
+no TensorFlow: both have the same API). Python 3.8 syntax; TF 2.8 and current.
 """
 import time
+
+import contract
 
 INT_TYPES = ("int8", "uint8", "int16")
 
@@ -81,9 +85,9 @@ class Runner(object):
     """Feeds float samples, quantizing int inputs and dequantizing int outputs
     with the model's own scale and zero point."""
 
-    def __init__(self, tf, np, path, threads):
+    def __init__(self, interpreter_class, np, path, threads):
         self.np = np
-        self.interp = tf.lite.Interpreter(model_path=path, num_threads=threads)
+        self.interp = interpreter_class(model_path=path, num_threads=threads)
         self.interp.allocate_tensors()
         self.inputs, self.outputs = io_facts(np, self.interp)
         self.in_index = dict(signature_tensors(self.interp)[0])
@@ -110,3 +114,70 @@ class Runner(object):
             self.interp.invoke()
             times.append((time.perf_counter() - start) * 1000.0)
         return float(self.np.median(times))
+
+
+def representative_dataset(np, calib, input_names, layout=None):
+    perms = (layout or {}).get("inputs", {})
+
+    def gen():
+        for i in range(contract.sample_count(calib)):  # every sample, not the first one again and again
+            sample = [contract.to_layout(np, calib[n][i], perms.get(n)).astype(np.float32) for n in input_names]
+            if len(sample) == 1:
+                yield sample
+            else:  # several inputs: by signature name, order-proof
+                yield dict(zip(input_names, sample))
+    return gen
+
+
+def contract_problems(mode, inputs, outputs, ops, allow_flex):
+    """What makes a converted file not what its mode promises."""
+    problems = []
+    want = "int8" if mode == "int8" else "float32"
+    tensors = [("input", f) for f in inputs] + [("output", f) for f in outputs]
+    for kind, facts in tensors:
+        if kind == "input" and facts["dtype"] in ("int32", "int64"):
+            continue  # token ids and other integer inputs pass through every mode as they are
+        if facts["dtype"] != want:
+            problems.append("%s mode produced %s tensor %r of type %s, not %s"
+                            % (mode, kind, facts["name"], facts["dtype"], want))
+    if mode == "int8" and ops is not None and ops["float_ops"]:
+        problems.append("int8 mode left %d of %d ops computing in float"
+                        % (ops["float_ops"], ops["total"]))
+    if ops is not None and ops["flex_ops"] and not allow_flex:
+        problems.append("the model uses Flex (SELECT_TF_OPS) ops %s, which need the Flex delegate on "
+                        "Android; pass --allow-flex to accept them" % ", ".join(ops["flex_ops"]))
+    return problems
+
+
+def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
+    """Load the step's model.tflite, record its I/O and ops, run it on every
+    input set (outputs saved in PyTorch's layout) and time it.
+
+    ``info`` is the artifact record: filled in and returned, with "problems"
+    when the file breaks its mode's promises."""
+    mode = request["mode"]
+    input_names = request["input_names"]
+    layout = request.get("layout") or {}
+    in_perms, out_perms = layout.get("inputs", {}), layout.get("outputs", {})
+    runner = Runner(interpreter_class, np, contract.work_path(run_dir, request, "model.tflite"),
+                    int(request.get("threads", 1)))
+    info["inputs"], info["outputs"] = runner.inputs, runner.outputs
+    info["ops"] = op_facts(np, runner.interp)
+    problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"))
+    for set_name, arrays in sorted(sets.items()):
+        outs = []
+        for i in range(contract.sample_count(arrays)):
+            got = runner.run(dict((n, contract.to_layout(np, arrays[n][i], in_perms.get(n))) for n in input_names))
+            outs.append(dict((n, contract.from_layout(np, v, out_perms.get(n))) for n, v in got.items()))
+        contract.save_outputs(contract.work_path(run_dir, request, "outputs_%s.npz" % set_name), outs, np)
+    first = dict((n, contract.to_layout(np, sets["samples"][n][0], in_perms.get(n))) for n in input_names)
+    runs = int(request.get("latency_runs", 10))
+    if runs > 0:
+        info["latency_ms"] = {"median": runner.latency_ms(first, runs), "runs": runs,
+                              "threads": int(request.get("threads", 1))}
+    if problems:
+        info["error"] = "; ".join(problems)
+        info["problems"] = problems
+    else:
+        info["status"] = "ok"
+    return info

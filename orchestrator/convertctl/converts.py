@@ -1,0 +1,220 @@
+"""The convert ladder: converter variants tried in the catalog's order until
+every mode asked for has a file that converts and validates. A rung that
+fails, or a mode that fails on one rung, hands over to the next rung; the
+report lists every rung tried, and which rung made each file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from convertctl import validate
+from convertctl.catalog import Catalog, Variant
+from convertctl.errors import EnvironmentProblem
+from convertctl.exports import ExportLadder, _one_line
+from convertctl.runtimes.base import Step
+from convertctl.steps import Steps
+
+
+@dataclass
+class Attempt:
+    """One mode made (or not) on one rung, with what its checks said."""
+
+    mode: str
+    variant: str
+    artifact: dict
+    check: dict | None = None
+    accuracy: dict | None = None
+
+    @property
+    def made_file(self) -> bool:
+        return "file" in self.artifact
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.artifact.get("status") == "ok"
+            and self.check is not None
+            and self.check["status"] != "failed"
+            and (self.accuracy is None or self.accuracy["status"] == "passed")
+        )
+
+    def problem(self) -> str:
+        if not self.made_file or self.artifact.get("problems"):
+            return self.artifact.get("error", "no file")
+        if self.check is not None and self.check["failures"]:
+            return f"tflite:{self.mode} outside tolerance: {self.check['failures'][0]}"
+        if self.accuracy is not None and self.accuracy["status"] != "passed":
+            return self.accuracy["message"]
+        return ""
+
+
+@dataclass
+class ConvertLadder:
+    steps: Steps
+    catalog: Catalog
+    rungs: list
+    exports: ExportLadder
+    ctx: dict  # requests' common fields, the run's settings (see Pipeline._context)
+    entries: list = field(default_factory=list)
+    attempts: dict = field(default_factory=dict)  # mode -> [Attempt]
+
+    def run(self, modes: list) -> None:
+        remaining = list(modes)
+        for rung in self.rungs:
+            if not remaining:
+                break
+            quantizer = self.catalog.quantizer(rung)
+            entry = {"stage": "convert", "variant": rung.name, "family": rung.family, "status": "skipped"}
+            self.entries.append(entry)
+            why = self.skip_reason(rung)
+            todo = [m for m in remaining if not quantizer.modes or m in quantizer.modes]
+            if not why and not todo:
+                why = f"the {rung.family} family cannot make {', '.join(remaining)}"
+            if why:
+                entry["reason"] = why
+                continue
+            entry.update(status="failed", modes={}, seconds=0.0)
+            for mode in remaining:
+                if mode not in todo:
+                    entry["modes"][mode] = f"the {rung.family} family cannot make {mode}"
+            try:
+                converted = self._convert(rung, entry)
+                if converted is not None:
+                    for mode in todo:
+                        attempt = self._mode(rung, quantizer, converted, mode, entry)
+                        if attempt.ok:
+                            remaining.remove(mode)
+            except EnvironmentProblem as exc:
+                entry.update(failed_stage="environment", error=_one_line(exc.message))
+            if any(v == "ok" for v in entry["modes"].values()):
+                entry["status"] = "used"
+
+    def skip_reason(self, rung: Variant) -> str:
+        if rung.input == "torch" and self.exports.facts.format == "onnx":
+            return f"{rung.family} converts PyTorch models, and this model is an ONNX file"
+        layout = self.ctx.get("layout")
+        if layout and layout not in rung.layouts:
+            return f"{rung.family} gives {'/'.join(rung.layouts).upper()} I/O only, --layout {layout} asked for"
+        if rung.input == "onnx" and self.opset_for(rung) is None:
+            lo, hi = rung.opsets
+            asked = self.ctx.get("opset")
+            if asked:
+                return f"{rung.name} reads opsets {lo}-{hi}, --opset {asked} given"
+            return f"{rung.name} reads opsets {lo}-{hi}, which no usable export variant writes"
+        return ""
+
+    def opset_for(self, rung: Variant) -> int | None:
+        """The highest opset both the converter and an export variant accept
+        (the converter's preferred one unless --opset says otherwise)."""
+        lo, hi = rung.opsets or (7, 13)
+        asked = self.ctx.get("opset")
+        if asked:
+            return asked if lo <= asked <= hi else None
+        top = max((v.max_opset for v in self.exports.usable()), default=0)
+        want = min(rung.opset or hi, top)
+        return want if want >= lo else None
+
+    def _convert(self, rung: Variant, entry: dict) -> dict | None:
+        request = {**self.ctx["request"], "output_names": self.exports.reference.output_names}
+        if rung.input == "onnx":
+            onnx = self.exports.onnx(self.opset_for(rung))
+            entry["opset"] = onnx.opset
+            if not onnx.ok:
+                failure = onnx.error or (onnx.check or {}).get("failures", ["ONNX check failed"])[0]
+                entry.update(failed_stage="export", error=_one_line(f"ONNX opset {onnx.opset}: {failure}"))
+                return None
+            request["onnx"] = onnx.file
+        else:
+            request["model"] = self.ctx["model"]
+        work = f"convert/{rung.name}"
+        run = self.steps.run(Step(rung, work, request))
+        entry["seconds"] += run.seconds
+        if not run.ok:
+            entry.update(failed_stage="convert", error=_one_line(run.error))
+            return None
+        converted = dict(run.result)
+        converted["work"] = work
+        got = self.steps.outputs(f"{work}/outputs_samples.npz")
+        if got is not None:  # families with an intermediate model (a SavedModel) check it too
+            ref = self.steps.outputs(f"{self.exports.reference.work}/reference_samples.npz")
+            check = validate.compare("savedmodel", None, "samples", ref, got, self.ctx["tolerance"]("fp32"))
+            check.variant = rung.name
+            self.steps.report.checks.append(check.__dict__)
+            if check.failures:
+                entry.update(failed_stage="convert", error=f"savedmodel outside tolerance: {check.failures[0]}")
+                return None
+        return converted
+
+    def _mode(self, rung: Variant, quantizer: Variant, converted: dict, mode: str, entry: dict) -> Attempt:
+        request = {
+            **self.ctx["request"],
+            **self.ctx["quantize"],
+            "mode": mode,
+            "output_names": self.exports.reference.output_names,
+            "layout": converted.get("layout") or {},
+        }
+        for key in ("saved_model", "tflite"):
+            if converted.get(key):
+                request[key] = converted[key]
+        work = f"quantize/{rung.name}/{mode}"
+        run = self.steps.run(Step(quantizer, work, request), mode=mode)
+        entry["seconds"] += run.seconds
+        artifact = dict(run.result.get("artifact") or {"mode": mode, "status": "failed", "error": run.error})
+        if "error" not in artifact and run.error:
+            artifact["error"] = run.error
+        artifact.update(variant=rung.name, family=rung.family, layout=converted.get("layout") or {})
+        attempt = Attempt(mode, rung.name, artifact)
+        if attempt.made_file:
+            self._check(attempt, work)
+        entry["modes"][mode] = "ok" if attempt.ok else _one_line(attempt.problem())
+        self.attempts.setdefault(mode, []).append(attempt)
+        return attempt
+
+    def _check(self, attempt: Attempt, work: str) -> None:
+        mode, art = attempt.mode, attempt.artifact
+        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_samples.npz")
+        got = self.steps.outputs(f"{work}/outputs_samples.npz")
+        if ref is None or got is None:
+            return
+        check = validate.compare("tflite", mode, "samples", ref, got, self.ctx["tolerance"](mode))
+        check.variant = attempt.variant
+        check.failures += validate.io_contract(
+            art, self.ctx["input_shapes"], self.exports.reference.outputs, art.get("layout"), self.ctx.get("layout")
+        )
+        check.status = "failed" if check.failures else check.status
+        self.steps.report.checks.append(check.__dict__)
+        attempt.check = check.__dict__
+        labels = self.ctx.get("labels")
+        if labels is not None:
+            attempt.accuracy = self._accuracy(mode, work, labels)
+
+    def _accuracy(self, mode: str, work: str, labels) -> dict | None:
+        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_eval.npz")
+        got = self.steps.outputs(f"{work}/outputs_eval.npz")
+        if ref is None or got is None:
+            return None
+        base, value = validate.accuracy(ref, labels), validate.accuracy(got, labels)
+        budget = self.ctx["max_drop"](mode)
+        drop = base - value
+        status = "passed" if drop <= budget else "failed"
+        message = (
+            f"tflite:{mode} accuracy {value:.2f}% is {drop:.2f} points below PyTorch's {base:.2f}% (budget {budget})"
+        )
+        return {
+            "accuracy": value,
+            "pytorch": base,
+            "drop": drop,
+            "max_drop": budget,
+            "status": status,
+            "message": message,
+        }
+
+    def best(self, mode: str) -> Attempt | None:
+        """The attempt that made the mode's file: the first that validated,
+        else the first that made a file at all, else the last one tried."""
+        tries = self.attempts.get(mode, [])
+        return (
+            next((a for a in tries if a.ok), None)
+            or next((a for a in tries if a.made_file), None)
+            or (tries[-1] if tries else None)
+        )
