@@ -135,14 +135,8 @@ def test_auto_falls_back_to_local_with_a_notice(smallcnn, tmp_path):
 def test_images_list_shows_current_images(docker_default):
     proc = convertctl("images", "list")
     assert proc.returncode == EXIT_OK
-    for variant in load_catalog().environments("docker"):
-        line = next(ln for ln in proc.stdout.splitlines() if variant.name in ln)
+    used = [e["variant"] for e in docker_default[1]["environments"]]
+    assert {"export-torch1.7", "convert-tf2.8", "quantize-tf2.8"} <= set(used)
+    for name in used:
+        line = next(ln for ln in proc.stdout.splitlines() if name in ln)
         assert "current" in line and "MB" in line
-
-
-def test_images_build_leaves_current_images_alone(docker_default):
-    proc = convertctl("images", "build", "--stage", "quantize", "--variant", "quantize-tf2.8")
-    assert proc.returncode == EXIT_OK
-    assert "convertctl/quantize:tf2.8: already current" in proc.stdout
-    bad = convertctl("images", "build", "--stage", "nope")
-    assert bad.returncode == 2 and "--stage 'nope'" in bad.stderr
