@@ -114,10 +114,7 @@ class Runtime(Protocol):
 
 def write_request(run_dir: Path, work: str, request: dict) -> None:
     work_dir = run_dir / work
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for folder in [work_dir, *work_dir.relative_to(run_dir).parents]:
-        if str(folder) != ".":
-            (run_dir / folder).chmod(0o777)  # like the run dir: a stage container's uid may differ from ours
+    work_dir.mkdir(parents=True, exist_ok=True)  # a container's stage user is given it by the runtime
     (work_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
 
 
