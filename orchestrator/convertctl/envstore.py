@@ -156,7 +156,8 @@ class EnvStore:
         if version in self._pythons:
             return self._pythons[version]
         uv = find_uv()
-        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        # A query: no downloads, and no cache written under the user's home.
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_CACHE": "1"}
         cmd = [uv, "python", "find", version] if uv else [f"python{version}", "-c", "import sys; print(sys.executable)"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

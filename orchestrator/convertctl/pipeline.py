@@ -116,7 +116,7 @@ class Pipeline:
             report.inputs["samples"]["source"] = sample_source
             self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
         except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
-            mapped = rundir.os_error(exc)
+            mapped = rundir.os_error(exc, run_dir)
             code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
             report.fail(code, getattr(mapped, "message", "") or f"interrupted ({type(exc).__name__})")
             try:

@@ -153,12 +153,13 @@ ENVIRONMENT_ERRNOS = {
 }
 
 
-def os_error(exc: BaseException) -> BaseException:
+def os_error(exc: BaseException, where: str | Path | None = None) -> BaseException:
     """An OSError as a ConvertError with an exit code and words (a full disk
-    is exit 5, not an internal error); anything else unchanged."""
+    is exit 5, not an internal error); anything else unchanged. ``where``
+    names the place when the error does not (numpy's writers do not)."""
     if not isinstance(exc, OSError) or isinstance(exc, ConvertError):
         return exc
-    where = f" ({exc.filename})" if exc.filename else ""
+    where = f" ({exc.filename})" if exc.filename else f" (in {where})" if where else ""
     if exc.errno in ENVIRONMENT_ERRNOS:
         hint = "free some space there and run again" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         return EnvironmentProblem(f"{ENVIRONMENT_ERRNOS[exc.errno]}{where}", hint=hint)

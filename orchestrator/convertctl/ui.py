@@ -57,7 +57,7 @@ def handled(fn):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - a bug: say so plainly
-            mapped = os_error(exc)
+            mapped = os_error(exc, getattr(exc, "run_dir", None))
             if isinstance(mapped, ConvertError):
                 if STATE["debug"]:
                     err.print_exception()
