@@ -3,6 +3,7 @@ afterwards, the exit code is 130, --out is untouched, the run dir is kept."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -64,7 +65,10 @@ def interrupt_during_convert(model, tmp_path, runtime, running):
     assert proc.returncode == 130 and "interrupted" in stderr
     assert sorted(p.name for p in out.iterdir()) == [".convertctl", "keep.txt"]
     run_dir = next((out / ".convertctl" / "runs").iterdir())
-    assert (run_dir / "export" / "model.onnx").is_file(), "what was made before Ctrl-C is kept"
+    assert list(run_dir.glob("export/*/model.onnx")), "what was made before Ctrl-C is kept"
+    assert str(run_dir) in " ".join(stderr.split()), "and where it is kept is said"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["exit_code"] == 130 and report["status"] == "failed", "the report agrees with the exit code"
     return out
 
 
