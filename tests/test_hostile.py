@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,10 +122,12 @@ def held_store(state: str):
         if state == "broken":  # its base interpreter is gone
             (env / MARKER).write_text(json.dumps({"variant": "export-torch2.13"}))
             (env / "bin" / "python").symlink_to("/nonexistent/python3.11")
-        if state == "building":
+        if state == "in-use":  # ready, and a run's stage is running in it
+            (env / MARKER).write_text(json.dumps({"variant": "export-torch2.13"}))
+            (env / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
+        if state in ("building", "in-use"):
             handle = open(str(env) + ".lock", "a")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            world.joinpath(".held").write_text("")
+            fcntl.flock(handle, fcntl.LOCK_EX if state == "building" else fcntl.LOCK_SH)
             HELD.append(handle)
         return {"CONVERTCTL_HOME": str(world / "store")}
 
@@ -399,6 +402,15 @@ ROWS = [
         check=env_still_there,
     ),
     Row(
+        "envs-prune-leaves-an-env-in-use",
+        command=("envs", "prune", "--all"),
+        shape=False,
+        runtime="",
+        code=0,
+        setup=held_store("in-use"),
+        check=env_still_there,
+    ),
+    Row(
         "envs-list-shows-broken-interpreter",
         command=("envs", "list"),
         shape=False,
@@ -549,3 +561,25 @@ def test_hostile_input(row: Row, world: Path, request):
     assert files_under(home) == [] and files_under(tmp) == [], (files_under(home), files_under(tmp))
     if row.check:
         row.check(proc, world)
+
+
+def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
+    """Marker present, interpreter gone (its base Python removed): rebuilt,
+    not a bare FileNotFoundError at the first stage."""
+    from convertctl.catalog import Variant
+    from convertctl.pipconfig import load_settings
+
+    lock = tmp_path / "tiny.txt"
+    lock.write_text("six==1.16.0\n")
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    variant = Variant(name="tiny", stage="export", python=py, requirements=str(lock), tag="t", base_image="b")
+    store = EnvStore(tmp_path / "store", load_settings())
+    first = store.ensure(variant)
+    assert first.created
+    first.python.unlink()
+    first.python.symlink_to("/nonexistent/python")  # what a removed base interpreter leaves
+    said = []
+    again = EnvStore(tmp_path / "store", load_settings()).ensure(variant, said.append)
+    assert again.created and again.path == first.path
+    assert any("removing broken environment" in s for s in said), said
+    assert subprocess.run([str(again.python), "-c", "import six"]).returncode == 0
