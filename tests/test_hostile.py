@@ -583,3 +583,55 @@ def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
     assert again.created and again.path == first.path
     assert any("removing broken environment" in s for s in said), said
     assert subprocess.run([str(again.python), "-c", "import six"]).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (("export-torch2.13", "max_opset", "20"), "variants.export-torch2.13.max_opset"),
+        (("convert-tf2.15", "opsets", [7]), "variants.convert-tf2.15.opsets"),
+        (("quantize-tf2.15", "modes", ["fp32", "int4"]), "variants.quantize-tf2.15.modes"),
+        (("export-torch2.13", "python", 3.11), "variants.export-torch2.13.python"),
+        (("convert-tf2.15", "layouts", "nchw"), "variants.convert-tf2.15.layouts"),
+    ],
+)
+def test_the_catalog_is_checked_by_the_same_schema(tmp_path, change, says):
+    from convertctl.catalog import images_dir, load_catalog
+    from convertctl.errors import UsageError
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    data = tomllib.loads((images_dir() / "catalog.toml").read_text())
+    name, key, value = change
+    data["variants"][name][key] = value
+    path = tmp_path / "catalog.toml"
+    path.write_text(_toml_dump(data))
+    with pytest.raises(UsageError) as exc:
+        load_catalog(path)
+    assert str(path) in exc.value.message and says in exc.value.message
+
+
+def _toml_dump(data: dict) -> str:
+    """Enough TOML for the catalog (tables of scalars, lists and inline tables)."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = []
+    for runtime, stages in data.get("ladders", {}).items():
+        lines.append(f"[ladders.{runtime}]")
+        lines += [f"{k} = {value(v)}" for k, v in stages.items()]
+    for name, table in data["variants"].items():
+        lines.append(f'[variants."{name}"]')
+        lines += [f"{json.dumps(k)} = {value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
