@@ -431,9 +431,10 @@ ROWS = [
         args=["--input-shape", "1,3,64,64"],
         shape=False,
         code=5,
-        says=("no space left",),
+        says=("no space left", "/out/.convertctl/runs/"),
         run_dir=True,
         setup=tiny_disk,
+        check=report_says(exit_code=5, status="failed"),
         needs_root=True,
     ),
     # -- rows that run real stages ------------------------------------------------

@@ -127,7 +127,7 @@ def test_kill_9_mid_venv_build_leaves_no_installer(tmp_path):
 @pytest.fixture(scope="module")
 def docker_model(tmp_path_factory):
     """An example model saved in the Docker export image's torch (1.7), so the tutorial's image exports it."""
-    path = tmp_path_factory.mktemp("docker-model") / "m17.pt"
+    path = tmp_path_factory.mktemp("docker:model") / "m17.pt"  # a ':' in the path: mounts must take it
     convertctl("example", path, "--name", "smallcnn", "--input-shape", "1,3,64,64", "--runtime", "docker", check=True)
     return path
 

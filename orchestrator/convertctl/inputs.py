@@ -158,6 +158,15 @@ def check_archive(path: Path) -> None:
 
 
 def save_set(path: Path, arrays: dict) -> str:
+    """Written whole or not at all: a full disk leaves no half file (and
+    the room it took is free again for the report)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return str(path)

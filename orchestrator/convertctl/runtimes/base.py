@@ -87,8 +87,8 @@ class StageRun:
 # Why a stage died from a signal, in words a user can act on.
 CRASH_HINTS = {
     "SIGSEGV": "Native code crashed; old library builds (torch 1.7, TF 2.8) can crash on CPUs newer than "
-    "they know: try a newer variant (--export-image / --convert-image) or --runtime local.",
-    "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or --runtime local.",
+    "they know: try a newer variant (--export-image / --convert-image) or the other --runtime.",
+    "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or the other --runtime.",
     "SIGKILL": "Killed from outside, most often for memory: close other programs or raise the limit.",
     "SIGABRT": "",
 }
