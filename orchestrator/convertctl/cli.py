@@ -16,8 +16,9 @@ from convertctl.catalog import load_catalog
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
 from convertctl.inputs import parse_shape
+from convertctl.options import preflight, run_options, tolerance_flags
 from convertctl.pipconfig import settings_from_flags
-from convertctl.pipeline import MODES, Pipeline, RunOptions
+from convertctl.pipeline import MODES, Pipeline
 from convertctl.render import print_report
 from convertctl.runtimes import select_runtime
 from convertctl.runtimes.base import Step
@@ -49,58 +50,6 @@ def main_options(
     version: Annotated[bool | None, typer.Option("--version", callback=version_callback, is_eager=True)] = None,
 ):
     STATE["debug"] = debug
-
-
-def _tolerance_flags(atol: list[str] | None, rtol: list[str] | None) -> dict | None:
-    """--atol/--rtol N or MODE=N -> {mode: {"atol": .., "rtol": ..}}."""
-    out: dict = {}
-    for key, items in (("atol", atol), ("rtol", rtol)):
-        for mode, value in mode_values(items or [], f"--{key}").items():
-            out.setdefault(mode, {})[key] = value
-    return out or None
-
-
-def run_options(cfg: settings.Settings, model: Path, out: Path, keep_run: bool) -> RunOptions:
-    """Validated settings -> the pipeline's options."""
-    return RunOptions(
-        model=model,
-        shapes=list(cfg.input_shape or []),
-        modes=list(dict.fromkeys(cfg.quant or ["fp32"])),
-        out=out,
-        opset=cfg.opset,
-        calib=Path(cfg.calib) if cfg.calib else None,
-        mean=tuple(cfg.mean) if cfg.mean else None,
-        std=tuple(cfg.std) if cfg.std else None,
-        sample_inputs=Path(cfg.sample_inputs) if cfg.sample_inputs else None,
-        samples=cfg.samples if cfg.samples is not None else RunOptions.samples,
-        seed=cfg.seed or 0,
-        allow_flex=bool(cfg.allow_flex),
-        tolerances={m: t.model_dump(exclude_none=True) for m, t in cfg.tolerance.items()},
-        eval_data=Path(cfg.eval_data) if cfg.eval_data else None,
-        max_drop=dict(cfg.max_accuracy_drop),
-        latency_runs=cfg.latency_runs if cfg.latency_runs is not None else RunOptions.latency_runs,
-        threads=cfg.threads or RunOptions.threads,
-        keep_run=keep_run,
-        converter=cfg.converter or cfg.convert_image,
-        export_image=cfg.export_image,
-        layout=cfg.layout,
-    )
-
-
-def _preflight(rt, catalog, opts: RunOptions) -> None:
-    """A variant pinned with --export-image or --converter, the only rung of
-    its stage, that this runtime cannot make (its Python is missing locally)
-    fails now, with what to use instead, not after the stages before it ran.
-    Exit 5: the flags are valid (the variant works on Docker); the machine
-    lacks an interpreter, like any environment that cannot be built."""
-    check = getattr(rt, "preflight", None)
-    if check is None:
-        return
-    for stage, choice in (("export", opts.export_image), ("convert", opts.converter)):
-        if choice and choice != "auto":
-            rungs = catalog.pick(rt.name, stage, choice)
-            if len(rungs) == 1:
-                check(rungs + ([catalog.quantizer(rungs[0])] if stage == "convert" else []))
 
 
 def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
@@ -190,7 +139,7 @@ def run(
         "layout": layout,
         "sample_inputs": str(sample_inputs) if sample_inputs else None,
         "eval_data": str(eval_data) if eval_data else None,
-        "tolerance": _tolerance_flags(atol, rtol),
+        "tolerance": tolerance_flags(atol, rtol),
         "max_accuracy_drop": mode_values(max_accuracy_drop or [], "--max-accuracy-drop") or None,
     }
     cfg, _ = settings.load(model, config, flags)
@@ -209,7 +158,7 @@ def run(
             base_image=base_image,
         )
         catalog = load_catalog()
-        _preflight(rt, catalog, opts)
+        preflight(rt, catalog, opts)
         report = Pipeline(opts, rt, catalog, say).run()
     print_report(report, console)
     raise typer.Exit(report.exit_code)

@@ -210,7 +210,7 @@ def _describe(error: dict, source: Path | None, raw: dict) -> str:
         if error["type"] in ("shape", "floats"):
             what += f": {error['msg']}"
     if source is not None:
-        shown = "" if "[key]" in error["loc"] else f" = {_toml(value)}"
+        shown = "" if "[key]" in error["loc"] else f" = {as_toml(value)}"
         return f"{source}: {'.'.join(map(str, loc))}{shown}: {what}"
     # A flag: quote what was typed (a list flag's item, a MODE=N flag's number).
     flag = f"--{loc[2]}" if key == "tolerance" and len(loc) > 2 else FLAGS.get(key, key)
@@ -223,7 +223,7 @@ def _describe(error: dict, source: Path | None, raw: dict) -> str:
     return f"{flag} {quoted}: {what}"
 
 
-def _toml(value) -> str:
+def as_toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -309,51 +309,3 @@ def check_budget(shapes: list, samples: int, synthetic_calib: bool) -> None:
             f"would take {per_sample * count / 1e9:.1f} GB (limit {MAX_GENERATED_BYTES / 1e9:.1f} GB): "
             "lower --samples" + (", give real data with --calib" if synthetic_calib else "")
         )
-
-
-# -- the image catalog (images/catalog.toml), in the same strict terms ----------
-Stage = Literal["export", "convert", "quantize"]
-
-
-class VariantTable(BaseModel):
-    """One [variants.NAME] table. What each field means: catalog.toml's header.
-    Fields it does not know are left to catalog.py, which knows the Variant."""
-
-    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
-    stage: Stage
-    python: Annotated[str, Field(pattern=r"^\d+\.\d+$")]
-    requirements: Text
-    tag: Text
-    base_image: Text
-    debian: Text = "bookworm"
-    folder: str = ""
-    script: str = ""
-    pins: dict[str, str] = {}
-    torch: str = ""
-    formats: list[Text] = []
-    max_opset: int = Field(0, ge=0, le=30)
-    family: str = ""
-    input: Literal["onnx", "torch"] = "onnx"
-    opsets: Annotated[list[Annotated[int, Field(ge=1, le=30)]], Field(min_length=2, max_length=2)] | None = None
-    opset: int = Field(0, ge=0, le=30)
-    layouts: list[Literal["nchw", "nhwc"]] = ["nchw"]
-    quantize: str = ""
-    modes: list[Mode] = []
-
-
-class CatalogFile(BaseModel):
-    model_config = STRICT
-    variants: dict[str, VariantTable]
-    ladders: dict[Literal["docker", "local"], dict[Stage, list[Text]]] = {}
-
-
-def check_catalog(path: Path, data: dict) -> None:
-    """A UsageError naming every bad field of the catalog, and the file."""
-    try:
-        CatalogFile.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors(include_url=False):
-            loc = ".".join(str(p) for p in e["loc"] if p != "[key]")
-            problems.append(f"{loc}: {e['msg']} (got {_toml(e.get('input'))})")
-        raise UsageError(f"{path}: invalid catalog: " + "; ".join(dict.fromkeys(problems))) from None
