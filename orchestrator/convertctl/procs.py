@@ -63,11 +63,12 @@ class Guard:
     def _send(self, line: str) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", GUARD],
+                [sys.executable, "-c", GUARD],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd="/",  # nothing in the user's folder shadows the modules it imports
                 text=True,
             )
         try:
@@ -87,13 +88,22 @@ class Guard:
 GUARD_PROCESS = Guard()
 
 
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the guard alone kills the group
+
+
+# Looked up here, in the parent: between fork and exec the child only calls
+# it (no imports, no library loading while another thread may hold a lock).
+PRCTL = _prctl()
+
+
 def _die_with_parent(parent: int):
     def setup() -> None:  # runs in the child, between fork and exec
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass  # not Linux: the guard still kills the group
+        if PRCTL is not None:
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
