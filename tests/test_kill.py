@@ -124,6 +124,34 @@ def test_kill_9_mid_venv_build_leaves_no_installer(tmp_path):
     assert progress.stat().st_size == size, "the installer is gone, not writing on"
 
 
+def test_next_run_stops_what_survived_a_killed_convertctl_and_its_guard(tmp_path):
+    """The last line of defence: a grandchild (PDEATHSIG covers only the
+    child) whose guard was killed as well is stopped when the next run starts."""
+    marker = uuid.uuid4().hex
+    script = textwrap.dedent("""
+        import sys, time
+        from convertctl import procs
+        procs.start(["sh", "-c", "sleep 600 & wait"])
+        print(procs.GUARD_PROCESS.proc.pid, flush=True)
+        time.sleep(600)
+    """)
+    env = {**os.environ, "CONVERTCTL_KILL_TEST": marker}
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    guard = int(owner.stdout.readline())
+    sleeper = wait_for(lambda: [p for p in marked(marker) if cmdline(p).startswith("sleep 600")], seconds=30)
+    os.kill(guard, signal.SIGKILL)  # the guard goes first, then convertctl: nothing is left to clean up
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    time.sleep(1)
+    assert all(Path(f"/proc/{p}").exists() for p in sleeper), "the grandchild survived both"
+    from convertctl.envstore import EnvStore
+    from convertctl.runtimes.local import LocalRuntime
+
+    runtime = LocalRuntime(EnvStore(tmp_path / "store"))  # what the next run does first
+    wait_for(lambda: not marked(marker), seconds=10)
+    assert any("left running by a convertctl that was killed" in n for n in runtime.notices)
+
+
 @pytest.fixture(scope="module")
 def docker_model(tmp_path_factory):
     """An example model saved in the Docker export image's torch (1.7), so the tutorial's image exports it."""

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 PR_SET_PDEATHSIG = 1
+OWNER_VAR = "CONVERTCTL_OWNER"
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 
 GUARD = r"""
@@ -111,7 +112,10 @@ def _die_with_parent(parent: int):
 
 
 def start(cmd: list, **popen) -> subprocess.Popen:
-    """Popen in a new process group, killed with convertctl."""
+    """Popen in a new process group, killed with convertctl. Its environment
+    names its owner, so that should everything else fail (the guard killed
+    too), the next run still finds and stops it (reap_orphans)."""
+    popen["env"] = {**(popen.get("env") or os.environ), OWNER_VAR: owner_token()}
     proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()), **popen)
     GUARD_PROCESS.watch("pg", proc.pid)
     return proc
@@ -164,3 +168,30 @@ def owner_gone(token: str) -> bool:
         return False
     now = _start_time(int(pid))
     return not now or (bool(started) and now != started)
+
+
+def reap_orphans() -> int:
+    """Kill processes convertctl started whose owner is gone: the last line
+    of defence, run when a run starts. Only processes whose environment we
+    may read (our own user's) are looked at."""
+    tag = f"{OWNER_VAR}=".encode()
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        at = environ.find(tag)
+        if at < 0 or (at and environ[at - 1] != 0):
+            continue
+        owner = environ[at + len(tag) :].split(b"\0", 1)[0].decode(errors="replace")
+        if owner_gone(owner):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed

@@ -52,6 +52,9 @@ class LocalRuntime:
     def __init__(self, store: EnvStore):
         self.store = store
         self.notices: list = []
+        stopped = procs.reap_orphans()  # left by a convertctl killed with its guard
+        if stopped:
+            self.notices.append(f"stopped {stopped} stage process(es) left running by a convertctl that was killed")
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         out = []
