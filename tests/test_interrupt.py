@@ -34,7 +34,7 @@ def start(model, out, runtime):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, seconds=120):
+def wait_for(predicate, seconds=600):  # a loaded machine starts stages slowly
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = predicate()

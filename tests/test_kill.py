@@ -22,7 +22,7 @@ from convertctl import procs, rundir
 pytestmark = pytest.mark.acceptance
 
 
-def wait_for(predicate, seconds=180, every=0.2):
+def wait_for(predicate, seconds=600, every=0.2):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = predicate()
