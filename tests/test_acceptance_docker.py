@@ -128,8 +128,10 @@ def test_auto_falls_back_to_local_with_a_notice(smallcnn, tmp_path):
         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
     )
     assert proc.returncode == EXIT_OK
-    assert "using the local runtime" in " ".join(proc.stdout.split())
-    assert load_json(tmp_path / "report.json")["runtime"] == "local"
+    warning = "run in local virtualenvs WITHOUT the container sandbox"
+    assert " ".join(proc.stderr.split()).count(warning) == 1, "said once, clearly"
+    report = load_json(tmp_path / "report.json")
+    assert report["runtime"] == "local" and any(warning in n for n in report["notices"])
 
 
 def test_images_list_shows_current_images(docker_default):

@@ -6,10 +6,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from convertctl.config import mode_values
 from convertctl.data import ImagePrep, load_calibration, load_eval
 from convertctl.errors import UsageError
 from convertctl.inputs import check_model, fit_arrays, parse_shape
+from convertctl.settings import mode_values
 
 
 def test_missing_model_names_the_file(tmp_path):
@@ -55,11 +55,11 @@ def test_arrays_fit_with_or_without_batch_axis(tmp_path):
 def test_image_folder_calibration_is_resized_normalised_and_nchw(tmp_path):
     from PIL import Image
 
-    for i in range(3):
+    for i in range(10):
         Image.fromarray(np.full((20, 30, 3), 255 * (i % 2), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     calib = load_calibration(tmp_path, {"input": (1, 3, 8, 8)}, mean=(0.5,), std=(0.5,))
     x = calib["input"]
-    assert x.shape == (3, 1, 3, 8, 8) and x.dtype == np.float32
+    assert x.shape == (10, 1, 3, 8, 8) and x.dtype == np.float32
     # every image is used (the tutorial's generator read one file over and over)
     assert np.allclose(x[0], -1.0) and np.allclose(x[1], 1.0) and np.allclose(x[2], -1.0)
 

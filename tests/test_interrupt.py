@@ -3,6 +3,7 @@ afterwards, the exit code is 130, --out is untouched, the run dir is kept."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def start(model, out, runtime):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, seconds=120):
+def wait_for(predicate, seconds=600):  # a loaded machine starts stages slowly
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = predicate()
@@ -65,6 +66,9 @@ def interrupt_during_convert(model, tmp_path, runtime, running):
     assert sorted(p.name for p in out.iterdir()) == [".convertctl", "keep.txt"]
     run_dir = next((out / ".convertctl" / "runs").iterdir())
     assert list(run_dir.glob("export/*/model.onnx")), "what was made before Ctrl-C is kept"
+    assert str(run_dir) in " ".join(stderr.split()), "and where it is kept is said"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["exit_code"] == 130 and report["status"] == "failed", "the report agrees with the exit code"
     return out
 
 

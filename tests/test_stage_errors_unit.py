@@ -35,7 +35,8 @@ def test_a_segfault_is_named_with_what_to_try():
     err = _run(139, ["UserWarning: CUDA initialization", "frame #0: c10::foo", "Segmentation fault"]).error
     assert err.startswith("the export stage crashed (SIGSEGV, exit code 139) and wrote no result: ")
     assert "frame #" not in err and "Segmentation fault" in err
-    assert "--export-image" in err and "--runtime local" in err
+    # not "--runtime local": the crash may have been in the local runtime (it was, with NaN calibration data)
+    assert "--export-image" in err and "the other --runtime" in err
 
 
 def test_a_plain_failure_is_not_called_a_crash():

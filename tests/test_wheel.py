@@ -33,7 +33,7 @@ def test_wheel_carries_the_stage_side(wheel):
         "export/Dockerfile",
         "convert/convert.py",
         "quantize/quantize.py",
-        "quantize/tflite_run.py",
+        "common/tflite_run.py",
         "convert/requirements-tf2.15-py3.11.txt",
         "base/make-base.sh",
     ):

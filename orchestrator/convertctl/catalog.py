@@ -170,6 +170,9 @@ def load_catalog(path: Path | None = None) -> Catalog:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the image catalog: {exc}") from exc
+    from convertctl.catalog_schema import check_catalog  # the same strict terms as convertctl.toml
+
+    check_catalog(path, data)
     variants = {name: _variant(path, name, table) for name, table in data.get("variants", {}).items()}
     catalog = Catalog(variants=variants, ladders=data.get("ladders", {}))
     for runtime, stages in catalog.ladders.items():

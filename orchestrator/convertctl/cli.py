@@ -11,18 +11,18 @@ from typing import Annotated
 
 import typer
 
-from convertctl import __version__
+from convertctl import __version__, rundir, settings
 from convertctl.catalog import load_catalog
-from convertctl.config import load_config, mode_values
-from convertctl.data import parse_floats
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
 from convertctl.inputs import parse_shape
+from convertctl.options import preflight, run_options, tolerance_flags
 from convertctl.pipconfig import settings_from_flags
-from convertctl.pipeline import MODES, Pipeline, RunOptions
+from convertctl.pipeline import MODES, Pipeline
 from convertctl.render import print_report
 from convertctl.runtimes import select_runtime
 from convertctl.runtimes.base import Step
+from convertctl.settings import mode_values
 from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(
@@ -50,13 +50,6 @@ def main_options(
     version: Annotated[bool | None, typer.Option("--version", callback=version_callback, is_eager=True)] = None,
 ):
     STATE["debug"] = debug
-
-
-def _as_list(value) -> list:
-    """A config value given once ("fp16", [1, 3, 8, 8]) or as a list of them."""
-    if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, int) for v in value)):
-        return [value]
-    return list(value)
 
 
 def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
@@ -93,7 +86,13 @@ def run(
     max_accuracy_drop: Annotated[
         list[str] | None, typer.Option("--max-accuracy-drop", help="Points of accuracy a mode may lose: N or MODE=N.")
     ] = None,
-    atol: Annotated[list[str] | None, typer.Option("--atol", help="Absolute tolerance: N or MODE=N.")] = None,
+    atol: Annotated[
+        list[str] | None,
+        typer.Option("--atol", help="Max abs difference: N or MODE=N. Without --rtol it is the whole bound."),
+    ] = None,
+    rtol: Annotated[
+        list[str] | None, typer.Option("--rtol", help="Relative tolerance (times max |PyTorch output|): N or MODE=N.")
+    ] = None,
     allow_flex: Annotated[bool, typer.Option("--allow-flex", help="Allow Flex (SELECT_TF_OPS) ops.")] = False,
     latency_runs: Annotated[int, typer.Option("--latency-runs", help="Timed runs per TFLite file (0: skip).")] = 10,
     threads: Annotated[int, typer.Option(help="Interpreter threads for latency.")] = 1,
@@ -122,48 +121,45 @@ def run(
     base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
-    cfg = load_config(model, config)
-    modes = list(dict.fromkeys(quant or _as_list(cfg.get("quant", ["fp32"]))))
-    shapes_text = input_shape or _as_list(cfg.get("input_shape", []))
-    tolerances = {m: {"atol": v} for m, v in mode_values(atol or [], "--atol", MODES).items()}
-    for mode, values in cfg.get("tolerance", {}).items():
-        tolerances[mode] = {**values, **tolerances.get(mode, {})}  # the flag wins over the file
-    opts = RunOptions(
-        model=model,
-        shapes=[parse_shape(",".join(map(str, s)) if isinstance(s, list) else s) for s in shapes_text],
-        modes=modes,
-        out=out,
-        opset=opset or cfg.get("opset"),
-        calib=calib or (Path(cfg.get("calib")) if cfg.get("calib") else None),
-        mean=parse_floats(mean, "--mean") if mean else cfg.get("mean"),
-        std=parse_floats(std, "--std") if std else cfg.get("std"),
-        sample_inputs=sample_inputs,
-        samples=samples,
-        seed=seed,
-        allow_flex=allow_flex or cfg.get("allow_flex", False),
-        tolerances=tolerances,
-        eval_data=eval_data,
-        max_drop={
-            **cfg.get("max_accuracy_drop", {}),
-            **mode_values(max_accuracy_drop or [], "--max-accuracy-drop", MODES),
-        },
-        latency_runs=latency_runs,
-        threads=threads,
-        keep_run=keep_run,
-        converter=converter or cfg.get("converter") or cfg.get("convert_image"),
-        export_image=export_image or cfg.get("export_image"),
-        layout=layout or cfg.get("layout"),
-    )
+    flags = {
+        "input_shape": input_shape,
+        "quant": quant,
+        "opset": opset,
+        "calib": str(calib) if calib else None,
+        "mean": mean,
+        "std": std,
+        "samples": samples,
+        "seed": seed,
+        "latency_runs": latency_runs,
+        "threads": threads,
+        "allow_flex": True if allow_flex else None,
+        "runtime": None if runtime == "auto" else runtime,
+        "converter": converter,
+        "export_image": export_image,
+        "layout": layout,
+        "sample_inputs": str(sample_inputs) if sample_inputs else None,
+        "eval_data": str(eval_data) if eval_data else None,
+        "tolerance": tolerance_flags(atol, rtol),
+        "max_accuracy_drop": mode_values(max_accuracy_drop or [], "--max-accuracy-drop") or None,
+    }
+    cfg, _ = settings.load(model, config, flags)
+    opts = run_options(cfg, model, out, keep_run)
+    if calib and "int8" not in opts.modes:
+        raise UsageError(f"--calib {calib}: calibration is for --quant int8 only, and int8 is not asked for")
+    settings.check_budget(opts.shapes, opts.samples, "int8" in opts.modes and opts.calib is None)
+    runtime = cfg.runtime or "auto"
     opts.check()
     with Progress() as say:
         rt = _runtime(
-            cfg.get("runtime", runtime) if runtime == "auto" else runtime,
+            runtime,
             ca_bundle,
             pip_index_url,
             say,
             base_image=base_image,
         )
-        report = Pipeline(opts, rt, load_catalog(), say).run()
+        catalog = load_catalog()
+        preflight(rt, catalog, opts)
+        report = Pipeline(opts, rt, catalog, say).run()
     print_report(report, console)
     raise typer.Exit(report.exit_code)
 
@@ -188,8 +184,8 @@ def example(
         # The first export rung: on Docker the tutorial's torch, so that the
         # example loads in every export environment.
         variant = load_catalog().ladder(rt.name, "export")[0]
-        run_dir = Path(tempfile.mkdtemp(prefix="convertctl-example-"))
-        run_dir.chmod(0o777)
+        run_dir = Path(tempfile.mkdtemp(prefix="convertctl-example-"))  # 0700: ours alone
+        rundir.hold(run_dir)
         try:
             request = {
                 "action": "example",
@@ -204,6 +200,7 @@ def example(
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run_dir / "model.pt", path)
         finally:
+            rundir.release(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"saved {name} {list(shape)} to {path}")
 
@@ -211,7 +208,7 @@ def example(
 @envs_app.command("list")
 @handled
 def envs_list():
-    """Local environments: which variant, ready or half-built, size."""
+    """Local environments: which variant, ready, building, half-built or broken, size."""
     from convertctl.envstore import EnvStore
 
     store = EnvStore()
@@ -221,7 +218,7 @@ def envs_list():
     if not rows:
         console.print(f"no environments in {store.envs_dir}")
     for row in rows:
-        state = "ready" if row["ready"] else "HALF-BUILT"
+        state = row["state"] if row["state"] in ("ready", "building") else row["state"].upper()
         stale = "" if row["name"] in current else " (stale: no variant uses it)"
         console.print(
             f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False
@@ -234,14 +231,18 @@ def envs_prune(
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     all_envs: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False,
 ):
-    """Remove environments no catalog variant uses (or all of them)."""
+    """Remove environments no catalog variant uses, half-built or broken ones (or all of them).
+    One that a run is building or using is left alone."""
     from convertctl.envstore import EnvStore
 
     store = EnvStore()
     keep = set() if all_envs else {store.path_for(v).name for v in load_catalog().variants.values()}
-    removed = store.prune(keep, dry_run)
+    busy: list = []
+    removed = store.prune(keep, dry_run, busy)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {n}" for n in removed))
+    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {n}" for n in removed), highlight=False)
+    for name in busy:
+        console.print(f"left alone (a run is building or using it): {name}", highlight=False)
 
 
 @report_app.command("show")

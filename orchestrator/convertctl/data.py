@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError
-from convertctl.inputs import fit_arrays
+from convertctl.inputs import check_numbers, fit_arrays, load_arrays
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Fewer samples than this cannot calibrate int8 ranges (100-500 is advised).
+MIN_CALIBRATION = 10
 
 
 def parse_floats(text: str, flag: str) -> tuple:
@@ -71,20 +73,44 @@ def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int =
         files = image_files(path)[:limit]
         if not files:
             raise UsageError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        if len(files) < MIN_CALIBRATION:
+            raise UsageError(
+                f"{path}: {len(files)} image(s); int8 calibration needs at least {MIN_CALIBRATION} (100-500 advised)"
+            )
         ((name, shape),) = shapes.items()
         prep = ImagePrep(shape, mean, std)
         return {name: np.stack([prep(f) for f in files])}
-    return fit_arrays(path, _load_arrays(path), shapes)
+    return fit_arrays(path, load_arrays(path, "calibration data"), shapes, min_count=MIN_CALIBRATION)
 
 
-def _load_arrays(path: Path) -> dict:
-    try:
-        if path.suffix == ".npy":
-            return {"x": np.load(path, allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot read arrays ({exc})") from None
+def check_labels(path: Path, y) -> np.ndarray:
+    """Class indices: whole numbers >= 0, one per sample."""
+    y = np.asarray(y)
+    check_numbers(path, "y", y)
+    if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise UsageError(f"{path}: array 'y' holds fractions; labels are class indices (whole numbers)")
+    if y.size and y.min() < 0:
+        raise UsageError(
+            f"{path}: array 'y' holds negative labels (the lowest is {y.min():g}); labels are class indices >= 0"
+        )
+    return y.astype(np.int64).reshape(-1)
+
+
+def labels_fit(path, labels: np.ndarray, outputs: list) -> str:
+    """'' when every label indexes the model's class-score output, else why
+    not (known only once the export stage has said what the outputs are)."""
+    from convertctl.validate import looks_like_scores
+
+    for out in sorted(outputs, key=lambda o: o["name"]):
+        if looks_like_scores(tuple(out["shape"])):
+            classes = int(np.prod([d for d in out["shape"] if d != 1]))
+            if labels.size and int(labels.max()) >= classes:
+                return (
+                    f"{path}: label {int(labels.max())} is out of range: the model's output "
+                    f"{out['name']!r} scores {classes} classes (labels 0 to {classes - 1})"
+                )
+            return ""
+    return ""
 
 
 def load_eval(path: Path, shapes: dict, mean=None, std=None) -> tuple[dict, np.ndarray, list]:
@@ -106,10 +132,12 @@ def load_eval(path: Path, shapes: dict, mean=None, std=None) -> tuple[dict, np.n
         if not xs:
             raise UsageError(f"{path}: the class folders hold no images")
         return {name: np.stack(xs)}, np.array(ys), classes
-    arrays = _load_arrays(path)
+    arrays = load_arrays(path, "evaluation data")
     if "x" not in arrays or "y" not in arrays:
         raise UsageError(f"{path}: an evaluation .npz needs arrays 'x' and 'y' (it has {', '.join(sorted(arrays))})")
-    y = np.asarray(arrays["y"]).astype(np.int64).reshape(-1)
+    y = check_labels(path, arrays["y"])
+    if len(shapes) != 1:
+        raise UsageError(f"{path}: an evaluation .npz ('x' and 'y') is for a single-input model")
     x = fit_arrays(path, {"x": arrays["x"]}, shapes)
     if len(next(iter(x.values()))) != len(y):
         raise UsageError(f"{path}: 'x' holds {len(next(iter(x.values())))} samples but 'y' {len(y)} labels")

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from convertctl import procs
 from convertctl.catalog import Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.pipconfig import IndexSettings
@@ -66,6 +67,8 @@ class EnvStore:
     def __init__(self, root: Path | None = None, settings: IndexSettings | None = None):
         self.root = root or default_root()
         self.settings = settings or IndexSettings()
+        self._healthy: set = set()  # venvs whose interpreter ran, in this process
+        self._pythons: dict = {}  # major.minor -> (interpreter, why not)
 
     @property
     def envs_dir(self) -> Path:
@@ -77,26 +80,59 @@ class EnvStore:
         return self.envs_dir / f"py{variant.python}-{env_key(variant)}"
 
     @contextmanager
-    def _locked(self, path: Path):
+    def _locked(self, path: Path, mode: int = fcntl.LOCK_EX):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(str(path) + ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with open(str(path) + ".lock", "a") as handle:
+            fcntl.flock(handle, mode)  # LOCK_NB in mode: BlockingIOError when busy
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextmanager
+    def using(self, env: Env):
+        """Hold a shared lock while a stage runs in env: a build or a prune
+        (exclusive) waits or steps aside. The env is checked again under the
+        lock, since a prune may have run between ensure() and here."""
+        while True:
+            with self._locked(env.path, fcntl.LOCK_SH):
+                if (env.path / MARKER).is_file():
+                    yield env
+                    return
+            self.ensure(env.variant)
+
+    def broken(self, path: Path) -> str:
+        """'' when the venv's interpreter runs, else why not (its base
+        Python was removed or upgraded away, the venv was moved...)."""
+        if path in self._healthy:
+            return ""
+        python = path / "bin" / "python"
+        try:
+            proc = subprocess.run([str(python), "-I", "-S", "-c", "pass"], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{python} does not run ({getattr(exc, 'strerror', None) or exc})"
+        if proc.returncode != 0:
+            said = proc.stderr.decode(errors="replace").strip().splitlines()
+            return f"{python} exits with code {proc.returncode}" + (f": {said[-1]}" if said else "")
+        self._healthy.add(path)
+        return ""
+
     def ensure(self, variant: Variant, say: Callable[[str], None] = lambda _: None) -> Env:
         path = self.path_for(variant)
-        if (path / MARKER).is_file():
+        if (path / MARKER).is_file() and not self.broken(path):
             return Env(variant, path)
         with self._locked(path):
+            broken = ""
             if (path / MARKER).is_file():  # another run built it while we waited
-                return Env(variant, path)
+                broken = self.broken(path)
+                if not broken:
+                    return Env(variant, path)
             started = time.monotonic()
             if path.exists():
-                say(f"removing half-built environment {path.name}")
+                why = f"broken environment {path.name}: {broken}" if broken else f"half-built environment {path.name}"
+                say(f"removing {why}")
                 shutil.rmtree(path)
+            self.check_python(variant)
             try:
                 self._build(variant, path, say)
             except BaseException:
@@ -114,6 +150,46 @@ class EnvStore:
             tmp.write_text(json.dumps(marker, indent=2))
             os.replace(tmp, path / MARKER)
             return Env(variant, path, created=True, seconds=time.monotonic() - started)
+
+    def find_python(self, version: str) -> tuple[str, str]:
+        """(interpreter path, '') for a Python major.minor, or ('', why not)."""
+        if version in self._pythons:
+            return self._pythons[version]
+        uv = find_uv()
+        # A query: no downloads, and no cache written under the user's home.
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_CACHE": "1"}
+        cmd = [uv, "python", "find", version] if uv else [f"python{version}", "-c", "import sys; print(sys.executable)"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+            out, why = proc.stdout.strip(), " ".join(proc.stderr.split())
+            found = (
+                (out.splitlines()[-1], "") if proc.returncode == 0 and out else ("", why or f"exit {proc.returncode}")
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            found = ("", str(exc))
+        self._pythons[version] = found
+        return found
+
+    def check_python(self, variant: Variant) -> None:
+        """A clear EnvironmentProblem when the variant's Python is missing,
+        naming what to use instead, rather than an installer's stack of errors."""
+        _, why = self.find_python(variant.python)
+        if not why:
+            return
+        from convertctl.catalog import load_catalog
+
+        others = [
+            f"{v.name} (Python {v.python})"
+            for v in load_catalog().variants.values()
+            if v.stage == variant.stage and v.python != variant.python and not self.find_python(v.python)[1]
+        ]
+        instead = f"use {' or '.join(others)}, " if others else ""
+        raise EnvironmentProblem(
+            f"{variant.name} needs Python {variant.python}, which is not installed here: {instead}"
+            f"or --runtime docker (its image brings its own Python), or install Python {variant.python} "
+            f"(e.g. `uv python install {variant.python}`)",
+            hint=f"looking for Python {variant.python}: {why[:400]}",
+        )
 
     def _build(self, variant: Variant, path: Path, say: Callable[[str], None]) -> None:
         env = {**os.environ, **self.settings.env(), "UV_PYTHON_DOWNLOADS": "never"}
@@ -149,13 +225,18 @@ class EnvStore:
             for cmd in steps:
                 out.write("$ " + " ".join(cmd) + "\n")
                 out.flush()
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    out.write(line)
-                    if line.strip():
-                        say(line.strip()[:120])
-                if proc.wait() != 0:
+                proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                try:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        out.write(line)
+                        if line.strip():
+                            say(line.strip()[:120])
+                    code = procs.finish(proc)
+                except BaseException:  # Ctrl-C: no installer left writing into the store
+                    procs.stop(proc)
+                    raise
+                if code != 0:
                     out.flush()
                     tail = "".join(log.read_text().splitlines(keepends=True)[-12:])
                     raise EnvironmentProblem(
@@ -163,19 +244,36 @@ class EnvStore:
                         hint=f"full log: {log}",
                     )
 
+    def state(self, path: Path) -> str:
+        """ready | building | half-built | broken."""
+        ready = (path / MARKER).is_file()
+        try:
+            with self._locked(path, fcntl.LOCK_SH | fcntl.LOCK_NB):
+                pass
+        except BlockingIOError:  # someone holds it exclusively: building (or pruning) it
+            return "ready" if ready else "building"
+        if not ready:
+            return "half-built"
+        return "broken" if self.broken(path) else "ready"
+
     def entries(self) -> list[dict]:
         rows = []
         if not self.envs_dir.is_dir():
             return rows
         for path in sorted(p for p in self.envs_dir.iterdir() if p.is_dir()):
             marker = path / MARKER
-            info = json.loads(marker.read_text()) if marker.is_file() else {}
+            try:
+                info = json.loads(marker.read_text()) if marker.is_file() else {}
+            except (OSError, ValueError):
+                info = {}
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+            state = self.state(path)
             rows.append(
                 {
                     "name": path.name,
                     "path": str(path),
-                    "ready": marker.is_file(),
+                    "ready": state == "ready",
+                    "state": state,
                     "variant": info.get("variant", "?"),
                     "created": info.get("created", ""),
                     "size_bytes": size,
@@ -183,15 +281,25 @@ class EnvStore:
             )
         return rows
 
-    def prune(self, keep: set[str], dry_run: bool = False) -> list[str]:
-        """Remove environments no current variant maps to, and half-built ones."""
+    def prune(self, keep: set[str], dry_run: bool = False, busy: list | None = None) -> list[str]:
+        """Remove environments no current variant maps to, and half-built or
+        broken ones. Each is judged again under its lock, taken without
+        waiting: one being built or used by a run is left alone (and named
+        in busy), never deleted from under it."""
         removed = []
         for row in self.entries():
-            if row["name"] in keep and row["ready"]:
-                continue
             path = Path(row["path"])
-            with self._locked(path):
-                if not dry_run:
-                    shutil.rmtree(path, ignore_errors=True)
+            try:
+                with self._locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                    if path.name in keep and (path / MARKER).is_file() and not self.broken(path):
+                        continue
+                    if not path.exists():
+                        continue
+                    if not dry_run:
+                        shutil.rmtree(path, ignore_errors=True)
+            except BlockingIOError:
+                if busy is not None:
+                    busy.append(row["name"])
+                continue
             removed.append(row["name"])
         return removed

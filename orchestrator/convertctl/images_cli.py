@@ -11,7 +11,7 @@ from rich.table import Table
 from convertctl.catalog import STAGES, load_catalog
 from convertctl.errors import UsageError
 from convertctl.pipconfig import settings_from_flags
-from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
+from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, err, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -27,17 +27,24 @@ def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str
 @images_app.command("list")
 @handled
 def images_list():
-    """Every catalog variant: image tag, built or not, current or stale, size."""
-    builder = _builder()
+    """Every catalog variant: image tag, built or not, current or stale, size.
+    Without a Docker daemon, the catalog alone (built: unknown)."""
+    from convertctl.runtimes.docker import connect
+    from convertctl.runtimes.images import ImageBuilder
+
+    client, why = connect()
+    builder = ImageBuilder(client, settings_from_flags()) if client is not None else None
     table = Table()
     for column in ("variant", "python", "tag", "built", "size", "pins"):
         # names and tags are copied from here into commands: never cut them
         table.add_column(column, no_wrap=column in ("variant", "tag"), overflow="fold")
     for v in load_catalog().variants.values():
-        d = builder.describe(v)
+        d = builder.describe(v) if builder else {"built": False, "state": "unknown"}
         size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
         table.add_row(v.name, v.python, v.tag, d["state"], size, " ".join(f"{k}={val}" for k, val in v.pins.items()))
     console.print(table)
+    if client is None:
+        err.print(f"no Docker daemon answers ({why}): whether each image is built is unknown", highlight=False)
 
 
 @images_app.command("build")

@@ -64,18 +64,50 @@ def synthetic(shapes: dict, count: int, seed: int) -> dict:
     return {name: rng.standard_normal((count, *shape)).astype(np.float32) for name, shape in shapes.items()}
 
 
+def load_arrays(path: Path, what: str) -> dict:
+    """The arrays of an .npy (as "x") or .npz, or a UsageError naming the file."""
+    try:
+        if path.suffix == ".npy":
+            return {"x": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):  # an .npy under another name
+                return {"x": np.asarray(data)}
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{path}: cannot read {what} ({exc})") from None
+
+
 def load_sample_inputs(path: Path, shapes: dict) -> dict:
     """--sample-inputs: an npz with one array per input name (or a single
     array for a single input), shaped (N, *shape) or (N, *shape[1:])."""
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot read sample inputs ({exc})") from None
-    return fit_arrays(path, arrays, shapes)
+    if not path.is_file():
+        raise UsageError(f"{path}: sample inputs not found")
+    return fit_arrays(path, load_arrays(path, "sample inputs"), shapes)
 
 
-def fit_arrays(path: Path, arrays: dict, shapes: dict) -> dict:
+def check_numbers(path: Path, name: str, arr: np.ndarray) -> None:
+    """Real, finite numbers, or a UsageError saying what is there instead.
+    Checked on the host: a NaN reaching TensorFlow's calibrator crashes it
+    (SIGSEGV), and a complex array cast to float silently drops a part."""
+    kinds = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers", "V": "records"}
+    kind = kinds.get(arr.dtype.kind) or ("dates or times" if arr.dtype.kind in "mM" else "")
+    if kind:
+        raise UsageError(f"{path}: array {name!r} holds {kind} (dtype {arr.dtype}); the model takes real numbers")
+    if arr.dtype.kind == "f" or arr.dtype.kind in "iu" and np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
+        as32 = arr.astype(np.float32)
+        bad = ~np.isfinite(as32)
+        if bad.any():
+            nan, total = int(np.isnan(as32).sum()), int(bad.sum())
+            first = np.unravel_index(int(np.argmax(bad)), arr.shape)
+            parts = [f"{nan} NaN"] if nan else []
+            parts += [f"{total - nan} infinite"] if total - nan else []
+            raise UsageError(
+                f"{path}: array {name!r} holds {' and '.join(parts)} value(s) of {arr.size} "
+                f"(the first at index {list(map(int, first))}); inputs must be finite numbers"
+            )
+
+
+def fit_arrays(path: Path, arrays: dict, shapes: dict, min_count: int = 1) -> dict:
     """Match user arrays to the model's inputs and stack them as (N, *shape)."""
     if len(shapes) == 1 and len(arrays) == 1:
         arrays = {next(iter(shapes)): next(iter(arrays.values()))}
@@ -85,6 +117,7 @@ def fit_arrays(path: Path, arrays: dict, shapes: dict) -> dict:
     out = {}
     for name, shape in shapes.items():
         arr = np.asarray(arrays[name])
+        check_numbers(path, name, arr)
         if arr.shape[1:] == tuple(shape):
             pass
         elif arr.shape[1:] == tuple(shape[1:]) and shape[0] == 1:
@@ -96,11 +129,44 @@ def fit_arrays(path: Path, arrays: dict, shapes: dict) -> dict:
             )
         if len(arr) == 0:
             raise UsageError(f"{path}: array {name!r} holds no samples")
+        if len(arr) < min_count:
+            raise UsageError(f"{path}: array {name!r} holds {len(arr)} sample(s); at least {min_count} are needed")
         out[name] = arr.astype(np.float32)
+    counts = {len(a) for a in out.values()}
+    if len(counts) > 1:
+        raise UsageError(f"{path}: the inputs hold different numbers of samples ({sorted(counts)})")
     return out
 
 
+def check_archive(path: Path) -> None:
+    """Every member of a model archive against its CRC, before anything
+    loads it: torch reads a damaged TorchScript or ExportedProgram zip
+    without complaint, and the damaged weights then convert and "pass",
+    since the reference is computed from the same damaged weights."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"{path}: the model archive is damaged ({exc}); save or copy it again") from None
+    if bad:
+        raise UsageError(
+            f"{path}: the model archive is damaged: {bad} does not match its CRC-32 (changed or truncated "
+            "after torch saved it); save or copy it again"
+        )
+
+
 def save_set(path: Path, arrays: dict) -> str:
+    """Written whole or not at all: a full disk leaves no half file (and
+    the room it took is free again for the report)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return str(path)

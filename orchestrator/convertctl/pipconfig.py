@@ -6,50 +6,65 @@ project's CI, whose containers reach the index only with the host CA)."""
 
 from __future__ import annotations
 
-import configparser
+import ast
 import os
 import shlex
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 KEYS = ("index-url", "extra-index-url", "find-links", "cert", "constraint", "trusted-host", "no-index")
-# Multi-valued keys: pip splits them on whitespace.
-LISTS = {"extra-index-url", "find-links", "constraint", "trusted-host"}
+# pip's own order for one option: [global], then the command's section, then PIP_* variables.
+SECTIONS = ("global", "install", ":env:")
 
 
-def config_files() -> list[Path]:
-    """pip's config files, lowest priority first (pip's own order)."""
-    if os.environ.get("PIP_CONFIG_FILE") == os.devnull:
-        return []
-    dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
-    files = [Path(d) / "pip" / "pip.conf" for d in reversed(dirs)] + [Path("/etc/pip.conf")]
-    home = Path.home()
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", home / ".config"))
-    files += [home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
-    if os.environ.get("VIRTUAL_ENV"):
-        files.append(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf")
-    if os.environ.get("PIP_CONFIG_FILE"):
-        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
-    return files
+def _pip_commands() -> list[list[str]]:
+    commands = [[sys.executable, "-m", "pip"]]
+    for name in ("pip3", "pip"):
+        found = shutil.which(name)
+        if found:
+            commands.append([found])
+    return commands
 
 
-def _read(files: list[Path], environ: dict) -> dict:
-    values: dict = {}
-    for path in files:
-        parser = configparser.RawConfigParser()
+def pip_config(environ: dict) -> dict:
+    """{option: value} as pip itself resolves them: `pip config list` reads
+    pip's files in pip's order (site config, PIP_CONFIG_FILE...) and PIP_*
+    variables, so this never disagrees with the user's own `pip install`.
+    Empty when no pip runs here."""
+    for cmd in _pip_commands():
         try:
-            parser.read(path)
-        except (OSError, configparser.Error):
-            continue  # pip ignores what it cannot read, so do we
-        for section in ("global", "install"):
-            if parser.has_section(section):
-                for key in KEYS:
-                    if parser.has_option(section, key):
-                        values[key] = parser.get(section, key)
-    for key in KEYS:
-        env = "PIP_" + key.upper().replace("-", "_")
-        if environ.get(env):
-            values[key] = environ[env]
+            proc = subprocess.run(
+                [*cmd, "--disable-pip-version-check", "--no-input", "config", "list"],
+                capture_output=True,
+                text=True,
+                env=environ,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            return _resolve(proc.stdout)
+    return {}
+
+
+def _resolve(listing: str) -> dict:
+    by_section: dict = {}
+    for line in listing.splitlines():
+        name, sep, raw = line.partition("=")
+        section, _, key = name.rpartition(".")
+        if not sep or key not in KEYS:
+            continue
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw.strip("'\"")
+        by_section.setdefault(section, {})[key] = str(value)
+    values: dict = {}
+    for section in SECTIONS:
+        values.update(by_section.get(section, {}))
     return values
 
 
@@ -105,21 +120,35 @@ class IndexSettings:
         return args
 
 
+class LazySettings:
+    """IndexSettings read on first use: asking pip costs a subprocess, and
+    most runs build nothing."""
+
+    def __init__(self, loader):
+        self._loader = loader
+        self._value: IndexSettings | None = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._value is None:
+            self._value = self._loader()
+        return getattr(self._value, name)
+
+
 def settings_from_flags(ca_bundle=None, index_url: str = "") -> IndexSettings:
     """load_settings for the --ca-bundle / --pip-index-url flags."""
     from convertctl.errors import UsageError
 
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    return load_settings(str(ca_bundle or ""), index_url)
+    return LazySettings(lambda: load_settings(str(ca_bundle or ""), index_url))  # type: ignore[return-value]
 
 
-def load_settings(
-    ca_bundle: str = "", index_url: str = "", environ: dict | None = None, files: list[Path] | None = None
-) -> IndexSettings:
-    """pip configuration, then PIP_* variables, then convertctl's own flags."""
+def load_settings(ca_bundle: str = "", index_url: str = "", environ: dict | None = None) -> IndexSettings:
+    """pip's configuration (as pip resolves it), then convertctl's own flags."""
     environ = dict(os.environ) if environ is None else environ
-    raw = _read(config_files() if files is None else files, environ)
+    raw = pip_config(environ)
 
     def split(key: str) -> list:
         return shlex.split(raw.get(key, ""))

@@ -12,7 +12,7 @@ from pathlib import Path
 from convertctl import inputs, modelfile, rundir, validate
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
-from convertctl.data import load_calibration, load_eval
+from convertctl.data import labels_fit, load_calibration, load_eval
 from convertctl.errors import (
     EXIT_CONVERSION,
     EXIT_ENVIRONMENT,
@@ -84,10 +84,12 @@ class Pipeline:
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         facts = modelfile.read_model(o.model)
+        inputs.check_archive(facts.path)  # damaged weights would convert, and "pass" against themselves
         self._applicable(facts, export_rungs, convert_rungs)
         names = inputs.input_names(len(o.shapes))
         shapes = dict(zip(names, o.shapes))
         sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
+        killed = rundir.killed_runs(o.out)
         run_dir = rundir.create_run_dir(o.out)
         report = Report(
             model={
@@ -102,8 +104,7 @@ class Pipeline:
             run_dir=str(run_dir),
             out_dir=str(o.out),
         )
-        report.inputs = self._write_inputs(run_dir, sets, labels, calib)
-        report.inputs["samples"]["source"] = sample_source
+        report.notices += getattr(self.runtime, "notices", []) + killed
         if calib is not None and o.calib is None:
             report.notices.append(
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
@@ -111,11 +112,18 @@ class Pipeline:
             )
         steps = Steps(self.runtime, run_dir, report, self.say)
         try:
+            report.inputs = self._write_inputs(run_dir, sets, labels, calib)
+            report.inputs["samples"]["source"] = sample_source
             self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
-        except BaseException as exc:  # Ctrl-C, a bug...: keep the run dir, say why
-            code = getattr(exc, "exit_code", EXIT_CONVERSION)
-            report.fail(code, getattr(exc, "message", "") or f"interrupted ({type(exc).__name__})")
-            self._place(run_dir, report)
+        except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
+            mapped = rundir.os_error(exc, run_dir)
+            code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
+            report.fail(code, getattr(mapped, "message", "") or f"interrupted ({type(exc).__name__})")
+            try:
+                self._place(run_dir, report)
+            except OSError:
+                pass  # no room even for the report: the message still names the run directory
+            exc.run_dir = str(run_dir)
             raise
         report.finish()
         self._place(run_dir, report)
@@ -170,6 +178,10 @@ class Pipeline:
                 report.fail(code, self._export_failure(exports))
                 return
             report.model["outputs"] = exports.reference.outputs
+            misfit = labels_fit(o.eval_data, labels, exports.reference.outputs) if labels is not None else ""
+            if misfit:
+                report.fail(EXIT_USAGE, misfit)
+                return
             ladder.run(o.modes)
         finally:
             report.ladder = exports.entries + ladder.entries

@@ -26,6 +26,9 @@ def _check_numbers(check: dict) -> str:
         if out.get("top1") is not None:
             txt += f"  top-1 {out['top1']:.0%}"
         parts.append(txt if len(check["outputs"]) == 1 else f"{out['name']}: {txt}")
+    tol = check.get("tolerance") or {}
+    if parts and tol.get("atol") is not None:  # the bound as set, so a user can see what --atol/--rtol did
+        parts.append(f"bound atol {tol['atol']:g} + rtol {tol.get('rtol') or 0:g}·max|ref|")
     return "; ".join(parts) or check.get("note", "")
 
 

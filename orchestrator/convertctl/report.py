@@ -93,4 +93,18 @@ def load_report(path: Path) -> Report:
             f"is not the one this convertctl reads ({SCHEMA_VERSION})"
         )
     known = Report.__dataclass_fields__
-    return Report(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    missing = [k for k in ("model", "runtime", "modes") if k not in fields]
+    wrong = [k for k, v in fields.items() if not _of_type(v, known[k].type)]
+    if missing or wrong:
+        what = ", ".join([f"{k} missing" for k in missing] + [f"{k} is not a {known[k].type}" for k in wrong])
+        raise UsageError(f"{path}: not a valid convertctl report ({what})")
+    return Report(**fields)
+
+
+_TYPES = {"dict": dict, "list": list, "str": str, "int": int, "dict | None": (dict, type(None))}
+
+
+def _of_type(value, annotation: str) -> bool:
+    wanted = _TYPES.get(annotation, object)
+    return isinstance(value, wanted) and not (wanted is int and isinstance(value, bool))

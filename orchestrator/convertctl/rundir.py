@@ -1,18 +1,28 @@
 """The run directory (the stages' shared volume) and the move of finished
 artifacts into --out. Stages write only into the run directory; --out is
 touched only when a run has passed, file by file with an atomic rename, so
-a failed or interrupted run never damages what an earlier run left there."""
+a failed or interrupted run never damages what an earlier run left there.
+
+A run directory is private (0700) and locked by its run (flock on .lock,
+released by the kernel however the run ends), so a later run can tell a
+run that is still going from one that was killed."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
-from convertctl.errors import UsageError
+from convertctl.errors import ConversionError, ConvertError, EnvironmentProblem, UsageError
 
 RUNS = Path(".convertctl") / "runs"
+LOCK = ".lock"
+KILLED = ".killed"
+_held: dict = {}  # run dir -> open lock file, for as long as this process runs it
 
 
 def create_run_dir(out: Path) -> Path:
@@ -20,16 +30,84 @@ def create_run_dir(out: Path) -> Path:
         raise UsageError(f"--out {out}: exists and is not a directory")
     run = out.resolve() / RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
-        run.mkdir(parents=True)
+        run.mkdir(parents=True, mode=0o700)
+        run.chmod(0o700)  # whatever the umask: only the owner (and a stage user it is given to) may look
         probe = run / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    # Stage containers may run as another uid than the one that made this
-    # directory; the stage subfolders must be writable for them all.
-    run.chmod(0o777)
+    hold(run)
     return run
+
+
+def hold(run: Path) -> None:
+    """Lock the run directory for this process's lifetime."""
+    handle = open(run / LOCK, "a+")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    handle.flush()
+    _held[str(run)] = handle
+
+
+def release(run: Path) -> None:
+    handle = _held.pop(str(run), None)
+    if handle is not None:
+        handle.close()
+
+
+def live(run: Path) -> bool:
+    """Whether some process still holds the run directory's lock."""
+    if str(run) in _held:
+        return True
+    try:
+        with open(run / LOCK) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+def killed_runs(out: Path) -> list[str]:
+    """Run directories whose run was killed (lock free, no report written),
+    each told once: its lock is renamed so the next run does not say it again."""
+    runs = out.resolve() / RUNS
+    notices = []
+    if not runs.is_dir():
+        return notices
+    for run in sorted(p for p in runs.iterdir() if p.is_dir()):
+        if not (run / LOCK).is_file() or (run / "report.json").is_file() or live(run):
+            continue
+        try:
+            owner = json.loads((run / LOCK).read_text() or "{}")
+            os.replace(run / LOCK, run / KILLED)
+        except (OSError, ValueError):
+            continue
+        notices.append(
+            f"an earlier run (pid {owner.get('pid', '?')}, started {owner.get('started', '?')}) was killed "
+            f"before it finished; what it made is kept in {run}"
+        )
+    return notices
+
+
+def grant(run: Path, work: str, uid: int, gid: int) -> None:
+    """Give the run directory and the folders down to WORK to the stage
+    user (a container's unprivileged uid when convertctl runs as root), so
+    the stage can write there without anything being world-writable."""
+    if os.getuid() != 0:
+        return
+    folders = [run]
+    for part in Path(work).parts:
+        folders.append(folders[-1] / part)
+    for folder in folders:
+        st = folder.stat()
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(folder, uid, gid)
 
 
 def promote(run_dir: Path, out: Path, files: dict) -> None:
@@ -40,15 +118,49 @@ def promote(run_dir: Path, out: Path, files: dict) -> None:
     """
     for rel, name in files.items():
         tmp = out / f".{name}.convertctl-tmp"
-        shutil.copyfile(run_dir / rel, tmp)
-        os.replace(tmp, out / name)
+        try:
+            shutil.copyfile(run_dir / rel, tmp)
+            os.replace(tmp, out / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-copied file in --out
+            raise
 
 
 def discard(run_dir: Path) -> None:
+    release(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     runs = run_dir.parent
+    if runs.parts[-2:] != RUNS.parts:
+        return
     for parent in (runs, runs.parent):  # leave no empty .convertctl/ behind
         try:
             parent.rmdir()
         except OSError:
             break
+
+
+# OS errors that mean the machine (disk, quota, limits, permissions), not the model.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOMEM: "out of memory",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files on the system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+}
+
+
+def os_error(exc: BaseException, where: str | Path | None = None) -> BaseException:
+    """An OSError as a ConvertError with an exit code and words (a full disk
+    is exit 5, not an internal error); anything else unchanged. ``where``
+    names the place when the error does not (numpy's writers do not)."""
+    if not isinstance(exc, OSError) or isinstance(exc, ConvertError):
+        return exc
+    where = f" ({exc.filename})" if exc.filename else f" (in {where})" if where else ""
+    if exc.errno in ENVIRONMENT_ERRNOS:
+        hint = "free some space there and run again" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return EnvironmentProblem(f"{ENVIRONMENT_ERRNOS[exc.errno]}{where}", hint=hint)
+    return ConversionError(f"{exc.strerror or exc}{where}")

@@ -10,8 +10,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from convertctl.errors import EXIT_INTERNAL, ConvertError
+from convertctl.rundir import os_error
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -38,31 +42,47 @@ BaseImage = Annotated[
 
 
 def handled(fn):
-    """Map domain errors to a message and an exit code; tracebacks only under --debug."""
+    """Map domain errors to a message and an exit code; tracebacks only under --debug.
+    OS errors (a full disk, a permission) are domain errors too, with exit
+    code 5 or 3; a run that was under way says where its files are kept."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ConvertError as exc:
-            if STATE["debug"]:
-                err.print_exception()
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"[dim]{exc.hint}[/]", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             err.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
+            _kept(exc)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - a bug: say so plainly
+            mapped = os_error(exc, getattr(exc, "run_dir", None))
+            if isinstance(mapped, ConvertError):
+                if STATE["debug"]:
+                    err.print_exception()
+                err.print(f"[bold red]error:[/] {escape(mapped.message)}", highlight=False, soft_wrap=True)
+                if mapped.hint:
+                    err.print(f"[dim]{escape(mapped.hint)}[/]", highlight=False, soft_wrap=True)
+                _kept(exc)
+                raise typer.Exit(mapped.exit_code) from None
             if STATE["debug"]:
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+            err.print(
+                f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} "
+                "(rerun with --debug for a traceback)",
+                soft_wrap=True,
+            )
+            _kept(exc)
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def _kept(exc: BaseException) -> None:
+    run_dir = getattr(exc, "run_dir", "")
+    if run_dir:
+        err.print(f"the run directory is kept: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
 
 
 class Progress:
@@ -80,6 +100,8 @@ class Progress:
         return self.status.__exit__(*exc)
 
     def __call__(self, line: str) -> None:
-        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ")):
-            console.print(f"[cyan]›[/] {line}", highlight=False)
+        if line.startswith("WARNING: "):
+            err.print(f"[bold yellow]WARNING[/] {escape(line[len('WARNING: ') :])}", highlight=False, soft_wrap=True)
+        elif line.startswith(("creating ", "export:", "convert:", "quantize:", "removing ", "removed ", "building ")):
+            console.print(f"[cyan]›[/] {escape(line)}", highlight=False)
         self.status.update(line[:110])

@@ -87,8 +87,8 @@ class StageRun:
 # Why a stage died from a signal, in words a user can act on.
 CRASH_HINTS = {
     "SIGSEGV": "Native code crashed; old library builds (torch 1.7, TF 2.8) can crash on CPUs newer than "
-    "they know: try a newer variant (--export-image / --convert-image) or --runtime local.",
-    "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or --runtime local.",
+    "they know: try a newer variant (--export-image / --convert-image) or the other --runtime.",
+    "SIGILL": "The CPU lacks an instruction this library build needs: try another variant or the other --runtime.",
     "SIGKILL": "Killed from outside, most often for memory: close other programs or raise the limit.",
     "SIGABRT": "",
 }
@@ -114,10 +114,7 @@ class Runtime(Protocol):
 
 def write_request(run_dir: Path, work: str, request: dict) -> None:
     work_dir = run_dir / work
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for folder in [work_dir, *work_dir.relative_to(run_dir).parents]:
-        if str(folder) != ".":
-            (run_dir / folder).chmod(0o777)  # like the run dir: a stage container's uid may differ from ours
+    work_dir.mkdir(parents=True, exist_ok=True)  # a container's stage user is given it by the runtime
     (work_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
 
 

@@ -1,10 +1,17 @@
 """Docker runtime: each stage in its own pinned image, through the Docker SDK.
 
 Containers are hardened by default: an untrusted .pt is a pickle, and
-loading it can run code. They run as the invoking uid:gid, without network,
-on a read-only root with a tmpfs /tmp, with every capability dropped,
-no-new-privileges, memory and pid limits; the model is mounted read-only and
-the run directory is the only writable mount (the shared volume).
+loading it can run code. They never run as root: as the invoking uid:gid,
+or, when convertctl itself runs as root, as the image's unprivileged user,
+to whom the run directory is then given. Without network, on a read-only
+root with a tmpfs /tmp, with every capability dropped, no-new-privileges,
+memory and pid limits; the model is mounted read-only and the run directory
+is the only writable mount (the shared volume). Mounts are the SDK's Mount
+objects, so any path works (a "host:container" string breaks on a ":").
+
+Every container carries its run directory and its owner (host:pid:start
+time) as labels: the guard process (procs.py) removes it if convertctl is
+killed, and the next run's start removes any whose owner is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from convertctl import procs, rundir
 from convertctl.catalog import Variant
 from convertctl.errors import ConversionError, EnvironmentProblem
 from convertctl.pipconfig import IndexSettings
@@ -21,6 +29,10 @@ from convertctl.runtimes import images
 from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, Step, read_result, write_request
 
 RUN_MOUNT = "/rundir"
+RUN_LABEL = "org.convertctl.run"
+OWNER_LABEL = "org.convertctl.owner"
+# The user stage images declare (USER in images/*/Dockerfile), when an image says nothing usable.
+NOBODY = "65534:65534"
 CODE_ROOT = "/opt/convertctl"  # images/<folder>/ is copied to CODE_ROOT/<folder>/
 # Request keys that name a file or folder on the host, and where it is mounted.
 HOST_PATHS = {"model": "/model", "code_dir": "/code"}
@@ -59,10 +71,40 @@ def invoking_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
+def image_user(image) -> str:
+    """The image's numeric USER, if it names an unprivileged uid:gid."""
+    user = (image.attrs.get("Config") or {}).get("User") or ""
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and int(uid) != 0 and (not gid or gid.isdigit()):
+        return f"{uid}:{gid or uid}"
+    return NOBODY
+
+
+def remove_orphans(client, say) -> int:
+    """Remove stage containers whose convertctl process is gone (killed
+    before it could remove them). Containers of live runs, and of other
+    hosts sharing the daemon, are left alone."""
+    try:
+        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    except Exception:  # noqa: BLE001 - a sweep never stops a run
+        return 0
+    removed = 0
+    for container in found:
+        if procs.owner_gone(container.labels.get(OWNER_LABEL, "")):
+            try:
+                container.remove(force=True)
+                removed += 1
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+    if removed:
+        say(f"removed {removed} stage container(s) left running by a convertctl that was killed")
+    return removed
+
+
 def hardening(memory: str = "8g", pids: int = 1024, user: str = "") -> dict:
     """Container options every stage runs with."""
     return {
-        "user": user or invoking_user(),
+        "user": user or (invoking_user() if os.getuid() != 0 else NOBODY),
         "network_disabled": True,
         "network_mode": "none",
         "read_only": True,
@@ -79,11 +121,23 @@ def hardening(memory: str = "8g", pids: int = 1024, user: str = "") -> dict:
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g", user: str = ""):
+    def __init__(
+        self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g", user: str = "", say=None
+    ):
         self.client = client
         self.builder = images.ImageBuilder(client, settings, base_image)
         self.memory = memory
         self.user = user  # tests run stages as another uid to check ownership
+        self.notices: list = []
+        remove_orphans(client, say or (lambda _: None))
+
+    def user_for(self, ref: str) -> str:
+        """Never root: the caller's uid:gid, or the image's own user when the caller is root."""
+        if self.user:
+            return self.user
+        if os.getuid() != 0:
+            return invoking_user()
+        return image_user(self.client.images.get(ref))
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         return [self.builder.ensure(v, say) for v in variants]
@@ -91,26 +145,33 @@ class DockerRuntime:
     def run(self, step: Step, run_dir: Path, say: Say) -> StageRun:
         variant = step.variant
         self.builder.ensure(variant, say)
+        from docker.types import Mount
+
         request = dict(step.request)
-        volumes = {str(run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+        mounts = [Mount(RUN_MOUNT, str(run_dir), type="bind")]
         for key, mount in HOST_PATHS.items():  # the user's files, read-only, at fixed places
             if request.get(key):
                 host = Path(request[key]).resolve()
                 request[key] = f"{mount}/{host.name}"
-                volumes[str(host)] = {"bind": request[key], "mode": "ro"}
+                mounts.append(Mount(request[key], str(host), type="bind", read_only=True))
         write_request(run_dir, step.work, request)
+        ref = self.builder.ref(variant)
+        user = self.user_for(ref)
+        uid, _, gid = user.partition(":")
+        rundir.grant(run_dir, step.work, int(uid), int(gid or uid))
         tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         container = None
         try:
             container = self.client.containers.run(
-                self.builder.ref(variant),
+                ref,
                 command=[f"{CODE_ROOT}/{step.script_rel}", RUN_MOUNT, step.work],
                 detach=True,
-                volumes=volumes,
-                labels={"org.convertctl.run": str(run_dir)},
-                **hardening(self.memory, user=self.user),
+                mounts=mounts,
+                labels={RUN_LABEL: str(run_dir), OWNER_LABEL: procs.owner_token()},
+                **hardening(self.memory, user=user),
             )
+            procs.GUARD_PROCESS.watch("ctr", container.id)
             for chunk in container.logs(stream=True, follow=True):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
@@ -132,6 +193,7 @@ class DockerRuntime:
                     container.remove(force=True)
                 except Exception:  # noqa: BLE001 - already gone is fine
                     pass
+                procs.GUARD_PROCESS.release("ctr", container.id)
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )

@@ -1,14 +1,18 @@
-"""Local runtime: each stage runs as a subprocess of a venv from the store."""
+"""Local runtime: each stage in its variant's virtualenv, as a child process
+in its own process group that dies with convertctl (procs.py). The stage's
+HOME, caches and temp files point into the run directory: a stage writes
+nothing on the host outside it (onnxruntime, for one, writes telemetry ids
+under ~/.cache/Microsoft otherwise)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from convertctl import procs
 from convertctl.catalog import Variant, images_dir
-from convertctl.envstore import EnvStore
+from convertctl.envstore import MARKER, EnvStore
 from convertctl.runtimes.base import (
     LogTail,
     Prepared,
@@ -20,12 +24,37 @@ from convertctl.runtimes.base import (
     write_request,
 )
 
+# Where a stage's home, caches and temp files go, inside the run directory.
+SCRATCH = ".stage-home"
+
+
+def scratch_environ(run_dir: Path) -> dict:
+    home = run_dir / SCRATCH
+    dirs = {
+        "HOME": home,
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_DATA_HOME": home / ".local" / "share",
+        "XDG_STATE_HOME": home / ".local" / "state",
+        "TMPDIR": home / "tmp",
+        "MPLCONFIGDIR": home / ".config" / "matplotlib",
+        "KERAS_HOME": home / ".keras",
+        "TORCH_HOME": home / ".cache" / "torch",
+    }
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True)
+    return {k: str(v) for k, v in dirs.items()}
+
 
 class LocalRuntime:
     name = "local"
 
     def __init__(self, store: EnvStore):
         self.store = store
+        self.notices: list = []
+        stopped = procs.reap_orphans()  # left by a convertctl killed with its guard
+        if stopped:
+            self.notices.append(f"stopped {stopped} stage process(es) left running by a convertctl that was killed")
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         out = []
@@ -34,31 +63,39 @@ class LocalRuntime:
             out.append(Prepared(variant, str(env.path), env.created, env.seconds))
         return out
 
+    def preflight(self, variants: Iterable[Variant]) -> None:
+        """Raise EnvironmentProblem now for a variant whose environment is
+        not built and whose Python is missing here."""
+        for variant in variants:
+            path = self.store.path_for(variant)
+            if not ((path / MARKER).is_file() and not self.store.broken(path)):
+                self.store.check_python(variant)
+
     def run(self, step: Step, run_dir: Path, say: Say) -> StageRun:
         variant = step.variant
         env = self.store.ensure(variant, say)
         write_request(run_dir, step.work, step.request)
         tail = LogTail(run_dir, step, say)
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [str(env.python), str(images_dir() / step.script_rel), str(run_dir), step.work],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=stage_environ(),
-            cwd=str(run_dir),
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.add(line)
-            code = proc.wait()
-        except BaseException:  # Ctrl-C: do not leave the stage running
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            lines = tail.close()
+        with self.store.using(env):  # `envs prune` leaves an environment in use alone
+            proc = procs.start(
+                [str(env.python), str(images_dir() / step.script_rel), str(run_dir), step.work],
+                stdout=procs.PIPE,
+                stderr=procs.STDOUT,
+                text=True,
+                env={**stage_environ(), **scratch_environ(run_dir)},
+                cwd=str(run_dir),
+            )
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    tail.add(line)
+                code = procs.finish(proc)
+            except BaseException:  # Ctrl-C: do not leave the stage (or its children) running
+                procs.stop(proc)
+                raise
+            finally:
+                lines = tail.close()
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )

@@ -1,0 +1,63 @@
+"""`convertctl run`'s flags and convertctl.toml, once validated by the
+settings schema, turned into the pipeline's RunOptions; and the checks that
+need the runtime (a pinned variant it cannot make)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from convertctl import settings
+from convertctl.pipeline import RunOptions
+from convertctl.settings import mode_values
+
+
+def tolerance_flags(atol: list[str] | None, rtol: list[str] | None) -> dict | None:
+    """--atol/--rtol N or MODE=N -> {mode: {"atol": .., "rtol": ..}}."""
+    out: dict = {}
+    for key, items in (("atol", atol), ("rtol", rtol)):
+        for mode, value in mode_values(items or [], f"--{key}").items():
+            out.setdefault(mode, {})[key] = value
+    return out or None
+
+
+def run_options(cfg: settings.Settings, model: Path, out: Path, keep_run: bool) -> RunOptions:
+    """Validated settings -> the pipeline's options."""
+    return RunOptions(
+        model=model,
+        shapes=list(cfg.input_shape or []),
+        modes=list(dict.fromkeys(cfg.quant or ["fp32"])),
+        out=out,
+        opset=cfg.opset,
+        calib=Path(cfg.calib) if cfg.calib else None,
+        mean=tuple(cfg.mean) if cfg.mean else None,
+        std=tuple(cfg.std) if cfg.std else None,
+        sample_inputs=Path(cfg.sample_inputs) if cfg.sample_inputs else None,
+        samples=cfg.samples if cfg.samples is not None else RunOptions.samples,
+        seed=cfg.seed or 0,
+        allow_flex=bool(cfg.allow_flex),
+        tolerances={m: t.model_dump(exclude_none=True) for m, t in cfg.tolerance.items()},
+        eval_data=Path(cfg.eval_data) if cfg.eval_data else None,
+        max_drop=dict(cfg.max_accuracy_drop),
+        latency_runs=cfg.latency_runs if cfg.latency_runs is not None else RunOptions.latency_runs,
+        threads=cfg.threads or RunOptions.threads,
+        keep_run=keep_run,
+        converter=cfg.converter or cfg.convert_image,
+        export_image=cfg.export_image,
+        layout=cfg.layout,
+    )
+
+
+def preflight(rt, catalog, opts: RunOptions) -> None:
+    """A variant pinned with --export-image or --converter, the only rung of
+    its stage, that this runtime cannot make (its Python is missing locally)
+    fails now, with what to use instead, not after the stages before it ran.
+    Exit 5: the flags are valid (the variant works on Docker); the machine
+    lacks an interpreter, like any environment that cannot be built."""
+    check = getattr(rt, "preflight", None)
+    if check is None:
+        return
+    for stage, choice in (("export", opts.export_image), ("convert", opts.converter)):
+        if choice and choice != "auto":
+            rungs = catalog.pick(rt.name, stage, choice)
+            if len(rungs) == 1:
+                check(rungs + ([catalog.quantizer(rungs[0])] if stage == "convert" else []))

@@ -1,0 +1,311 @@
+"""Every setting of a run in one typed schema (pydantic, strict): the
+convertctl.toml next to the model and the command-line flags are validated
+by the same model, so a wrong type or range is one usage error naming the
+key (or flag), what was expected, and the file. Flags win over the file.
+
+Strict on purpose: TOML's `allow_flex = "no"` is a string, not false, and
+`mean = "abc"` is not a number; coercing either would silently run
+something other than what the user meant."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from convertctl.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODES = ("fp32", "dynamic", "int8", "fp16")
+Mode = Literal["fp32", "dynamic", "int8", "fp16"]
+# One sample of one input: beyond this the seeded inputs alone take
+# gigabytes (1,3,20000,20000 is 1.2e9 values) and the stages die of memory.
+MAX_INPUT_VALUES = 1 << 26
+# All generated data of a run (sample inputs + synthetic calibration).
+MAX_GENERATED_BYTES = 2 << 30
+SYNTHETIC_CALIB = 200
+
+FILE_KEYS = {
+    "input_shape",
+    "quant",
+    "opset",
+    "convert_image",
+    "export_image",
+    "calib",
+    "mean",
+    "std",
+    "tolerance",
+    "max_accuracy_drop",
+    "allow_flex",
+    "runtime",
+    "converter",
+    "layout",
+}
+# Which flag sets a key, for messages about flags.
+FLAGS = {
+    "input_shape": "--input-shape",
+    "quant": "--quant",
+    "opset": "--opset",
+    "converter": "--converter",
+    "convert_image": "--convert-image",
+    "export_image": "--export-image",
+    "calib": "--calib",
+    "mean": "--mean",
+    "std": "--std",
+    "max_accuracy_drop": "--max-accuracy-drop",
+    "allow_flex": "--allow-flex",
+    "runtime": "--runtime",
+    "layout": "--layout",
+    "samples": "--samples",
+    "seed": "--seed",
+    "latency_runs": "--latency-runs",
+    "threads": "--threads",
+    "sample_inputs": "--sample-inputs",
+    "eval_data": "--eval-data",
+}
+# What a key takes, in words; "*" stands for a mode.
+EXPECTED = {
+    "input_shape": 'a shape such as "1,3,224,224" or [1, 3, 224, 224] (whole numbers > 0), or a list of shapes',
+    "quant": "a mode (fp32, dynamic, int8, fp16) or a list of modes",
+    "opset": "a whole number from 7 to 20",
+    "converter": "a variant name, image tag or family (a string)",
+    "convert_image": "a variant name or image tag (a string)",
+    "export_image": "a variant name or image tag (a string)",
+    "calib": "a path (a string)",
+    "sample_inputs": "a path (a string)",
+    "eval_data": "a path (a string)",
+    "mean": 'finite numbers, one per channel (a list, or "0.485,0.456,0.406")',
+    "std": 'finite numbers > 0, one per channel (a list, or "0.229,0.224,0.225")',
+    "tolerance": "a table per mode, e.g. [tolerance.fp16] with atol, rtol, cosine, top1",
+    "tolerance.*": "a table with atol, rtol, cosine and/or top1, e.g. [tolerance.fp16] atol = 0.05",
+    "tolerance.*.atol": "a finite number >= 0",
+    "tolerance.*.rtol": "a finite number >= 0",
+    "tolerance.*.cosine": "a number from -1 to 1",
+    "tolerance.*.top1": "a fraction from 0 to 1",
+    "max_accuracy_drop": "a table of points per mode, e.g. int8 = 1.5",
+    "max_accuracy_drop.*": "a number of percentage points from 0 to 100",
+    "allow_flex": "true or false (a TOML boolean, not a string)",
+    "runtime": "auto, local or docker",
+    "layout": "nchw or nhwc",
+    "samples": "a whole number from 1 to 10000",
+    "seed": "a whole number from 0 to 4294967295",
+    "latency_runs": "a whole number from 0 to 10000",
+    "threads": "a whole number from 1 to 256",
+}
+
+
+def _shape(value: Any) -> tuple:
+    """'1,3,8,8' or [1, 3, 8, 8] -> (1, 3, 8, 8), each dimension > 0."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if not all(p.lstrip("+").isdigit() for p in parts):
+            raise PydanticCustomError("shape", "not comma-separated whole numbers")
+        dims = tuple(int(p) for p in parts)
+    elif isinstance(value, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        dims = tuple(value)
+    else:
+        raise PydanticCustomError("shape", "not a shape")
+    if not dims or any(d <= 0 for d in dims):
+        raise PydanticCustomError("shape", "every dimension must be a whole number > 0")
+    values = math.prod(dims)
+    if values > MAX_INPUT_VALUES:
+        why = (
+            f"{values:.3g} values per sample ({values * 4 / 1e9:.1f} GB as float32); "
+            f"convertctl takes at most {MAX_INPUT_VALUES} values per input"
+        )
+        raise PydanticCustomError("shape", why)
+    return dims
+
+
+def _floats(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return [float(p) for p in value.split(",") if p.strip()]
+        except ValueError:
+            raise PydanticCustomError("floats", "not comma-separated numbers") from None
+    return value
+
+
+Shape = Annotated[tuple, BeforeValidator(_shape)]
+Text = Annotated[str, Field(min_length=1)]
+Floats = Annotated[list[float], BeforeValidator(_floats), Field(min_length=1)]
+Positive = Annotated[float, Field(gt=0)]
+PositiveFloats = Annotated[list[Positive], BeforeValidator(_floats), Field(min_length=1)]
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class Tolerance(BaseModel):
+    model_config = STRICT
+    atol: float | None = Field(None, ge=0)
+    rtol: float | None = Field(None, ge=0)
+    cosine: float | None = Field(None, ge=-1, le=1)
+    top1: float | None = Field(None, ge=0, le=1)
+
+
+class Settings(BaseModel):
+    """What a run may be told, from the file or from flags."""
+
+    model_config = STRICT
+    input_shape: list[Shape] | None = None
+    quant: list[Mode] | None = None
+    opset: int | None = Field(None, ge=7, le=20)
+    converter: Text | None = None
+    convert_image: Text | None = None
+    export_image: Text | None = None
+    calib: Text | None = None
+    mean: Floats | None = None
+    std: PositiveFloats | None = None
+    tolerance: dict[Mode, Tolerance] = {}
+    max_accuracy_drop: dict[Mode, Annotated[float, Field(ge=0, le=100)]] = {}
+    allow_flex: bool | None = None
+    runtime: Literal["auto", "local", "docker"] | None = None
+    layout: Literal["nchw", "nhwc"] | None = None
+    # flags only
+    samples: int | None = Field(None, ge=1, le=10000)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    latency_runs: int | None = Field(None, ge=0, le=10000)
+    threads: int | None = Field(None, ge=1, le=256)
+    sample_inputs: Text | None = None
+    eval_data: Text | None = None
+
+    @field_validator("quant", mode="before")
+    @classmethod
+    def _one_mode(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _one_shape(cls, value):
+        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, int) for v in value)):
+            return [value]
+        return value
+
+
+def _pattern(loc: tuple) -> str:
+    if loc[0] in ("tolerance", "max_accuracy_drop") and len(loc) > 1:
+        return ".".join([loc[0], "*", *map(str, loc[2:3])])
+    return str(loc[0])
+
+
+def _describe(error: dict, source: Path | None, raw: dict) -> str:
+    loc = tuple(p for p in error["loc"] if p != "[key]" and not isinstance(p, int))
+    key = loc[0] if loc else "?"
+    value = error.get("input")
+    if error["type"] == "literal_error" and "[key]" in error["loc"]:
+        what = f"unknown mode {value!r} (choose from {', '.join(MODES)})"
+    elif error["type"] == "literal_error" and key == "quant":
+        what = f"unknown mode (choose from {', '.join(MODES)})"
+    elif error["type"] == "extra_forbidden":
+        what = f"unknown key (known: {', '.join(sorted(Tolerance.model_fields))})"
+    else:
+        what = "expected " + EXPECTED.get(_pattern(loc), error["msg"])
+        if error["type"] in ("shape", "floats"):
+            what += f": {error['msg']}"
+    if source is not None:
+        shown = "" if "[key]" in error["loc"] else f" = {as_toml(value)}"
+        return f"{source}: {'.'.join(map(str, loc))}{shown}: {what}"
+    # A flag: quote what was typed (a list flag's item, a MODE=N flag's number).
+    flag = f"--{loc[2]}" if key == "tolerance" and len(loc) > 2 else FLAGS.get(key, key)
+    typed = raw.get(key)
+    if isinstance(typed, list) and len(error["loc"]) > 1 and isinstance(error["loc"][1], int):
+        typed = typed[error["loc"][1]]
+    if not isinstance(typed, (str, int, float)) or isinstance(typed, bool):
+        typed = value
+    quoted = repr(typed) if isinstance(typed, str) and key not in ("quant", "runtime", "layout") else typed
+    return f"{flag} {quoted}: {what}"
+
+
+def as_toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def validate(values: dict, source: Path | None = None) -> Settings:
+    """The typed settings, or one UsageError listing every bad key."""
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_describe(e, source, values) for e in exc.errors(include_url=False)))
+        raise UsageError("; ".join(problems)) from None
+
+
+def read_file(model: Path, explicit: Path | None = None) -> tuple[dict, Path | None]:
+    """The raw values of convertctl.toml (next to the model, or --config)."""
+    path = explicit or model.parent / "convertctl.toml"
+    if not path.is_file():
+        if explicit:
+            raise UsageError(f"--config {path}: no such file")
+        return {}, None
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(values) - FILE_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(FILE_KEYS))})")
+    return values, path
+
+
+def load(model: Path, explicit: Path | None, flags: dict) -> tuple[Settings, Path | None]:
+    """File settings, then flags over them (per mode for tolerances and
+    accuracy budgets). An atol given without an rtol means exactly that
+    bound: the mode's default relative term is dropped, not silently added."""
+    raw, path = read_file(model, explicit)
+    from_file = validate(raw, path)
+    if from_file.calib is not None and path is not None:  # relative to the file, not the working directory
+        from_file.calib = str((path.parent / from_file.calib).resolve())
+    from_flags = validate({k: v for k, v in flags.items() if v is not None})
+    merged = from_file.model_copy(update=from_flags.model_dump(exclude_unset=True, exclude_defaults=True))
+    tolerance: dict = {}
+    for source in (from_file, from_flags):
+        for mode, tol in source.tolerance.items():
+            given = tol.model_dump(exclude_none=True)
+            if "atol" in given and "rtol" not in given:
+                given["rtol"] = 0.0
+            tolerance[mode] = {**tolerance.get(mode, {}), **given}
+    merged.tolerance = {m: Tolerance(**t) for m, t in tolerance.items()}
+    merged.max_accuracy_drop = {**from_file.max_accuracy_drop, **from_flags.max_accuracy_drop}
+    return merged, path
+
+
+def mode_values(items: list[str], flag: str, modes: tuple = MODES) -> dict:
+    """'0.01' (every mode) or 'fp16=0.01' (one mode), repeatable. Numbers
+    stay as typed here; their ranges are the schema's business."""
+    out: dict = {}
+    for item in items:
+        mode, _, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"{flag} {item!r}: expected NUMBER or MODE=NUMBER") from None
+        if mode and mode not in modes:
+            raise UsageError(f"{flag} {item!r}: unknown mode {mode!r} (choose from {', '.join(modes)})")
+        if not math.isfinite(number):
+            raise UsageError(f"{flag} {item!r}: expected a finite number")
+        for m in [mode] if mode else modes:
+            out[m] = number
+    return out
+
+
+def check_budget(shapes: list, samples: int, synthetic_calib: bool) -> None:
+    """Refuse, before anything is generated, inputs that cannot fit in memory."""
+    per_sample = sum(math.prod(s) for s in shapes) * 4
+    count = samples + (SYNTHETIC_CALIB if synthetic_calib else 0)
+    if per_sample * count > MAX_GENERATED_BYTES:
+        calib = f" + {SYNTHETIC_CALIB} synthetic calibration samples" if synthetic_calib else ""
+        raise UsageError(
+            f"--input-shape {' '.join(','.join(map(str, s)) for s in shapes)}: {samples} sample(s){calib} "
+            f"would take {per_sample * count / 1e9:.1f} GB (limit {MAX_GENERATED_BYTES / 1e9:.1f} GB): "
+            "lower --samples" + (", give real data with --calib" if synthetic_calib else "")
+        )
