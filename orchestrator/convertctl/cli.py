@@ -3,6 +3,7 @@ domain code and render; a ConvertError becomes one message and its exit code."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from convertctl.data import parse_floats
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
 from convertctl.inputs import parse_shape
+from convertctl.inputspec import BATCH_CHECK, parse_input
 from convertctl.pipconfig import settings_from_flags
 from convertctl.pipeline import MODES, Pipeline, RunOptions
 from convertctl.render import print_report
@@ -59,6 +61,16 @@ def _as_list(value) -> list:
     return list(value)
 
 
+def _json_object(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text!r}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} {text!r}: expected a JSON object, e.g. '{{\"num_classes\": 10}}'")
+    return value
+
+
 def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
     return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
 
@@ -66,13 +78,54 @@ def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
 @app.command()
 @handled
 def run(
-    model: Annotated[Path, typer.Argument(help="TorchScript file (torch.jit.save).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="TorchScript (torch.jit.save), ExportedProgram (torch.export.save, .pt2), "
+            "state_dict or checkpoint (with --arch), or ONNX file."
+        ),
+    ],
     quant: Annotated[
         list[str] | None, typer.Option("--quant", "-q", help=f"Mode, repeatable: {', '.join(MODES)}. Default fp32.")
     ] = None,
     input_shape: Annotated[
         list[str] | None, typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")
     ] = None,
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="NAME:SHAPE[:DTYPE][:LOW..HIGH], repeatable, in forward()'s order: e.g. image:1,3,224,224 "
+            "tokens:1,16:int64:0..999. DTYPE float32 (default), int64 or int32; LOW..HIGH (both included): "
+            "the range of synthetic data (default integers 0..9). The names become the TFLite signature's.",
+        ),
+    ] = None,
+    dynamic_batch: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic-batch",
+            help=f"Export with a free batch dimension; the TFLite file is checked at batch 1 and {BATCH_CHECK}.",
+        ),
+    ] = False,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="module:callable building the nn.Module a state_dict or checkpoint fits."),
+    ] = None,
+    arch_kwargs: Annotated[
+        str | None, typer.Option("--arch-kwargs", help="JSON object of keyword arguments for --arch.")
+    ] = None,
+    code: Annotated[
+        Path | None,
+        typer.Option("--code", help="Folder holding the --arch module; mounted read-only into the export stage only."),
+    ] = None,
+    trust_model: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model",
+            help="Unpickle a pickled module (torch.save(model)), which runs code from the file: Docker runtime "
+            "only, in a container without network that writes only its run directory.",
+        ),
+    ] = False,
     opset: Annotated[
         int | None, typer.Option(help="ONNX opset. Default: the highest both the converter and the exporter take.")
     ] = None,
@@ -153,7 +206,15 @@ def run(
         converter=converter or cfg.get("converter") or cfg.get("convert_image"),
         export_image=export_image or cfg.get("export_image"),
         layout=layout or cfg.get("layout"),
+        inputs=[parse_input(text) for text in input_ or []],
+        dynamic_batch=dynamic_batch,
+        arch=arch,
+        arch_kwargs=_json_object(arch_kwargs, "--arch-kwargs") if arch_kwargs else {},
+        code_dir=code,
+        trust_model=trust_model,
     )
+    if input_ and not input_shape:  # --input replaces the settings file's input_shape
+        opts.shapes = []
     opts.check()
     with Progress() as say:
         rt = _runtime(

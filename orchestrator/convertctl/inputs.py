@@ -1,67 +1,17 @@
-"""What the user hands in, checked before any environment is touched: the
-model file, input shapes, sample inputs. Every problem names the file or
-flag and says what is wrong."""
+"""What the user hands in, checked before any environment is touched: sample
+inputs fitted to the model's inputs. Every problem names the file or flag and
+says what is wrong. (The model file: modelfile.py; input specs: inputspec.py.)"""
 
 from __future__ import annotations
 
-import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from convertctl.errors import UsageError
+from convertctl.inputspec import parse_shape  # noqa: F401 - the CLI's --input-shape parser lives there
 
 DEFAULT_SAMPLES = 8
-
-
-def check_model(path: Path) -> Path:
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a file")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"{path}: not readable")
-    # torch.jit.save writes a zip with a code/ folder; torch.save of a whole
-    # module or a state_dict writes a zip without one (a pickle needing the
-    # user's classes), which the export stage could not rebuild.
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise UsageError(
-            f"{path}: not a TorchScript file (not a zip archive). "
-            "Save the model with torch.jit.save(torch.jit.script(model), path) "
-            "or torch.jit.trace."
-        ) from None
-    if not any("/code/" in n for n in names):
-        raise UsageError(
-            f"{path}: a torch.save() pickle, not TorchScript (it has no code/ folder). "
-            "Save it with torch.jit.save(torch.jit.script(model), path) "
-            "or torch.jit.save(torch.jit.trace(model, example), path)."
-        )
-    return path.resolve()
-
-
-def parse_shape(text: str) -> tuple:
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated whole numbers, e.g. 1,3,256,256") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise UsageError(f"--input-shape {text!r}: every dimension must be a positive number")
-    return dims
-
-
-def input_names(count: int) -> list[str]:
-    return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
-
-
-def synthetic(shapes: dict, count: int, seed: int) -> dict:
-    """Seeded standard-normal inputs, close to a normalised image's range."""
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((count, *shape)).astype(np.float32) for name, shape in shapes.items()}
 
 
 def load_sample_inputs(path: Path, shapes: dict) -> dict:

@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl import inputs, modelfile, rundir, validate
+import numpy as np
+
+from convertctl import inputs, inputspec, modelfile, rundir, validate
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import load_calibration, load_eval
@@ -52,15 +54,24 @@ class RunOptions:
     converter: str | None = None  # auto, a family, a variant name or an image tag
     export_image: str | None = None  # auto, a variant name or an image tag
     layout: str | None = None  # None: whatever the converter gives
+    inputs: list = field(default_factory=list)  # [InputSpec] from --input; else `shapes` (--input-shape)
+    dynamic_batch: bool = False
+    arch: str | None = None  # "module:callable" building the nn.Module a state_dict fits
+    arch_kwargs: dict = field(default_factory=dict)
+    code_dir: Path | None = None  # the folder holding the --arch module (read-only in Docker)
+    trust_model: bool = False  # unpickle a pickled module (Docker runtime only)
+
+    def input_specs(self) -> list:
+        """What the user said about the inputs: --input, or --input-shape's unnamed ones."""
+        return list(self.inputs) or inputspec.from_shapes(self.shapes)
 
     def check(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
         if unknown:
             raise UsageError(f"--quant {', '.join(unknown)}: unknown mode (choose from {', '.join(MODES)})")
-        if not self.shapes:
-            raise UsageError(
-                "--input-shape is required (e.g. --input-shape 1,3,256,256), on the command line or in convertctl.toml"
-            )
+        if self.inputs and self.shapes:
+            raise UsageError("--input and --input-shape both given: use --input NAME:SHAPE[:DTYPE] for every input")
+        modelfile.check_model_flags(self)
         if self.opset is not None and not 7 <= self.opset <= 20:
             raise UsageError(f"--opset {self.opset}: ONNX opsets 7 to 20 are exported")
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -84,10 +95,13 @@ class Pipeline:
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         facts = modelfile.read_model(o.model)
+        modelfile.check_format(facts, o, self.runtime.name)
+        specs = inputspec.resolve(o.input_specs(), facts, o.dynamic_batch)
+        if o.dynamic_batch:
+            inputspec.check_dynamic_batch(specs)
         self._applicable(facts, export_rungs, convert_rungs)
-        names = inputs.input_names(len(o.shapes))
-        shapes = dict(zip(names, o.shapes))
-        sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
+        shapes = {s.name: s.shape for s in specs}
+        sets, labels, calib, sample_source = self._load_data(specs)  # bad data fails before any work
         run_dir = rundir.create_run_dir(o.out)
         report = Report(
             model={
@@ -95,6 +109,8 @@ class Pipeline:
                 "sha256": sha256_file(facts.path),
                 "opset": o.opset,
                 "input_shapes": {n: list(s) for n, s in shapes.items()},
+                "inputs": [s.to_dict() for s in specs],
+                "dynamic_batch": o.dynamic_batch,
                 "file": facts.to_dict(),
             },
             runtime=self.runtime.name,
@@ -111,7 +127,7 @@ class Pipeline:
             )
         steps = Steps(self.runtime, run_dir, report, self.say)
         try:
-            self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
+            self._ladders(steps, facts, export_rungs, convert_rungs, specs, sets, labels)
         except BaseException as exc:  # Ctrl-C, a bug...: keep the run dir, say why
             code = getattr(exc, "exit_code", EXIT_CONVERSION)
             report.fail(code, getattr(exc, "message", "") or f"interrupted ({type(exc).__name__})")
@@ -125,6 +141,8 @@ class Pipeline:
         """Refuse, before any work, a run no rung can take: the model no
         export variant loads, or flags (--opset, --layout) no converter meets."""
         exports = ExportLadder(None, export_rungs, facts, {}, None)
+        if self.opts.opset is not None and facts.format == "onnx" and self.opts.opset != facts.opset:
+            raise UsageError(f"--opset {self.opts.opset}: {self.opts.model} is an ONNX file at opset {facts.opset}")
         if not exports.usable():
             reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in exports.entries)
             raise UsageError(f"{self.opts.model}: no export variant can load this model ({reasons})")
@@ -135,22 +153,32 @@ class Pipeline:
         if all(ladder.skip_reason(r) for r in convert_rungs):
             raise UsageError("no converter variant applies: " + "; ".join(reasons))
 
-    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels) -> None:
+    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, specs, sets, labels) -> None:
         o, report = self.opts, steps.report
         request = {
             "model": str(facts.path),
             "model_format": facts.format,
-            "input_names": names,
-            "input_shapes": [list(s) for s in o.shapes],
+            "input_names": [s.name for s in specs],
+            "input_shapes": [list(s.shape) for s in specs],
+            "input_dtypes": [s.dtype for s in specs],
+            "dynamic_batch": o.dynamic_batch,
             "input_sets": {name: f"inputs/{name}.npz" for name in sets},
         }
-        exports = ExportLadder(steps, export_rungs, facts, request, validate.tolerance_for("fp32", o.tolerances))
+        # How to load the model: for the export stage, and for converters
+        # that start from the torch model; --code is mounted for those only.
+        model_request = modelfile.load_fields(facts, o)
+        exports = ExportLadder(
+            steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances)
+        )
         ctx = {
             "request": request,
+            "model_request": model_request,
             "model": str(facts.path),
             "opset": o.opset,
             "layout": o.layout,
-            "input_shapes": {n: list(s) for n, s in shapes.items()},
+            "input_shapes": {s.name: list(s.shape) for s in specs},
+            "input_dtypes": {s.name: s.dtype for s in specs},
+            "dynamic_batch": o.dynamic_batch,
             "labels": labels,
             "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances),
             "max_drop": lambda mode: o.max_drop.get(mode, DEFAULT_MAX_DROP[mode]),
@@ -170,6 +198,8 @@ class Pipeline:
                 report.fail(code, self._export_failure(exports))
                 return
             report.model["outputs"] = exports.reference.outputs
+            report.model["reference"] = exports.reference.source
+            self._name_notice(report, specs, exports.reference)
             ladder.run(o.modes)
         finally:
             report.ladder = exports.entries + ladder.entries
@@ -209,31 +239,47 @@ class Pipeline:
                 },
             }
 
+    def _name_notice(self, report: Report, specs: list, reference) -> None:
+        """--input-shape names the inputs input, input_0...: say so when the
+        model's forward() has names of its own, which --input would keep."""
+        own = reference.model_input_names
+        if own and not any(s.named for s in specs) and len(own) == len(specs) and own != [s.name for s in specs]:
+            hint = " ".join(f"--input {n}:{','.join(map(str, s.shape))}" for n, s in zip(own, specs))
+            report.notices.append(
+                f"the TFLite inputs are named {', '.join(s.name for s in specs)}; the model calls them "
+                f"{', '.join(own)}. To keep its names: {hint}"
+            )
+
     # -- inputs ---------------------------------------------------------
-    def _load_data(self, shapes: dict):
+    def _load_data(self, specs: list):
         o = self.opts
+        shapes = {s.name: s.shape for s in specs}
         sets, labels = {}, None
         if o.eval_data:
             sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std)
+            sets["eval"] = _typed(sets["eval"], specs, o.eval_data)
         calib = None
         if "int8" in o.modes:
             calib = (
-                load_calibration(o.calib, shapes, o.mean, o.std)
+                _typed(load_calibration(o.calib, shapes, o.mean, o.std), specs, o.calib)
                 if o.calib
-                else inputs.synthetic(shapes, SYNTHETIC_CALIB, o.seed + 1)
+                else inputspec.synthetic(specs, SYNTHETIC_CALIB, o.seed + 1)
             )
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
         if o.sample_inputs:
-            samples, source = inputs.load_sample_inputs(o.sample_inputs, shapes), str(o.sample_inputs)
+            samples = _typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
+            source = str(o.sample_inputs)
         elif o.eval_data or (o.calib and calib is not None):
             samples = _first(sets["eval"] if o.eval_data else calib, o.samples)
             count = len(next(iter(samples.values())))
             source = f"first {count} of {o.eval_data or o.calib}"
         else:
-            samples, source = inputs.synthetic(shapes, o.samples, o.seed), f"synthetic (seed {o.seed})"
+            samples, source = inputspec.synthetic(specs, o.samples, o.seed), f"synthetic (seed {o.seed})"
         sets["samples"] = samples
+        if o.dynamic_batch:  # one sample of batch N, checked next to the batch-1 samples
+            sets["batch"] = inputspec.batched(samples, inputspec.BATCH_CHECK)
         return sets, labels, calib, source
 
     def _write_inputs(self, run_dir: Path, sets: dict, labels, calib) -> dict:
@@ -241,6 +287,8 @@ class Pipeline:
         for name, arrays in sets.items():
             inputs.save_set(run_dir / "inputs" / f"{name}.npz", arrays)
             info[name] = {"count": len(next(iter(arrays.values())))}
+        if "batch" in info:
+            info["batch"]["batch"] = inputspec.BATCH_CHECK
         o = self.opts
         if labels is not None:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
@@ -282,6 +330,18 @@ class Pipeline:
 
 def _first(arrays: dict, count: int) -> dict:
     return {name: arr[:count] for name, arr in arrays.items()}
+
+
+def _typed(arrays: dict, specs: list, source) -> dict:
+    """User data in each input's dtype (the loaders give float32, which holds
+    every integer id below 2**24 exactly); integer inputs checked against
+    their --input range."""
+    out = dict(arrays)
+    for spec in specs:
+        if spec.name in out and spec.is_int:
+            out[spec.name] = np.rint(out[spec.name]).astype(spec.dtype)
+    inputspec.in_range(out, specs, source)
+    return out
 
 
 def _ladder_failure(entries: list) -> tuple[int, str]:
