@@ -16,7 +16,8 @@ import pytest
 from convertctl import onnxinfo
 from convertctl.catalog import load_catalog
 from convertctl.errors import UsageError
-from convertctl.modelfile import check_format, check_model_flags, load_fields, read_model
+from convertctl.modelfile import read_model
+from convertctl.modelflags import check_format, check_model_flags, load_fields
 from convertctl.picklescan import is_safe_global, pickle_globals
 
 # What torch 2.13's torch.save(nn.Linear(2, 3).state_dict()) pickles (its

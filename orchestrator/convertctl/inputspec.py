@@ -244,3 +244,27 @@ def in_range(arrays: dict, specs: list, source) -> None:
                 f"{source}: input {spec.name!r} holds values {arr.min()}..{arr.max()}, "
                 f"outside its range {int(spec.low)}..{int(spec.high)}"
             )
+
+
+def typed(arrays: dict, specs: list, source) -> dict:
+    """User data in each input's dtype (the loaders give float32, which holds
+    every integer id below 2**24 exactly); integer inputs checked against
+    their --input range."""
+    out = dict(arrays)
+    for spec in specs:
+        if spec.name in out and spec.is_int:
+            out[spec.name] = np.rint(out[spec.name]).astype(spec.dtype)
+    in_range(out, specs, source)
+    return out
+
+
+def naming_notice(specs: list, own: list | None) -> str:
+    """--input-shape names the inputs input, input_0...: say so when the
+    model's forward() has names of its own, which --input would keep."""
+    if not own or any(s.named for s in specs) or len(own) != len(specs) or own == [s.name for s in specs]:
+        return ""
+    hint = " ".join(f"--input {n}:{','.join(map(str, s.shape))}" for n, s in zip(own, specs))
+    return (
+        f"the TFLite inputs are named {', '.join(s.name for s in specs)}; the model calls them "
+        f"{', '.join(own)}. To keep its names: {hint}"
+    )

@@ -9,9 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from convertctl import inputs, inputspec, modelfile, rundir, validate
+from convertctl import inputs, inputspec, modelfile, modelflags, rundir, validate
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import load_calibration, load_eval
@@ -71,7 +69,7 @@ class RunOptions:
             raise UsageError(f"--quant {', '.join(unknown)}: unknown mode (choose from {', '.join(MODES)})")
         if self.inputs and self.shapes:
             raise UsageError("--input and --input-shape both given: use --input NAME:SHAPE[:DTYPE] for every input")
-        modelfile.check_model_flags(self)
+        modelflags.check_model_flags(self)
         if self.opset is not None and not 7 <= self.opset <= 20:
             raise UsageError(f"--opset {self.opset}: ONNX opsets 7 to 20 are exported")
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -95,7 +93,7 @@ class Pipeline:
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         facts = modelfile.read_model(o.model)
-        modelfile.check_format(facts, o, self.runtime.name)
+        modelflags.check_format(facts, o, self.runtime.name)
         specs = inputspec.resolve(o.input_specs(), facts, o.dynamic_batch)
         if o.dynamic_batch:
             inputspec.check_dynamic_batch(specs)
@@ -166,7 +164,7 @@ class Pipeline:
         }
         # How to load the model: for the export stage, and for converters
         # that start from the torch model; --code is mounted for those only.
-        model_request = modelfile.load_fields(facts, o)
+        model_request = modelflags.load_fields(facts, o)
         exports = ExportLadder(
             steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances)
         )
@@ -199,7 +197,9 @@ class Pipeline:
                 return
             report.model["outputs"] = exports.reference.outputs
             report.model["reference"] = exports.reference.source
-            self._name_notice(report, specs, exports.reference)
+            notice = inputspec.naming_notice(specs, exports.reference.model_input_names)
+            if notice:
+                report.notices.append(notice)
             ladder.run(o.modes)
         finally:
             report.ladder = exports.entries + ladder.entries
@@ -239,17 +239,6 @@ class Pipeline:
                 },
             }
 
-    def _name_notice(self, report: Report, specs: list, reference) -> None:
-        """--input-shape names the inputs input, input_0...: say so when the
-        model's forward() has names of its own, which --input would keep."""
-        own = reference.model_input_names
-        if own and not any(s.named for s in specs) and len(own) == len(specs) and own != [s.name for s in specs]:
-            hint = " ".join(f"--input {n}:{','.join(map(str, s.shape))}" for n, s in zip(own, specs))
-            report.notices.append(
-                f"the TFLite inputs are named {', '.join(s.name for s in specs)}; the model calls them "
-                f"{', '.join(own)}. To keep its names: {hint}"
-            )
-
     # -- inputs ---------------------------------------------------------
     def _load_data(self, specs: list):
         o = self.opts
@@ -257,11 +246,11 @@ class Pipeline:
         sets, labels = {}, None
         if o.eval_data:
             sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std)
-            sets["eval"] = _typed(sets["eval"], specs, o.eval_data)
+            sets["eval"] = inputspec.typed(sets["eval"], specs, o.eval_data)
         calib = None
         if "int8" in o.modes:
             calib = (
-                _typed(load_calibration(o.calib, shapes, o.mean, o.std), specs, o.calib)
+                inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std), specs, o.calib)
                 if o.calib
                 else inputspec.synthetic(specs, SYNTHETIC_CALIB, o.seed + 1)
             )
@@ -269,7 +258,7 @@ class Pipeline:
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
         if o.sample_inputs:
-            samples = _typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
+            samples = inputspec.typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
             source = str(o.sample_inputs)
         elif o.eval_data or (o.calib and calib is not None):
             samples = _first(sets["eval"] if o.eval_data else calib, o.samples)
@@ -330,18 +319,6 @@ class Pipeline:
 
 def _first(arrays: dict, count: int) -> dict:
     return {name: arr[:count] for name, arr in arrays.items()}
-
-
-def _typed(arrays: dict, specs: list, source) -> dict:
-    """User data in each input's dtype (the loaders give float32, which holds
-    every integer id below 2**24 exactly); integer inputs checked against
-    their --input range."""
-    out = dict(arrays)
-    for spec in specs:
-        if spec.name in out and spec.is_int:
-            out[spec.name] = np.rint(out[spec.name]).astype(spec.dtype)
-    inputspec.in_range(out, specs, source)
-    return out
 
 
 def _ladder_failure(entries: list) -> tuple[int, str]:
