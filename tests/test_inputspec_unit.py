@@ -188,3 +188,10 @@ def test_onnx_names_tensorflow_would_change_are_made_safe():
 def test_unsupported_declared_dtypes_are_named():
     with pytest.raises(UsageError, match="input 'b' is bool; convertctl feeds float32, int64, int32"):
         resolve([], facts(inputs=[{"name": "b", "dtype": "bool", "shape": [1]}]))
+
+
+def test_an_input_without_a_declared_shape_takes_the_given_one():
+    unknown = {"name": "x", "dtype": "float32", "shape": []}
+    with pytest.raises(UsageError, match="input 'x' has no declared shape; give it with --input"):
+        resolve([], facts(inputs=[unknown]))
+    assert resolve([parse_input("x:1,5")], facts(inputs=[unknown]))[0].shape == (1, 5)

@@ -130,6 +130,8 @@ def check_names(specs: list) -> None:
 
 
 def _declared_shape(path, declared: dict) -> tuple:
+    if not declared["shape"]:
+        raise UsageError(f"{path}: input {declared['name']!r} has no declared shape; give it with --input")
     shape = []
     for axis, dim in enumerate(declared["shape"]):
         if isinstance(dim, int):
@@ -173,11 +175,12 @@ def resolve(specs: list, facts, dynamic_batch: bool = False) -> list[InputSpec]:
     for spec, decl in zip(specs, declared):
         dtype = decl["dtype"] if decl["dtype"] in DTYPES else ""
         if not dtype:
-            raise UsageError(f"{path}: input {decl['name']!r} is {decl['dtype']}; convertctl feeds {', '.join(DTYPES)}")
+            what = decl["dtype"] or "not a tensor"
+            raise UsageError(f"{path}: input {decl['name']!r} is {what}; convertctl feeds {', '.join(DTYPES)}")
         if spec.dtype and spec.dtype != dtype:
             raise UsageError(f"{path}: input {decl['name']!r} is {dtype}, --input says {spec.dtype}")
         fixed = [(i, d) for i, d in enumerate(decl["shape"]) if isinstance(d, int)]
-        if len(spec.shape) != len(decl["shape"]) or any(spec.shape[i] != d for i, d in fixed):
+        if decl["shape"] and (len(spec.shape) != len(decl["shape"]) or any(spec.shape[i] != d for i, d in fixed)):
             want = ",".join(str(d) if isinstance(d, int) else "?" for d in decl["shape"])
             raise UsageError(f"{path}: input {decl['name']!r} has shape {want}; {list(spec.shape)} given")
         out.append(_with(spec, name=safe_name(decl["name"], "input"), dtype=dtype))
