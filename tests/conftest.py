@@ -56,3 +56,36 @@ requires_docker = pytest.mark.skipif(
     not docker_available() and os.environ.get("CONVERTCTL_REQUIRE_DOCKER") != "1",
     reason="no Docker daemon answers (set CONVERTCTL_REQUIRE_DOCKER=1 to make this an error)",
 )
+
+
+def local_export_python() -> Path:
+    """The local runtime's export venv (current torch), made if missing."""
+    from convertctl.catalog import load_catalog
+    from convertctl.envstore import EnvStore
+    from convertctl.pipconfig import load_settings
+
+    return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "export")[0]).python
+
+
+def local_convert_python() -> Path:
+    """The local runtime's convert venv (TensorFlow), made if missing."""
+    from convertctl.catalog import load_catalog
+    from convertctl.envstore import EnvStore
+    from convertctl.pipconfig import load_settings
+
+    return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "convert")[0]).python
+
+
+@pytest.fixture(scope="session")
+def format_models(tmp_path_factory) -> Path:
+    """Test models in every format, made by tests/formats_make.py in the
+    local export venv's torch (the host test process has no torch)."""
+    out = tmp_path_factory.mktemp("format-models")
+    proc = subprocess.run(
+        [str(local_export_python()), str(ROOT / "tests" / "formats_make.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

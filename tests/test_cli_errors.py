@@ -36,7 +36,7 @@ def test_not_torchscript(tmp_path):
     path = tmp_path / "weights.pth"
     path.write_bytes(b"not a model")
     proc = convertctl("run", path, "--input-shape", "1,3,8,8", "--runtime", "local")
-    assert_one_clear_error(proc, "weights.pth: not a TorchScript file")
+    assert_one_clear_error(proc, "weights.pth: not a model file convertctl reads")
 
 
 def test_unknown_mode(fake_model):
@@ -112,9 +112,9 @@ def test_debug_shows_the_traceback(tmp_path):
     ],
 )
 def test_config_shapes_in_every_spelling_reach_the_model_check(tmp_path, setting):
-    """Each spelling parses; the run then stops at the (deliberately) non-TorchScript model."""
+    """Each spelling parses; the run then stops at the (deliberately) unreadable model."""
     model = tmp_path / "net.pt"
     model.write_bytes(b"junk")
     (tmp_path / "convertctl.toml").write_text(setting + '\nquant = "fp16"\n')
     proc = convertctl("run", model, "--runtime", "local")
-    assert_one_clear_error(proc, "net.pt: not a TorchScript file")
+    assert_one_clear_error(proc, "net.pt: not a model file convertctl reads")

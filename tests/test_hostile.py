@@ -352,8 +352,8 @@ ROWS = [
     ),
     # -- the model file ----------------------------------------------------------
     Row("model-crc-damaged", model=corrupted, says=("net.pt", "CRC")),
-    Row("model-truncated", model=truncated, says=("net.pt", "not a TorchScript file")),
-    Row("model-torch-save-pickle", model=torch_save_pickle, says=("net.pt", "torch.save() pickle")),
+    Row("model-truncated", model=truncated, says=("net.pt", "not a model file convertctl reads")),
+    Row("model-state-dict-without-arch", model=torch_save_pickle, says=("net.pt", "--arch module:callable")),
     Row("model-missing", model=lambda p: None, says=("net.pt", "no such file")),
     # -- environments and runtimes ----------------------------------------------------
     Row(

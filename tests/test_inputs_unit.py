@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 import pytest
 from convertctl.data import ImagePrep, load_calibration, load_eval
 from convertctl.errors import UsageError
-from convertctl.inputs import check_model, fit_arrays, parse_shape
+from convertctl.inputs import fit_arrays, parse_shape
 from convertctl.settings import mode_values
-
-
-def test_missing_model_names_the_file(tmp_path):
-    with pytest.raises(UsageError, match=r"nope\.pt: no such file"):
-        check_model(tmp_path / "nope.pt")
-
-
-def test_non_zip_is_not_torchscript(tmp_path):
-    path = tmp_path / "weights.pt"
-    path.write_bytes(b"\x80\x02}q\x00.")  # a bare pickle
-    with pytest.raises(UsageError, match=r"weights\.pt: not a TorchScript file"):
-        check_model(path)
-
-
-def test_torch_save_pickle_is_recognised(tmp_path):
-    path = tmp_path / "state.pt"
-    with zipfile.ZipFile(path, "w") as z:  # torch.save's layout: no code/ folder
-        z.writestr("state/data.pkl", b"x")
-        z.writestr("state/version", "3\n")
-    with pytest.raises(UsageError, match=r"state\.pt: a torch\.save\(\) pickle, not TorchScript"):
-        check_model(path)
 
 
 @pytest.mark.parametrize("text, dims", [("1,3,256,256", (1, 3, 256, 256)), (" 1, 10 ", (1, 10))])

@@ -33,9 +33,12 @@ def signature_tensors(interp):
 
 def tensor_facts(np, detail, name):
     scale, zero = detail.get("quantization", (0.0, 0))
-    return {"name": name, "tensor": detail["name"], "dtype": _name(np, detail["dtype"]),
-            "shape": [int(d) for d in detail["shape"]],
-            "scale": float(scale), "zero_point": int(zero)}
+    facts = {"name": name, "tensor": detail["name"], "dtype": _name(np, detail["dtype"]),
+             "shape": [int(d) for d in detail["shape"]],
+             "scale": float(scale), "zero_point": int(zero)}
+    if "shape_signature" in detail:  # -1 where the file leaves a dimension free (TF >= 2.3)
+        facts["shape_signature"] = [int(d) for d in detail["shape_signature"]]
+    return facts
 
 
 def io_facts(np, interp):
@@ -68,7 +71,9 @@ def op_facts(np, interp):
 
 
 def quantize_input(np, x, facts):
-    if facts["dtype"] not in INT_TYPES:
+    if facts["dtype"] not in INT_TYPES or x.dtype.kind in "iu":
+        # float tensors as floats; integer inputs (token ids) as they are, in
+        # the integer type the file has (int32 where the converter narrowed int64)
         return x.astype(facts["dtype"])
     info = np.iinfo(facts["dtype"])
     q = np.round(x / facts["scale"]) + facts["zero_point"]
@@ -94,9 +99,18 @@ class Runner(object):
         self.out_index = dict(signature_tensors(self.interp)[1])
 
     def feed(self, sample):
-        for facts in self.inputs:
-            value = quantize_input(self.np, sample[facts["name"]], facts)
-            self.interp.set_tensor(self.in_index[facts["name"]], value)
+        values = dict((f["name"], quantize_input(self.np, sample[f["name"]], f)) for f in self.inputs)
+        resized = False
+        for detail in self.interp.get_input_details():
+            name = next((n for n, i in self.in_index.items() if i == detail["index"]), None)
+            if name in values and list(values[name].shape) != [int(d) for d in detail["shape"]]:
+                # another batch size: only a file with a free batch dimension takes it
+                self.interp.resize_tensor_input(detail["index"], list(values[name].shape), strict=True)
+                resized = True
+        if resized:
+            self.interp.allocate_tensors()
+        for name, value in values.items():
+            self.interp.set_tensor(self.in_index[name], value)
 
     def run(self, sample):
         self.feed(sample)
@@ -116,12 +130,18 @@ class Runner(object):
         return float(self.np.median(times))
 
 
+def as_model_input(np, x):
+    """Calibration data as the float model takes it: floats as float32,
+    integer inputs (token ids) in their own type."""
+    return x if x.dtype.kind in "iu" else x.astype(np.float32)
+
+
 def representative_dataset(np, calib, input_names, layout=None):
     perms = (layout or {}).get("inputs", {})
 
     def gen():
         for i in range(contract.sample_count(calib)):  # every sample, not the first one again and again
-            sample = [contract.to_layout(np, calib[n][i], perms.get(n)).astype(np.float32) for n in input_names]
+            sample = [as_model_input(np, contract.to_layout(np, calib[n][i], perms.get(n))) for n in input_names]
             if len(sample) == 1:
                 yield sample
             else:  # several inputs: by signature name, order-proof
@@ -166,9 +186,16 @@ def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
     problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"))
     for set_name, arrays in sorted(sets.items()):
         outs = []
-        for i in range(contract.sample_count(arrays)):
-            got = runner.run(dict((n, contract.to_layout(np, arrays[n][i], in_perms.get(n))) for n in input_names))
-            outs.append(dict((n, contract.from_layout(np, v, out_perms.get(n))) for n, v in got.items()))
+        try:
+            for i in range(contract.sample_count(arrays)):
+                got = runner.run(dict((n, contract.to_layout(np, arrays[n][i], in_perms.get(n))) for n in input_names))
+                outs.append(dict((n, contract.from_layout(np, v, out_perms.get(n))) for n, v in got.items()))
+        except (ValueError, RuntimeError) as exc:  # a shape the file does not take (another batch size)
+            shapes = ", ".join("%s=%s" % (n, list(arrays[n][0].shape)) for n in input_names)
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            problems.append("the file does not run on the %s inputs (%s): %s"
+                            % (set_name, shapes, lines[0] if lines else type(exc).__name__))
+            continue
         contract.save_outputs(contract.work_path(run_dir, request, "outputs_%s.npz" % set_name), outs, np)
     first = dict((n, contract.to_layout(np, sets["samples"][n][0], in_perms.get(n))) for n in input_names)
     runs = int(request.get("latency_runs", 10))

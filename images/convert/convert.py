@@ -5,6 +5,7 @@ TF 2.15 on 3.11). Request fields (paths relative to the run directory):
   onnx          the ONNX file written by the export stage
   input_names, output_names
   input_sets    {set name: npz of stacked sample inputs}
+  dynamic_batch the SavedModel must keep a free batch dimension (None)
 Writes, in its WORK folder: saved_model/ and outputs_<set>.npz. onnx-tf keeps
 PyTorch's layout (NCHW): the result's layout is the identity.
 """
@@ -32,6 +33,20 @@ def run_saved_model(tf, np, path, arrays, input_names, output_names):
     return per_sample
 
 
+def signature_facts(tf, path, request):
+    """The SavedModel's serving inputs, {name: shape with None where free};
+    with dynamic_batch, a fixed batch dimension is a failure here already."""
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    shapes = dict((n, [None if d is None else int(d) for d in spec.shape.as_list()]) for n, spec in specs.items())
+    if request.get("dynamic_batch"):
+        fixed = sorted(n for n, shape in shapes.items() if not shape or shape[0] is not None)
+        if fixed:
+            raise StageFailure("the SavedModel has a fixed batch dimension for %s (%s), though the ONNX file's is "
+                               "free" % (", ".join(fixed), ", ".join(str(shapes[n]) for n in fixed)))
+    return shapes
+
+
 def body(run_dir, request, result):
     import numpy as np
     import onnx
@@ -57,6 +72,7 @@ def body(run_dir, request, result):
                            % (onnx_tf_version, tf.__version__, type(exc).__name__, text[-1] if text else ""))
     result["saved_model"] = contract.work_rel(request, "saved_model")
     result["layout"] = {"inputs": {}, "outputs": {}}  # no permutation: PyTorch's layout
+    result["signature"] = signature_facts(tf, out_dir, request)
     log("SavedModel written with onnx-tf %s / TF %s" % (onnx_tf_version, tf.__version__))
     sets = contract.load_sets(run_dir, request, np)
     for set_name, arrays in sorted(sets.items()):

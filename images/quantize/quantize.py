@@ -5,7 +5,8 @@ abort in the calibrator, say) loses that mode only. Runs inside a TensorFlow
 environment. Request fields (relative paths):
   saved_model   the SavedModel directory from the convert stage
   mode          one of fp32, dynamic, int8, fp16
-  calibration   npz of stacked float inputs for int8 (representative data)
+  calibration   npz of stacked inputs for int8 (representative data; integer
+                inputs such as token ids keep their type)
   allow_flex    allow SELECT_TF_OPS (Flex) ops; off by default
   input_sets    {set name: npz of stacked sample inputs}
   layout        {"inputs": {name: perm}, "outputs": {name: perm}}: how the

@@ -16,7 +16,8 @@ from convertctl.catalog import load_catalog
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
 from convertctl.inputs import parse_shape
-from convertctl.options import preflight, run_options, tolerance_flags
+from convertctl.inputspec import BATCH_CHECK
+from convertctl.options import json_object, preflight, run_options, tolerance_flags
 from convertctl.pipconfig import settings_from_flags
 from convertctl.pipeline import MODES, Pipeline
 from convertctl.render import print_report
@@ -59,13 +60,54 @@ def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
 @app.command()
 @handled
 def run(
-    model: Annotated[Path, typer.Argument(help="TorchScript file (torch.jit.save).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="TorchScript (torch.jit.save), ExportedProgram (torch.export.save, .pt2), "
+            "state_dict or checkpoint (with --arch), or ONNX file."
+        ),
+    ],
     quant: Annotated[
         list[str] | None, typer.Option("--quant", "-q", help=f"Mode, repeatable: {', '.join(MODES)}. Default fp32.")
     ] = None,
     input_shape: Annotated[
         list[str] | None, typer.Option("--input-shape", help="e.g. 1,3,256,256; repeat per input.")
     ] = None,
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="NAME:SHAPE[:DTYPE][:LOW..HIGH], repeatable, in forward()'s order: e.g. image:1,3,224,224 "
+            "tokens:1,16:int64:0..999. DTYPE float32 (default), int64 or int32; LOW..HIGH (both included): "
+            "the range of synthetic data (default integers 0..9). The names become the TFLite signature's.",
+        ),
+    ] = None,
+    dynamic_batch: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic-batch",
+            help=f"Export with a free batch dimension; the TFLite file is checked at batch 1 and {BATCH_CHECK}.",
+        ),
+    ] = False,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="module:callable building the nn.Module a state_dict or checkpoint fits."),
+    ] = None,
+    arch_kwargs: Annotated[
+        str | None, typer.Option("--arch-kwargs", help="JSON object of keyword arguments for --arch.")
+    ] = None,
+    code: Annotated[
+        Path | None,
+        typer.Option("--code", help="Folder holding the --arch module; mounted read-only into the export stage only."),
+    ] = None,
+    trust_model: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model",
+            help="Unpickle a pickled module (torch.save(model)), which runs code from the file: Docker runtime "
+            "only, in a container without network that writes only its run directory.",
+        ),
+    ] = False,
     opset: Annotated[
         int | None, typer.Option(help="ONNX opset. Default: the highest both the converter and the exporter take.")
     ] = None,
@@ -141,9 +183,14 @@ def run(
         "eval_data": str(eval_data) if eval_data else None,
         "tolerance": tolerance_flags(atol, rtol),
         "max_accuracy_drop": mode_values(max_accuracy_drop or [], "--max-accuracy-drop") or None,
+        "input": input_,
+        "dynamic_batch": True if dynamic_batch else None,
+        "arch": arch,
+        "arch_kwargs": json_object(arch_kwargs, "--arch-kwargs") if arch_kwargs else None,
+        "code": str(code) if code else None,
     }
     cfg, _ = settings.load(model, config, flags)
-    opts = run_options(cfg, model, out, keep_run)
+    opts = run_options(cfg, model, out, keep_run, trust_model)
     if calib and "int8" not in opts.modes:
         raise UsageError(f"--calib {calib}: calibration is for --quant int8 only, and int8 is not asked for")
     settings.check_budget(opts.shapes, opts.samples, "int8" in opts.modes and opts.calib is None)

@@ -98,6 +98,8 @@ class ConvertLadder:
         if rung.input == "onnx" and self.opset_for(rung) is None:
             lo, hi = rung.opsets
             asked = self.ctx.get("opset")
+            if self.exports.facts.format == "onnx":
+                return f"{rung.name} reads opsets {lo}-{hi}; this ONNX file is opset {self.exports.facts.opset}"
             if asked:
                 return f"{rung.name} reads opsets {lo}-{hi}, --opset {asked} given"
             return f"{rung.name} reads opsets {lo}-{hi}, which no usable export variant writes"
@@ -107,6 +109,9 @@ class ConvertLadder:
         """The highest opset both the converter and an export variant accept
         (the converter's preferred one unless --opset says otherwise)."""
         lo, hi = rung.opsets or (7, 13)
+        if self.exports.facts.format == "onnx":  # the file's own opset, as given
+            have = self.exports.facts.opset or 0
+            return have if lo <= have <= hi else None
         asked = self.ctx.get("opset")
         if asked:
             return asked if lo <= asked <= hi else None
@@ -126,6 +131,7 @@ class ConvertLadder:
             request["onnx"] = onnx.file
         else:
             request["model"] = self.ctx["model"]
+            request.update(self.ctx.get("model_request") or {})  # how to load it: arch, code_dir...
         work = f"convert/{rung.name}"
         run = self.steps.run(Step(rung, work, request))
         entry["seconds"] += run.seconds
@@ -179,14 +185,37 @@ class ConvertLadder:
         check = validate.compare("tflite", mode, "samples", ref, got, self.ctx["tolerance"](mode))
         check.variant = attempt.variant
         check.failures += validate.io_contract(
-            art, self.ctx["input_shapes"], self.exports.reference.outputs, art.get("layout"), self.ctx.get("layout")
+            art,
+            self.ctx["input_shapes"],
+            self.exports.reference.outputs,
+            art.get("layout"),
+            self.ctx.get("layout"),
+            input_dtypes=self.ctx.get("input_dtypes"),
+            dynamic_batch=bool(self.ctx.get("dynamic_batch")),
         )
+        if self.ctx.get("dynamic_batch"):
+            check.failures += self._batch_check(attempt, work)
         check.status = "failed" if check.failures else check.status
         self.steps.report.checks.append(check.__dict__)
         attempt.check = check.__dict__
         labels = self.ctx.get("labels")
         if labels is not None:
             attempt.accuracy = self._accuracy(mode, work, labels)
+
+    def _batch_check(self, attempt: Attempt, work: str) -> list:
+        """--dynamic-batch: the file run at batch N against the reference at
+        batch N, recorded as its own check; its failures fail the mode."""
+        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_batch.npz")
+        got = self.steps.outputs(f"{work}/outputs_batch.npz")
+        if ref is None:
+            return []
+        batch = self.steps.report.inputs.get("batch", {}).get("batch", "N")
+        if got is None:
+            return [f"batch {batch}: the file did not run at batch {batch}"]
+        check = validate.compare("tflite", attempt.mode, "batch", ref, got, self.ctx["tolerance"](attempt.mode))
+        check.variant, check.note = attempt.variant, f"batch {batch}"
+        self.steps.report.checks.append(check.__dict__)
+        return [f"batch {batch}: {f}" for f in check.failures]
 
     def _accuracy(self, mode: str, work: str, labels) -> dict | None:
         ref = self.steps.outputs(f"{self.exports.reference.work}/reference_eval.npz")

@@ -21,6 +21,8 @@ class Reference:
     work: str
     output_names: list
     outputs: list
+    source: str = "torch"  # what computed it: torch, or onnxruntime for an ONNX model file
+    model_input_names: list | None = None  # the names forward() gives its inputs, where known
 
 
 @dataclass
@@ -68,11 +70,22 @@ class ExportLadder:
         """The PyTorch reference outputs (and ONNX at ``opset`` while at it)."""
         for rung in self.usable():
             work = f"export/{rung.name}"
-            want = opset if opset and opset <= rung.max_opset else None
-            run = self._run(rung, work, {"reference": True, "opset": want}, "reference" + _and_onnx(want))
+            want = opset if opset and (opset <= rung.max_opset or self.facts.format == "onnx") else None
+            if self.facts.format == "onnx":
+                purpose = f"onnxruntime reference on the ONNX model file (opset {self.facts.opset})"
+            else:
+                purpose = "reference" + _and_onnx(want)
+            run = self._run(rung, work, {"reference": True, "opset": want}, purpose)
             if run is None:
                 continue
-            self.reference = Reference(rung, work, run.result["output_names"], run.result.get("outputs", []))
+            self.reference = Reference(
+                rung,
+                work,
+                run.result["output_names"],
+                run.result.get("outputs", []),
+                run.result.get("reference", "torch"),
+                run.result.get("model_input_names"),
+            )
             if want:
                 self._onnx[want] = self._onnx_from(rung, work, want, run)
             return self.reference
@@ -88,6 +101,8 @@ class ExportLadder:
         made the reference on) that exports it."""
         if opset in self._onnx:
             return self._onnx[opset]
+        if self.facts.format == "onnx":  # the file is what it is
+            return Onnx(opset, error=f"the model is an ONNX file at opset {self.facts.opset}", kind="input")
         assert self.reference is not None
         usable = self.usable()
         start = usable.index(self.reference.variant) if self.reference.variant in usable else 0
@@ -130,6 +145,8 @@ class ExportLadder:
         info = run.result.get("onnx")
         if not info:
             return Onnx(opset, variant=rung.name, error=run.result.get("onnx_error", "no ONNX file written"))
+        if self.facts.format == "onnx":  # the model file itself: it is the reference, nothing to compare
+            return Onnx(info.get("opset", opset), info["file"], rung.name)
         got = self.steps.outputs(f"{work}/onnx_samples.npz")
         ref = self.steps.outputs(f"{self.reference.work}/reference_samples.npz") if self.reference else None
         if got is None or ref is None:

@@ -1,6 +1,6 @@
-"""What the user hands in, checked before any environment is touched: the
-model file, input shapes, sample inputs. Every problem names the file or
-flag and says what is wrong."""
+"""What the user hands in, checked before any environment is touched: sample
+inputs fitted to the model's inputs. Every problem names the file or flag and
+says what is wrong. (The model file: modelfile.py; input specs: inputspec.py.)"""
 
 from __future__ import annotations
 
@@ -11,57 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError
+from convertctl.inputspec import parse_shape  # noqa: F401 - the CLI's --input-shape parser lives there
 
 DEFAULT_SAMPLES = 8
-
-
-def check_model(path: Path) -> Path:
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a file")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"{path}: not readable")
-    # torch.jit.save writes a zip with a code/ folder; torch.save of a whole
-    # module or a state_dict writes a zip without one (a pickle needing the
-    # user's classes), which the export stage could not rebuild.
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise UsageError(
-            f"{path}: not a TorchScript file (not a zip archive). "
-            "Save the model with torch.jit.save(torch.jit.script(model), path) "
-            "or torch.jit.trace."
-        ) from None
-    if not any("/code/" in n for n in names):
-        raise UsageError(
-            f"{path}: a torch.save() pickle, not TorchScript (it has no code/ folder). "
-            "Save it with torch.jit.save(torch.jit.script(model), path) "
-            "or torch.jit.save(torch.jit.trace(model, example), path)."
-        )
-    return path.resolve()
-
-
-def parse_shape(text: str) -> tuple:
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated whole numbers, e.g. 1,3,256,256") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise UsageError(f"--input-shape {text!r}: every dimension must be a positive number")
-    return dims
-
-
-def input_names(count: int) -> list[str]:
-    return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
-
-
-def synthetic(shapes: dict, count: int, seed: int) -> dict:
-    """Seeded standard-normal inputs, close to a normalised image's range."""
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((count, *shape)).astype(np.float32) for name, shape in shapes.items()}
 
 
 def load_arrays(path: Path, what: str) -> dict:
@@ -131,30 +83,13 @@ def fit_arrays(path: Path, arrays: dict, shapes: dict, min_count: int = 1) -> di
             raise UsageError(f"{path}: array {name!r} holds no samples")
         if len(arr) < min_count:
             raise UsageError(f"{path}: array {name!r} holds {len(arr)} sample(s); at least {min_count} are needed")
-        out[name] = arr.astype(np.float32)
+        # Integer inputs (token ids) keep their integers; inputspec.typed
+        # gives every array its input's dtype afterwards.
+        out[name] = arr if arr.dtype.kind in "iu" else arr.astype(np.float32)
     counts = {len(a) for a in out.values()}
     if len(counts) > 1:
         raise UsageError(f"{path}: the inputs hold different numbers of samples ({sorted(counts)})")
     return out
-
-
-def check_archive(path: Path) -> None:
-    """Every member of a model archive against its CRC, before anything
-    loads it: torch reads a damaged TorchScript or ExportedProgram zip
-    without complaint, and the damaged weights then convert and "pass",
-    since the reference is computed from the same damaged weights."""
-    if not zipfile.is_zipfile(path):
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"{path}: the model archive is damaged ({exc}); save or copy it again") from None
-    if bad:
-        raise UsageError(
-            f"{path}: the model archive is damaged: {bad} does not match its CRC-32 (changed or truncated "
-            "after torch saved it); save or copy it again"
-        )
 
 
 def save_set(path: Path, arrays: dict) -> str:

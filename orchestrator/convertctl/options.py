@@ -4,9 +4,12 @@ need the runtime (a pinned variant it cannot make)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from convertctl import settings
+from convertctl.errors import UsageError
+from convertctl.inputspec import parse_input
 from convertctl.pipeline import RunOptions
 from convertctl.settings import mode_values
 
@@ -20,8 +23,21 @@ def tolerance_flags(atol: list[str] | None, rtol: list[str] | None) -> dict | No
     return out or None
 
 
-def run_options(cfg: settings.Settings, model: Path, out: Path, keep_run: bool) -> RunOptions:
-    """Validated settings -> the pipeline's options."""
+def json_object(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text!r}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} {text!r}: expected a JSON object, e.g. '{{\"num_classes\": 10}}'")
+    return value
+
+
+def run_options(
+    cfg: settings.Settings, model: Path, out: Path, keep_run: bool, trust_model: bool = False
+) -> RunOptions:
+    """Validated settings -> the pipeline's options. --trust-model is a flag
+    only: a settings file next to a model must not vouch for that model."""
     return RunOptions(
         model=model,
         shapes=list(cfg.input_shape or []),
@@ -44,6 +60,12 @@ def run_options(cfg: settings.Settings, model: Path, out: Path, keep_run: bool) 
         converter=cfg.converter or cfg.convert_image,
         export_image=cfg.export_image,
         layout=cfg.layout,
+        inputs=[parse_input(text) for text in cfg.input or []],
+        dynamic_batch=bool(cfg.dynamic_batch),
+        arch=cfg.arch,
+        arch_kwargs=dict(cfg.arch_kwargs or {}),
+        code_dir=Path(cfg.code) if cfg.code else None,
+        trust_model=trust_model,
     )
 
 

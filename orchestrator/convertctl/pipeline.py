@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl import inputs, modelfile, rundir, validate
+from convertctl import inputs, inputspec, modelfile, modelflags, rundir, validate
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import labels_fit, load_calibration, load_eval
@@ -52,15 +52,24 @@ class RunOptions:
     converter: str | None = None  # auto, a family, a variant name or an image tag
     export_image: str | None = None  # auto, a variant name or an image tag
     layout: str | None = None  # None: whatever the converter gives
+    inputs: list = field(default_factory=list)  # [InputSpec] from --input; else `shapes` (--input-shape)
+    dynamic_batch: bool = False
+    arch: str | None = None  # "module:callable" building the nn.Module a state_dict fits
+    arch_kwargs: dict = field(default_factory=dict)
+    code_dir: Path | None = None  # the folder holding the --arch module (read-only in Docker)
+    trust_model: bool = False  # unpickle a pickled module (Docker runtime only)
+
+    def input_specs(self) -> list:
+        """What the user said about the inputs: --input, or --input-shape's unnamed ones."""
+        return list(self.inputs) or inputspec.from_shapes(self.shapes)
 
     def check(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
         if unknown:
             raise UsageError(f"--quant {', '.join(unknown)}: unknown mode (choose from {', '.join(MODES)})")
-        if not self.shapes:
-            raise UsageError(
-                "--input-shape is required (e.g. --input-shape 1,3,256,256), on the command line or in convertctl.toml"
-            )
+        if self.inputs and self.shapes:
+            raise UsageError("--input and --input-shape both given: use --input NAME:SHAPE[:DTYPE] for every input")
+        modelflags.check_model_flags(self)
         if self.opset is not None and not 7 <= self.opset <= 20:
             raise UsageError(f"--opset {self.opset}: ONNX opsets 7 to 20 are exported")
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -84,11 +93,13 @@ class Pipeline:
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         facts = modelfile.read_model(o.model)
-        inputs.check_archive(facts.path)  # damaged weights would convert, and "pass" against themselves
+        modelflags.check_format(facts, o, self.runtime.name)
+        specs = inputspec.resolve(o.input_specs(), facts, o.dynamic_batch)
+        if o.dynamic_batch:
+            inputspec.check_dynamic_batch(specs)
         self._applicable(facts, export_rungs, convert_rungs)
-        names = inputs.input_names(len(o.shapes))
-        shapes = dict(zip(names, o.shapes))
-        sets, labels, calib, sample_source = self._load_data(shapes)  # bad data fails before any work
+        shapes = {s.name: s.shape for s in specs}
+        sets, labels, calib, sample_source = self._load_data(specs)  # bad data fails before any work
         killed = rundir.killed_runs(o.out)
         run_dir = rundir.create_run_dir(o.out)
         report = Report(
@@ -97,6 +108,8 @@ class Pipeline:
                 "sha256": sha256_file(facts.path),
                 "opset": o.opset,
                 "input_shapes": {n: list(s) for n, s in shapes.items()},
+                "inputs": [s.to_dict() for s in specs],
+                "dynamic_batch": o.dynamic_batch,
                 "file": facts.to_dict(),
             },
             runtime=self.runtime.name,
@@ -114,7 +127,7 @@ class Pipeline:
         try:
             report.inputs = self._write_inputs(run_dir, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
-            self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
+            self._ladders(steps, facts, export_rungs, convert_rungs, specs, sets, labels)
         except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
             mapped = rundir.os_error(exc, run_dir)
             code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
@@ -133,6 +146,8 @@ class Pipeline:
         """Refuse, before any work, a run no rung can take: the model no
         export variant loads, or flags (--opset, --layout) no converter meets."""
         exports = ExportLadder(None, export_rungs, facts, {}, None)
+        if self.opts.opset is not None and facts.format == "onnx" and self.opts.opset != facts.opset:
+            raise UsageError(f"--opset {self.opts.opset}: {self.opts.model} is an ONNX file at opset {facts.opset}")
         if not exports.usable():
             reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in exports.entries)
             raise UsageError(f"{self.opts.model}: no export variant can load this model ({reasons})")
@@ -143,22 +158,32 @@ class Pipeline:
         if all(ladder.skip_reason(r) for r in convert_rungs):
             raise UsageError("no converter variant applies: " + "; ".join(reasons))
 
-    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels) -> None:
+    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, specs, sets, labels) -> None:
         o, report = self.opts, steps.report
         request = {
             "model": str(facts.path),
             "model_format": facts.format,
-            "input_names": names,
-            "input_shapes": [list(s) for s in o.shapes],
+            "input_names": [s.name for s in specs],
+            "input_shapes": [list(s.shape) for s in specs],
+            "input_dtypes": [s.dtype for s in specs],
+            "dynamic_batch": o.dynamic_batch,
             "input_sets": {name: f"inputs/{name}.npz" for name in sets},
         }
-        exports = ExportLadder(steps, export_rungs, facts, request, validate.tolerance_for("fp32", o.tolerances))
+        # How to load the model: for the export stage, and for converters
+        # that start from the torch model; --code is mounted for those only.
+        model_request = modelflags.load_fields(facts, o)
+        exports = ExportLadder(
+            steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances)
+        )
         ctx = {
             "request": request,
+            "model_request": model_request,
             "model": str(facts.path),
             "opset": o.opset,
             "layout": o.layout,
-            "input_shapes": {n: list(s) for n, s in shapes.items()},
+            "input_shapes": {s.name: list(s.shape) for s in specs},
+            "input_dtypes": {s.name: s.dtype for s in specs},
+            "dynamic_batch": o.dynamic_batch,
             "labels": labels,
             "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances),
             "max_drop": lambda mode: o.max_drop.get(mode, DEFAULT_MAX_DROP[mode]),
@@ -182,6 +207,10 @@ class Pipeline:
             if misfit:
                 report.fail(EXIT_USAGE, misfit)
                 return
+            report.model["reference"] = exports.reference.source
+            notice = inputspec.naming_notice(specs, exports.reference.model_input_names)
+            if notice:
+                report.notices.append(notice)
             ladder.run(o.modes)
         finally:
             report.ladder = exports.entries + ladder.entries
@@ -222,30 +251,35 @@ class Pipeline:
             }
 
     # -- inputs ---------------------------------------------------------
-    def _load_data(self, shapes: dict):
+    def _load_data(self, specs: list):
         o = self.opts
+        shapes = {s.name: s.shape for s in specs}
         sets, labels = {}, None
         if o.eval_data:
             sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std)
+            sets["eval"] = inputspec.typed(sets["eval"], specs, o.eval_data)
         calib = None
         if "int8" in o.modes:
             calib = (
-                load_calibration(o.calib, shapes, o.mean, o.std)
+                inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std), specs, o.calib)
                 if o.calib
-                else inputs.synthetic(shapes, SYNTHETIC_CALIB, o.seed + 1)
+                else inputspec.synthetic(specs, SYNTHETIC_CALIB, o.seed + 1)
             )
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
         if o.sample_inputs:
-            samples, source = inputs.load_sample_inputs(o.sample_inputs, shapes), str(o.sample_inputs)
+            samples = inputspec.typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
+            source = str(o.sample_inputs)
         elif o.eval_data or (o.calib and calib is not None):
             samples = _first(sets["eval"] if o.eval_data else calib, o.samples)
             count = len(next(iter(samples.values())))
             source = f"first {count} of {o.eval_data or o.calib}"
         else:
-            samples, source = inputs.synthetic(shapes, o.samples, o.seed), f"synthetic (seed {o.seed})"
+            samples, source = inputspec.synthetic(specs, o.samples, o.seed), f"synthetic (seed {o.seed})"
         sets["samples"] = samples
+        if o.dynamic_batch:  # one sample of batch N, checked next to the batch-1 samples
+            sets["batch"] = inputspec.batched(samples, inputspec.BATCH_CHECK)
         return sets, labels, calib, source
 
     def _write_inputs(self, run_dir: Path, sets: dict, labels, calib) -> dict:
@@ -253,6 +287,8 @@ class Pipeline:
         for name, arrays in sets.items():
             inputs.save_set(run_dir / "inputs" / f"{name}.npz", arrays)
             info[name] = {"count": len(next(iter(arrays.values())))}
+        if "batch" in info:
+            info["batch"]["batch"] = inputspec.BATCH_CHECK
         o = self.opts
         if labels is not None:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)

@@ -74,19 +74,28 @@ def rows(report: Report) -> list:
     """(stage, mode, ok, numbers) in pipeline order: the facts both
     renderings show. ok is None for what was skipped."""
     out = [_ladder_row(e) for e in report.ladder]
+    ref = reference_name(report)
     for c in report.checks:
         if c["stage"] in ("onnx", "savedmodel"):
-            label = f"{c['stage']} vs torch" + (f" (opset {c['opset']})" if c.get("opset") else "")
+            label = f"{c['stage']} vs {ref}" + (f" (opset {c['opset']})" if c.get("opset") else "")
             out.append((label, "", c["status"] != "failed", f"{c.get('variant', '')}: {_check_numbers(c)}"))
     chosen = {(a.get("variant"), a["mode"]) for a in report.artifacts}
-    checks = {(c.get("variant"), c["mode"]): c for c in report.checks if c["stage"] == "tflite"}
+    checks, batches = {}, {}
+    for c in report.checks:
+        if c["stage"] == "tflite":
+            into = batches if c.get("input_set") == "batch" else checks
+            into[(c.get("variant"), c["mode"])] = c
     for art in report.artifacts:
         ok = art.get("status") == "ok"
         numbers = _artifact_numbers(art) if ok else art.get("error", "")
         out.append(("tflite", art["mode"], ok, f"{art.get('variant', '')}: {numbers}"))
         c = checks.get((art.get("variant"), art["mode"]))
         if c and (c.get("variant"), c["mode"]) in chosen:
-            out.append(("tflite vs torch", art["mode"], c["status"] != "failed", _check_numbers(c)))
+            out.append((f"tflite vs {ref}", art["mode"], c["status"] != "failed", _check_numbers(c)))
+        b = batches.get((art.get("variant"), art["mode"]))
+        if b:
+            label = f"tflite vs {ref} ({b.get('note') or 'batch N'})"
+            out.append((label, art["mode"], b["status"] != "failed", _check_numbers(b)))
     acc = report.accuracy
     if acc:
         out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
@@ -100,6 +109,17 @@ def rows(report: Report) -> list:
                 )
             )
     return out
+
+
+def reference_name(report: Report) -> str:
+    """What the outputs are compared with: PyTorch, or onnxruntime when the model is an ONNX file."""
+    return "onnxruntime" if report.model.get("reference") == "onnxruntime" else "torch"
+
+
+def reference_line(report: Report) -> str:
+    if reference_name(report) == "onnxruntime":
+        return "Reference: onnxruntime on the ONNX model file (the model is ONNX, not PyTorch)."
+    return ""
 
 
 def failed_logs(report: Report, lines: int = 8) -> list:
@@ -129,6 +149,8 @@ def print_report(report: Report, console: Console) -> None:
         console.print(f"[bold]last lines of the log of the {escape(stage)}:[/]")
         for line in tail:
             console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    if reference_line(report):
+        console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
     for notice in report.notices:
         console.print(f"[bold yellow]NOTE[/] {notice}")
     style = "bold green" if report.status == "passed" else "bold red"
@@ -145,6 +167,8 @@ def markdown(report: Report) -> str:
         f"input shapes: {report.model.get('input_shapes')}",
         "",
     ]
+    if reference_line(report):
+        lines += [f"**{reference_line(report)}**", ""]
     lines += [f"> **Note:** {n}" for n in report.notices]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):

@@ -48,6 +48,11 @@ FILE_KEYS = {
     "runtime",
     "converter",
     "layout",
+    "input",
+    "dynamic_batch",
+    "arch",
+    "arch_kwargs",
+    "code",
 }
 # Which flag sets a key, for messages about flags.
 FLAGS = {
@@ -70,6 +75,11 @@ FLAGS = {
     "threads": "--threads",
     "sample_inputs": "--sample-inputs",
     "eval_data": "--eval-data",
+    "input": "--input",
+    "dynamic_batch": "--dynamic-batch",
+    "arch": "--arch",
+    "arch_kwargs": "--arch-kwargs",
+    "code": "--code",
 }
 # What a key takes, in words; "*" stands for a mode.
 EXPECTED = {
@@ -99,6 +109,11 @@ EXPECTED = {
     "seed": "a whole number from 0 to 4294967295",
     "latency_runs": "a whole number from 0 to 10000",
     "threads": "a whole number from 1 to 256",
+    "input": 'an input such as "tokens:1,16:int64:0..999" (NAME:SHAPE[:DTYPE][:LOW..HIGH]), or a list of them',
+    "dynamic_batch": "true or false (a TOML boolean, not a string)",
+    "arch": "module:callable (a string)",
+    "arch_kwargs": "a table of keyword arguments for --arch",
+    "code": "a folder path (a string)",
 }
 
 
@@ -175,6 +190,17 @@ class Settings(BaseModel):
     threads: int | None = Field(None, ge=1, le=256)
     sample_inputs: Text | None = None
     eval_data: Text | None = None
+    # what the model is and takes (see inputspec.py, modelfile.py)
+    input: list[Text] | None = None
+    dynamic_batch: bool | None = None
+    arch: Text | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    code: Text | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_input(cls, value):
+        return [value] if isinstance(value, str) else value
 
     @field_validator("quant", mode="before")
     @classmethod
@@ -263,8 +289,12 @@ def load(model: Path, explicit: Path | None, flags: dict) -> tuple[Settings, Pat
     bound: the mode's default relative term is dropped, not silently added."""
     raw, path = read_file(model, explicit)
     from_file = validate(raw, path)
-    if from_file.calib is not None and path is not None:  # relative to the file, not the working directory
-        from_file.calib = str((path.parent / from_file.calib).resolve())
+    if path is not None:  # paths in the file are relative to the file, not the working directory
+        for key in ("calib", "code"):
+            if getattr(from_file, key) is not None:
+                setattr(from_file, key, str((path.parent / getattr(from_file, key)).resolve()))
+    if flags.get("input") and not flags.get("input_shape"):
+        from_file.input_shape = None  # --input replaces the file's shapes, as --input-shape does
     from_flags = validate({k: v for k, v in flags.items() if v is not None})
     merged = from_file.model_copy(update=from_flags.model_dump(exclude_unset=True, exclude_defaults=True))
     tolerance: dict = {}

@@ -159,23 +159,57 @@ def permuted(shape: list, perm) -> list:
     return [shape[i] for i in perm] if perm else list(shape)
 
 
+# The TFLite input types an input of each PyTorch dtype may have: a float
+# input may be quantized (int8 mode; the mode's own check says whether it
+# must be); token ids may come out as int32, which holds every id a
+# vocabulary has (TFLite narrows int64 in some graphs).
+ACCEPTED_DTYPES = {
+    "float32": ("float32", "int8", "uint8"),
+    "int64": ("int64", "int32"),
+    "int32": ("int32", "int64"),
+}
+
+
 def io_contract(
-    artifact: dict, input_shapes: dict, outputs: list, layout: dict | None = None, want_layout: str | None = None
+    artifact: dict,
+    input_shapes: dict,
+    outputs: list,
+    layout: dict | None = None,
+    want_layout: str | None = None,
+    input_dtypes: dict | None = None,
+    dynamic_batch: bool = False,
 ) -> list[str]:
-    """Names, order and shapes of a TFLite file's inputs and outputs against
-    PyTorch's, in the layout the converter says it gives (a converter that
-    keeps PyTorch's layout must match exactly); with --layout, that layout."""
+    """Names, shapes and dtypes of a TFLite file's inputs and outputs against
+    PyTorch's, by signature name, in the layout the converter says it gives (a
+    converter that keeps PyTorch's layout must match exactly); with --layout,
+    that layout; with --dynamic-batch, a free batch dimension everywhere."""
     layout = layout or {}
     in_perms, out_perms = layout.get("inputs", {}), layout.get("outputs", {})
     problems = []
-    got_in = [(t["name"], t["shape"]) for t in artifact.get("inputs", [])]
-    want_in = [(n, permuted(list(s), in_perms.get(n))) for n, s in input_shapes.items()]
-    if got_in != want_in:
-        problems.append(f"structure: TFLite inputs {got_in} != PyTorch's {want_in}")
+    got_in = {t["name"]: t for t in artifact.get("inputs", [])}
+    want_in = {n: permuted(list(s), in_perms.get(n)) for n, s in input_shapes.items()}
+    if sorted(got_in) != sorted(want_in):
+        problems.append(f"structure: TFLite inputs {sorted(got_in)} != PyTorch's {sorted(want_in)}")
+    for name in sorted(set(got_in) & set(want_in)):
+        if got_in[name]["shape"] != want_in[name]:
+            problems.append(f"structure: TFLite input {name!r} has shape {got_in[name]['shape']}, want {want_in[name]}")
+        want_dtype = (input_dtypes or {}).get(name, "float32")
+        if got_in[name].get("dtype") and got_in[name]["dtype"] not in ACCEPTED_DTYPES.get(want_dtype, (want_dtype,)):
+            problems.append(f"dtype: TFLite input {name!r} is {got_in[name]['dtype']}, PyTorch's {want_dtype}")
     got_out = sorted((t["name"], t["shape"]) for t in artifact.get("outputs", []))
     want_out = sorted((o["name"], permuted(o["shape"], out_perms.get(o["name"]))) for o in outputs)
     if outputs and got_out != want_out:
         problems.append(f"structure: TFLite outputs {got_out} != PyTorch's {want_out}")
+    if dynamic_batch:
+        for kind, tensor in [("input", t) for t in artifact.get("inputs", [])] + [
+            ("output", t) for t in artifact.get("outputs", [])
+        ]:
+            signature = tensor.get("shape_signature")
+            if signature is not None and (not signature or signature[0] != -1):
+                problems.append(
+                    f"batch: TFLite {kind} {tensor['name']!r} has a fixed batch (shape signature {signature}); "
+                    "--dynamic-batch asks for a free one (-1)"
+                )
     if want_layout == "nhwc":
         for name, shape in list(input_shapes.items()) + [(o["name"], o["shape"]) for o in outputs]:
             perm = {**out_perms, **in_perms}.get(name)
