@@ -5,11 +5,11 @@ failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl import inputs, modelfile, rundir, validate
+from convertctl import inputs, manifest, modelfile, placement, rundir, validate
+from convertctl.cache import open_cache
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import load_calibration, load_eval
@@ -52,6 +52,8 @@ class RunOptions:
     converter: str | None = None  # auto, a family, a variant name or an image tag
     export_image: str | None = None  # auto, a variant name or an image tag
     layout: str | None = None  # None: whatever the converter gives
+    no_cache: bool = False  # run every step, reuse nothing from the stage cache
+    keep_intermediates: bool = False  # the ONNX file and SavedModel go to --out too
 
     def check(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
@@ -109,7 +111,9 @@ class Pipeline:
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
-        steps = Steps(self.runtime, run_dir, report, self.say)
+        report.manifest = manifest.new(o, self.runtime.name)
+        steps = Steps(self.runtime, run_dir, report, self.say, cache=open_cache(o.no_cache))
+        report.manifest["inputs"] = manifest.input_hashes(o, run_dir, steps.hasher)
         try:
             self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
         except BaseException as exc:  # Ctrl-C, a bug...: keep the run dir, say why
@@ -255,29 +259,7 @@ class Pipeline:
 
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report) -> None:
-        from convertctl.render import markdown
-
-        stem = self.opts.model.stem
-        ok = report.status == "passed"
-        files = {a["file"]: f"{stem}_{a['mode']}.tflite" for a in report.artifacts if "file" in a}
-        for art in report.artifacts:
-            if "file" in art:
-                path = run_dir / art["file"]
-                art["sha256"] = sha256_file(path)
-                art["path"] = str(Path(self.opts.out) / files[art["file"]]) if ok else str(path)
-        if ok:
-            report.run_dir = ""
-        report.save(run_dir / "report.json")
-        md = markdown(report)
-        (run_dir / "report.md").write_text(md)
-        if ok:
-            rundir.promote(run_dir, self.opts.out, {**files, "report.json": "report.json", "report.md": "report.md"})
-            if not self.opts.keep_run:
-                rundir.discard(run_dir)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a") as f:
-                f.write(md + "\n")
+        placement.place(self.opts, run_dir, report)
 
 
 def _first(arrays: dict, count: int) -> dict:
