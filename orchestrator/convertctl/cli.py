@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from convertctl import __version__
+from convertctl.cache_cli import cache_app, envs_summary, runs_app, verify_command
 from convertctl.catalog import load_catalog
 from convertctl.config import load_config, mode_values
 from convertctl.data import parse_floats
@@ -36,6 +37,8 @@ report_app = typer.Typer(no_args_is_help=True, help="Saved reports.")
 app.add_typer(envs_app, name="envs")
 app.add_typer(report_app, name="report")
 app.add_typer(images_app, name="images")
+app.add_typer(cache_app, name="cache")
+app.add_typer(runs_app, name="runs")
 
 
 def version_callback(value: bool):
@@ -119,6 +122,12 @@ def run(
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
+    keep_intermediates: Annotated[
+        bool, typer.Option("--keep-intermediates", help="Put the ONNX file and SavedModel in --out too.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", envvar="CONVERTCTL_NO_CACHE", help="Run every stage; reuse nothing cached.")
+    ] = False,
     base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
@@ -150,6 +159,8 @@ def run(
         latency_runs=latency_runs,
         threads=threads,
         keep_run=keep_run,
+        keep_intermediates=keep_intermediates,
+        no_cache=no_cache,
         converter=converter or cfg.get("converter") or cfg.get("convert_image"),
         export_image=export_image or cfg.get("export_image"),
         layout=layout or cfg.get("layout"),
@@ -226,6 +237,7 @@ def envs_list():
         console.print(
             f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False
         )
+    console.print(envs_summary(), highlight=False)
 
 
 @envs_app.command("prune")
@@ -259,6 +271,9 @@ def report_show(
         typer.echo(markdown(report), nl=False)  # verbatim: no wrapping, no markup
     else:
         print_report(report, console)
+
+
+app.command("verify")(verify_command)
 
 
 def main() -> None:
