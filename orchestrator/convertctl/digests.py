@@ -44,7 +44,7 @@ class Hasher:
 
     def _stamp(self, path: Path) -> tuple:
         st = path.stat()
-        return (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
 
     def file(self, path: Path) -> str:
         stamp = self._stamp(path)

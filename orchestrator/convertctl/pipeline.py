@@ -113,6 +113,7 @@ class Pipeline:
             )
         report.manifest = manifest.new(o, self.runtime.name)
         steps = Steps(self.runtime, run_dir, report, self.say, cache=open_cache(o.no_cache))
+        steps.hasher.seed(facts.path, report.model["sha256"])  # hashed once per run, however often asked
         report.manifest["inputs"] = manifest.input_hashes(o, run_dir, steps.hasher)
         try:
             self._ladders(steps, facts, export_rungs, convert_rungs, names, shapes, sets, labels)
