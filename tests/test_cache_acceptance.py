@@ -158,6 +158,72 @@ def test_verify_passes_then_names_a_file_changed_by_hand(local):
     assert "NOT VERIFIED: smallcnn_int8.tflite" in proc.stdout and "changed since the run" in proc.stdout
 
 
+SHUFFLE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import tensorflow as tf
+import tflite_canon
+from tensorflow.lite.tools import flatbuffer_utils as fu
+
+blob = open(sys.argv[2], "rb").read()
+model = fu.convert_bytearray_to_object(bytearray(blob))
+sg = model.subgraphs[0]
+# Another valid order, as a converter might write it: the ops that read only
+# constants (fp16 DEQUANTIZE) first and reversed; tensors and buffers reversed.
+const = lambda t: t < 0 or (sg.tensors[t].buffer and model.buffers[sg.tensors[t].buffer].data is not None)
+free = [op for op in sg.operators if all(const(int(t)) for t in op.inputs)]
+assert len(free) >= 5, len(free)
+sg.operators = free[::-1] + [op for op in sg.operators if not any(op is f for f in free)]
+n = len(sg.tensors)
+new = lambda t: n - 1 - int(t) if int(t) >= 0 else int(t)
+sg.tensors = sg.tensors[::-1]
+sg.inputs, sg.outputs = [new(t) for t in sg.inputs], [new(t) for t in sg.outputs]
+for op in sg.operators:
+    op.inputs, op.outputs = [new(t) for t in op.inputs], [new(t) for t in op.outputs]
+for sig in model.signatureDefs:
+    for m in list(sig.inputs) + list(sig.outputs):
+        m.tensorIndex = new(m.tensorIndex)
+b = len(model.buffers)
+model.buffers = model.buffers[:1] + model.buffers[1:][::-1]
+for t in sg.tensors:
+    t.buffer = b - t.buffer if t.buffer else 0
+for md in model.metadata:
+    md.buffer = b - md.buffer
+shuffled = bytes(fu.convert_object_to_bytearray(model))
+assert shuffled != blob
+x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+def run(content):
+    it = tf.lite.Interpreter(model_content=content)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+assert np.array_equal(run(shuffled), run(blob))
+assert tflite_canon.canonical(shuffled) == blob, "one graph, one byte layout"
+print("CANONICAL OK", len(free))
+"""
+
+
+def test_the_canonical_layout_undoes_another_valid_order(local, tmp_path):
+    """The quantize stage writes canonical files: the same graph written in
+    another valid order (as TF 2.8 does for fp16) comes back to the same bytes."""
+    import subprocess
+
+    from convertctl.catalog import images_dir, load_catalog
+    from convertctl.envstore import EnvStore
+
+    runs, _, _ = local
+    python = EnvStore().ensure(load_catalog().get("quantize-tf2.15")).python
+    script = tmp_path / "shuffle.py"
+    script.write_text(SHUFFLE)
+    fp16 = runs.root / "b" / "smallcnn_fp16.tflite"
+    proc = subprocess.run(
+        [str(python), str(script), str(images_dir() / "common"), str(fp16)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "CANONICAL OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
 def test_cache_list_and_prune(local, tmp_path):
     runs, _, _ = local
     listed = convertctl("cache", "list", env=runs.env)

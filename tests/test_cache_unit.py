@@ -146,6 +146,17 @@ def test_another_environment_or_model_misses(model, tmp_path):
     assert fake.calls == ["export", "convert", "quantize:fp16"]
 
 
+def test_changed_stage_code_reruns_that_stage_and_what_follows_it(model, tmp_path, monkeypatch):
+    from convertctl import manifest
+
+    run(model, tmp_path / "out")
+    real = manifest.code_hash
+    monkeypatch.setattr(manifest, "code_hash", lambda step: real(step) + ("x" if step.stage == "convert" else ""))
+    _, fake = run(model, tmp_path / "out")
+    # A new convert step writes the same SavedModel bytes here, so quantize is still a hit.
+    assert fake.calls == ["convert"]
+
+
 def test_no_cache_runs_everything_and_stores_nothing(model, tmp_path, own_cache, monkeypatch):
     run(model, tmp_path / "out", no_cache=True)
     assert entries(own_cache) == []
