@@ -3,8 +3,10 @@ dockerd, real conversions); unit tests fake only the runtime seam."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,6 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The stage cache is off for the suite: a test that means to run a stage
+# (to interrupt it, crash it, time it) must not get its outputs from an
+# earlier test. The cache's own tests turn it on, each in a folder of its
+# own. The cache folder (and the failed-runs registry in it) is a temporary
+# one, never the user's.
+os.environ.setdefault("CONVERTCTL_NO_CACHE", "1")
+if "CONVERTCTL_CACHE_DIR" not in os.environ:
+    os.environ["CONVERTCTL_CACHE_DIR"] = tempfile.mkdtemp(prefix="convertctl-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CONVERTCTL_CACHE_DIR"], True)
 
 
 def convertctl(*args, cwd=None, env=None, check=False, timeout=3600) -> subprocess.CompletedProcess:

@@ -14,6 +14,12 @@ from convertctl.runtimes.base import Prepared, StageRun, read_result, write_requ
 WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
 
 
+def model_bytes(request) -> bytes:
+    """The model file's bytes: what the fake "converts" carries them along,
+    so a changed model changes every file made from it."""
+    return Path(request["model"]).read_bytes()
+
+
 def model(x: np.ndarray) -> np.ndarray:
     """(N, 1, 3, H, W) -> (N, 1, 10) class scores."""
     return (x.mean(axis=(3, 4)) @ WEIGHTS).astype(np.float32)
@@ -36,6 +42,13 @@ class FakeRuntime:
         self.flex = flex
         self.nhwc = nhwc  # TFLite input laid out NHWC while PyTorch's is NCHW
         self.calls: list = []
+        self.env_version = "1"  # part of every environment's identity: change it to change them all
+
+    def identity(self, variant):
+        return {"runtime": "fake", "variant": variant.name, "version": self.env_version}
+
+    def freeze(self, variant):
+        return {"pip_freeze": [f"fake-{variant.stage}=={self.env_version}"]}
 
     def prepare(self, variants, say):
         return [Prepared(v, f"fake:{v.name}", created=False) for v in variants]
@@ -61,18 +74,25 @@ class FakeRuntime:
                 np.savez(work / f"onnx_{name}.npz", output=model(arrays["input"]))
         result.update(output_names=["output"], outputs=[{"name": "output", "shape": [1, 10], "dtype": "float32"}])
         if request.get("opset"):
+            (work / "model.onnx").write_bytes(b"ONNX" + model_bytes(request))
             result["onnx"] = {"opset": request["opset"], "nodes": 3, "file": f"{request['work']}/model.onnx"}
 
     def convert(self, work, request, sets, result):
         for name, arrays in sets.items():
             np.savez(work / f"outputs_{name}.npz", output=model(arrays["input"]))
+        (work / "saved_model" / "variables").mkdir(parents=True)
+        onnx = work.parent.parent / request["onnx"] if request.get("onnx") else None
+        (work / "saved_model" / "saved_model.pb").write_bytes(b"SM" + (onnx.read_bytes() if onnx else b""))
+        (work / "saved_model" / "variables" / "variables.index").write_bytes(b"index")
         result.update(saved_model=f"{request['work']}/saved_model", layout={"inputs": {}, "outputs": {}})
 
     def quantize(self, work, request, sets, result):
         rng = np.random.default_rng(1)
         mode = request["mode"]
         dtype = "int8" if mode == "int8" and not self.fake_int8 else "float32"
-        (work / "model.tflite").write_bytes(b"TFL3" + mode.encode())
+        saved_model = work.parent.parent.parent / request.get("saved_model", "-") / "saved_model.pb"
+        saved = saved_model.read_bytes() if saved_model.is_file() else b""
+        (work / "model.tflite").write_bytes(b"TFL3" + mode.encode() + saved)
         for name, arrays in sets.items():
             out = model(arrays["input"])
             out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)

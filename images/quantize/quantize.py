@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import tflite_canon  # noqa: E402
 import tflite_run  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
@@ -64,6 +65,12 @@ def one_mode(tf, np, run_dir, request, calib, sets):
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         info["error"] = "TFLite converter failed for %s: %s" % (mode, lines[-1] if lines else type(exc).__name__)
         return info
+    try:  # the same graph, the same bytes: the converter's order may change from run to run
+        blob = tflite_canon.canonical(blob)
+        info["canonical"] = True
+    except Exception as exc:  # noqa: BLE001 - keep the converter's bytes, and say so
+        info["canonical"] = False
+        log("%s: kept the converter's byte order (%s: %s)" % (mode, type(exc).__name__, exc))
     with open(contract.work_path(run_dir, request, "model.tflite"), "wb") as f:
         f.write(blob)
     info.update({"file": contract.work_rel(request, "model.tflite"), "size_bytes": len(blob)})

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from convertctl import __version__, rundir, settings
+from convertctl.cache_cli import cache_app, envs_summary, runs_app, verify_command
 from convertctl.catalog import load_catalog
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
@@ -37,6 +38,8 @@ report_app = typer.Typer(no_args_is_help=True, help="Saved reports.")
 app.add_typer(envs_app, name="envs")
 app.add_typer(report_app, name="report")
 app.add_typer(images_app, name="images")
+app.add_typer(cache_app, name="cache")
+app.add_typer(runs_app, name="runs")
 
 
 def version_callback(value: bool):
@@ -160,6 +163,12 @@ def run(
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
+    keep_intermediates: Annotated[
+        bool, typer.Option("--keep-intermediates", help="Put the ONNX file and SavedModel in --out too.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", envvar="CONVERTCTL_NO_CACHE", help="Run every stage; reuse nothing cached.")
+    ] = False,
     base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
@@ -191,6 +200,7 @@ def run(
     }
     cfg, _ = settings.load(model, config, flags)
     opts = run_options(cfg, model, out, keep_run, trust_model)
+    opts.keep_intermediates, opts.no_cache = keep_intermediates, no_cache
     if calib and "int8" not in opts.modes:
         raise UsageError(f"--calib {calib}: calibration is for --quant int8 only, and int8 is not asked for")
     settings.check_budget(opts.shapes, opts.samples, "int8" in opts.modes and opts.calib is None)
@@ -270,6 +280,7 @@ def envs_list():
         console.print(
             f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False
         )
+    console.print(envs_summary(), highlight=False)
 
 
 @envs_app.command("prune")
@@ -307,6 +318,9 @@ def report_show(
         typer.echo(markdown(report), nl=False)  # verbatim: no wrapping, no markup
     else:
         print_report(report, console)
+
+
+app.command("verify")(verify_command)
 
 
 def main() -> None:

@@ -162,6 +162,8 @@ class ConvertLadder:
         for key in ("saved_model", "tflite"):
             if converted.get(key):
                 request[key] = converted[key]
+        if mode != "int8":  # only int8 reads it; the other modes' cache keys must not depend on it
+            request.pop("calibration", None)
         work = f"quantize/{rung.name}/{mode}"
         run = self.steps.run(Step(quantizer, work, request), mode=mode)
         entry["seconds"] += run.seconds

@@ -5,11 +5,11 @@ failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl import inputs, inputspec, modelfile, modelflags, rundir, validate
+from convertctl import inputs, inputspec, manifest, modelfile, modelflags, placement, rundir, validate
+from convertctl.cache import open_cache
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import labels_fit, load_calibration, load_eval
@@ -58,6 +58,9 @@ class RunOptions:
     arch_kwargs: dict = field(default_factory=dict)
     code_dir: Path | None = None  # the folder holding the --arch module (read-only in Docker)
     trust_model: bool = False  # unpickle a pickled module (Docker runtime only)
+
+    no_cache: bool = False  # run every step, reuse nothing from the stage cache
+    keep_intermediates: bool = False  # the ONNX file and SavedModel go to --out too
 
     def input_specs(self) -> list:
         """What the user said about the inputs: --input, or --input-shape's unnamed ones."""
@@ -123,10 +126,13 @@ class Pipeline:
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
-        steps = Steps(self.runtime, run_dir, report, self.say)
+        report.manifest = manifest.new(o, self.runtime.name)
+        steps = Steps(self.runtime, run_dir, report, self.say, cache=open_cache(o.no_cache))
+        steps.hasher.seed(facts.path, report.model["sha256"])  # hashed once per run, however often asked
         try:
             report.inputs = self._write_inputs(run_dir, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
+            report.manifest["inputs"] = manifest.input_hashes(o, run_dir, steps.hasher)
             self._ladders(steps, facts, export_rungs, convert_rungs, specs, sets, labels)
         except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
             mapped = rundir.os_error(exc, run_dir)
@@ -303,29 +309,7 @@ class Pipeline:
 
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report) -> None:
-        from convertctl.render import markdown
-
-        stem = self.opts.model.stem
-        ok = report.status == "passed"
-        files = {a["file"]: f"{stem}_{a['mode']}.tflite" for a in report.artifacts if "file" in a}
-        for art in report.artifacts:
-            if "file" in art:
-                path = run_dir / art["file"]
-                art["sha256"] = sha256_file(path)
-                art["path"] = str(Path(self.opts.out) / files[art["file"]]) if ok else str(path)
-        if ok:
-            report.run_dir = ""
-        report.save(run_dir / "report.json")
-        md = markdown(report)
-        (run_dir / "report.md").write_text(md)
-        if ok:
-            rundir.promote(run_dir, self.opts.out, {**files, "report.json": "report.json", "report.md": "report.md"})
-            if not self.opts.keep_run:
-                rundir.discard(run_dir)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a") as f:
-                f.write(md + "\n")
+        placement.place(self.opts, run_dir, report)
 
 
 def _first(arrays: dict, count: int) -> dict:

@@ -3,6 +3,8 @@ the terminal and Markdown for report.md / GitHub's job summary."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -54,9 +56,44 @@ def _mode_rank(mode: str) -> int:
     return MODES.index(mode) if mode in MODES else len(MODES)
 
 
-def _ladder_row(entry: dict) -> tuple:
+def _cache_notes(report: Report) -> list:
+    """Per ladder entry, which of its steps came from the stage cache and
+    the time that saved ("" when none did). An export entry is one step (in
+    order per variant); a convert entry is its convert step and its quantize
+    steps (quantize/<rung>/<mode>)."""
+    exports: dict = {}
+    for st in report.stages:
+        if st["stage"] == "export":
+            exports.setdefault(st["variant"], []).append(st)
+    notes = []
+    for e in report.ladder:
+        if e["status"] == "skipped" or e.get("failed_stage") == "environment":
+            notes.append("")
+            continue
+        if e["stage"] == "export":
+            mine = exports.get(e["variant"], [])[:1]
+            exports[e["variant"]] = exports.get(e["variant"], [])[1:]
+        else:
+            v = e["variant"]
+            mine = [
+                st for st in report.stages if st["work"] == f"convert/{v}" or st["work"].startswith(f"quantize/{v}/")
+            ]
+        cached = [st for st in mine if st.get("cached")]
+        saved = sum(st.get("saved_seconds", 0.0) for st in cached)
+        if not cached:
+            notes.append("")
+        elif len(cached) == len(mine):
+            notes.append(f"; cached, saved {saved:.1f}s")
+        else:
+            which = ", ".join(st["mode"] or st["stage"] for st in cached)
+            notes.append(f"; cached: {which} (saved {saved:.1f}s)")
+    return notes
+
+
+def _ladder_row(entry: dict, cache_note: str = "") -> tuple:
     what = entry["variant"] + (f" ({entry['family']})" if entry.get("family") else "")
     seconds = f", {entry['seconds']:.1f}s" if entry.get("seconds") else ""
+    seconds += cache_note
     if entry["status"] == "skipped":
         return (f"{entry['stage']} rung", "", None, f"{what}: skipped: {entry.get('reason', '')}")
     modes = sorted(entry.get("modes", {}).items(), key=lambda kv: _mode_rank(kv[0]))  # JSON sorts keys
@@ -73,7 +110,7 @@ def _ladder_row(entry: dict) -> tuple:
 def rows(report: Report) -> list:
     """(stage, mode, ok, numbers) in pipeline order: the facts both
     renderings show. ok is None for what was skipped."""
-    out = [_ladder_row(e) for e in report.ladder]
+    out = [_ladder_row(e, note) for e, note in zip(report.ladder, _cache_notes(report))]
     ref = reference_name(report)
     for c in report.checks:
         if c["stage"] in ("onnx", "savedmodel"):
@@ -96,6 +133,10 @@ def rows(report: Report) -> list:
         if b:
             label = f"tflite vs {ref} ({b.get('note') or 'batch N'})"
             out.append((label, art["mode"], b["status"] != "failed", _check_numbers(b)))
+    cached = [st for st in report.stages if st.get("cached")]
+    if cached:
+        saved = sum(st.get("saved_seconds", 0.0) for st in cached)
+        out.append(("stage cache", "", True, f"{len(cached)} of {len(report.stages)} steps reused, {saved:.1f}s saved"))
     acc = report.accuracy
     if acc:
         out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
@@ -131,6 +172,15 @@ def failed_logs(report: Report, lines: int = 8) -> list:
     ]
 
 
+def stale_lines(report: Report) -> list:
+    """Files an earlier run left in --out that this run did not make."""
+    if not report.stale:
+        return []
+    where = str(Path(report.stale[0]["moved_to"]).parent)
+    names = ", ".join(s["name"] for s in report.stale)
+    return [f"moved aside (an earlier run's files this run did not make): {names} -> {where}"]
+
+
 def summary_line(report: Report) -> str:
     if report.status == "passed":
         return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
@@ -153,6 +203,8 @@ def print_report(report: Report, console: Console) -> None:
         console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
     for notice in report.notices:
         console.print(f"[bold yellow]NOTE[/] {notice}")
+    for line in stale_lines(report):
+        console.print(f"[bold yellow]NOTE[/] {escape(line)}", highlight=False)
     style = "bold green" if report.status == "passed" else "bold red"
     console.print(f"[{style}]{summary_line(report)}[/]", highlight=False)
 
@@ -169,7 +221,7 @@ def markdown(report: Report) -> str:
     ]
     if reference_line(report):
         lines += [f"**{reference_line(report)}**", ""]
-    lines += [f"> **Note:** {n}" for n in report.notices]
+    lines += [f"> **Note:** {n}" for n in report.notices + stale_lines(report)]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):
         cell = str(numbers).replace("|", "\\|").replace("\n", " ")

@@ -48,6 +48,11 @@ class Report:
     artifacts: list = field(default_factory=list)
     accuracy: dict | None = None
     notices: list = field(default_factory=list)
+    # What made the files, enough to make them again (manifest.py).
+    manifest: dict = field(default_factory=dict)
+    # Files of an earlier run in --out that this run did not make, and where
+    # they were moved (OUT/.convertctl/previous/...).
+    stale: list = field(default_factory=list)
     status: str = "running"
     exit_code: int = EXIT_OK
     failure: str = ""

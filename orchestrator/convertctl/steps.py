@@ -1,6 +1,8 @@
 """Running steps through a runtime and writing down what happened: each
 environment once (created or found), each step's status, time, versions and
-last log lines. The ladders decide what to run; this only runs it."""
+last log lines, and its manifest record. The ladders decide what to run;
+this only runs it, or takes its outputs from the stage cache when the same
+step (same code, environment, parameters and input bytes) ran before."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
+from convertctl import manifest
+from convertctl.cache import StageCache, step_key
 from convertctl.catalog import Variant
+from convertctl.digests import Hasher
 from convertctl.errors import EnvironmentProblem
 from convertctl.report import Report
-from convertctl.runtimes.base import Runtime, Say, StageRun, Step
+from convertctl.runtimes.base import Runtime, Say, StageRun, Step, read_result, write_request
 
 
 class Steps:
-    def __init__(self, runtime: Runtime, run_dir: Path, report: Report, say: Say):
+    def __init__(self, runtime: Runtime, run_dir: Path, report: Report, say: Say, cache: StageCache | None = None):
         self.runtime, self.run_dir, self.report, self.say = runtime, run_dir, report, say
+        self.cache = cache
+        self.hasher = Hasher()
         self._ready: dict = {}  # variant name -> None (ready) or the EnvironmentProblem met
 
     def prepare(self, variant: Variant) -> None:
@@ -41,10 +48,21 @@ class Steps:
             raise self._ready[variant.name]
 
     def run(self, step: Step, mode: str | None = None) -> StageRun:
-        self.prepare(step.variant)
-        label = f"{step.stage}: running in {step.variant.name}" + (f" ({mode})" if mode else "")
-        self.say(label)
-        result = self.runtime.run(step, self.run_dir, self.say)
+        parts = self._describe(step)
+        key = step_key(parts) if parts["environment"] is not None else ""
+        hit = self.cache.restore(key, self.run_dir / step.work, self.hasher) if self.cache and key else None
+        if hit is not None:
+            self.say(f"{step.stage}: cached ({step.variant.name}{', ' + mode if mode else ''})")
+            write_request(self.run_dir, step.work, step.request)
+            result = StageRun(step.stage, step.variant, 0, read_result(self.run_dir, step.work), hit.seconds)
+            env, outputs = hit.entry.get("environment", {}), hit.entry["files"]
+        else:
+            self.prepare(step.variant)
+            label = f"{step.stage}: running in {step.variant.name}" + (f" ({mode})" if mode else "")
+            self.say(label)
+            result = self.runtime.run(step, self.run_dir, self.say)
+            env = self._environment(step.variant)
+            outputs = self._store(step, key, mode, result, env)
         self.report.stages.append(
             {
                 "stage": step.stage,
@@ -54,13 +72,72 @@ class Steps:
                 "mode": mode,
                 "status": "ok" if result.ok else "failed",
                 "seconds": round(result.seconds, 2),
+                "cached": hit is not None,
+                "saved_seconds": round(hit.entry.get("seconds", 0.0), 2) if hit else 0.0,
                 "versions": result.result.get("versions", {}),
                 "python": result.result.get("python", ""),
                 "error": result.error,
                 "log_tail": [] if result.ok else result.log_tail,
             }
         )
+        self._record(step, mode, parts, key, hit is not None, env, outputs)
         return result
+
+    # -- cache and manifest -------------------------------------------------
+    def _describe(self, step: Step) -> dict:
+        """What the cache key is made of: the step's code, its environment's
+        identity, and its request with every file it names as a sha256."""
+        return {
+            "stage": step.stage,
+            "variant": step.variant.name,
+            "script": step.script_rel,
+            "work": step.work,
+            "code": manifest.code_hash(step),
+            "environment": manifest.identity(self.runtime, step.variant),
+            "request": manifest.request_params(step.request, self.run_dir, self.hasher),
+        }
+
+    def _environment(self, variant: Variant) -> dict:
+        """Identity and `pip freeze` of an environment, once per run."""
+        envs = self.report.manifest.setdefault("environments", {})
+        if variant.name not in envs:
+            envs[variant.name] = manifest.environment(self.runtime, variant)
+        return envs[variant.name]
+
+    def _store(self, step: Step, key: str, mode, result: StageRun, env: dict) -> dict:
+        """Keep a step that succeeded; {file: {sha256, size}} of what it wrote."""
+        work_dir = self.run_dir / step.work
+        if self.cache and key and result.ok:
+            meta = {"stage": step.stage, "variant": step.variant.name, "work": step.work, "mode": mode}
+            entry = self.cache.put(
+                key,
+                work_dir,
+                {**meta, "seconds": round(result.seconds, 2), "environment": env, "result": result.result},
+            )
+            if entry is not None:
+                return entry["files"]
+        if not work_dir.is_dir():
+            return {}
+        return {rel: {"sha256": digest} for rel, digest in manifest.work_outputs(work_dir, self.hasher).items()}
+
+    def _record(self, step: Step, mode, parts: dict, key: str, cached: bool, env: dict, outputs: dict) -> None:
+        m = self.report.manifest
+        m.setdefault("environments", {}).setdefault(step.variant.name, env)
+        m.setdefault("stages", []).append(
+            {
+                "work": step.work,
+                "stage": step.stage,
+                "variant": step.variant.name,
+                "mode": mode,
+                "script": step.script_rel,
+                "code": parts["code"],
+                "environment": step.variant.name,
+                "request": parts["request"],
+                "key": key,
+                "cached": cached,
+                "outputs": {rel: f["sha256"] for rel, f in sorted(outputs.items()) if rel not in manifest.NOT_OUTPUTS},
+            }
+        )
 
     def outputs(self, rel: str) -> dict | None:
         """An npz of stacked outputs in the run directory, or None."""

@@ -111,6 +111,13 @@ class Runtime(Protocol):
 
     def run(self, step: Step, run_dir: Path, say: Say) -> StageRun: ...
 
+    # What defines a variant's environment (content keys), known before it
+    # exists: part of every stage cache key and of the report's manifest.
+    def identity(self, variant: Variant) -> dict: ...
+
+    # The ready environment as seen inside: image ID, `pip freeze`.
+    def freeze(self, variant: Variant) -> dict: ...
+
 
 def write_request(run_dir: Path, work: str, request: dict) -> None:
     work_dir = run_dir / work

@@ -197,3 +197,18 @@ class DockerRuntime:
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )
+
+    def identity(self, variant: Variant) -> dict:
+        return {"runtime": "docker", "image_key": self.builder.key(variant), "ref": self.builder.ref(variant)}
+
+    def freeze(self, variant: Variant) -> dict:
+        ref = self.builder.ref(variant)
+        image = self.client.images.get(ref)
+        said = self.client.containers.run(
+            ref, command=["-m", "pip", "freeze"], remove=True, stderr=False, **hardening(self.memory, user=self.user)
+        )
+        return {
+            "image_id": image.id,
+            "repo_digests": image.attrs.get("RepoDigests") or [],
+            "pip_freeze": said.decode("utf-8", "replace").splitlines(),
+        }

@@ -6,13 +6,14 @@ under ~/.cache/Microsoft otherwise)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from convertctl import procs
 from convertctl.catalog import Variant, images_dir
-from convertctl.envstore import MARKER, EnvStore
+from convertctl.envstore import MARKER, EnvStore, env_key, find_uv
 from convertctl.runtimes.base import (
     LogTail,
     Prepared,
@@ -99,3 +100,13 @@ class LocalRuntime:
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )
+
+    def identity(self, variant: Variant) -> dict:
+        return {"runtime": "local", "venv_key": env_key(variant), "python": variant.python}
+
+    def freeze(self, variant: Variant) -> dict:
+        env = self.store.ensure(variant)
+        uv = find_uv()  # stage venvs made by uv hold no pip
+        cmd = [uv, "pip", "freeze", "--python", str(env.python)] if uv else [str(env.python), "-m", "pip", "freeze"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=stage_environ(), timeout=120)
+        return {"path": str(env.path), "pip_freeze": out.stdout.splitlines()}

@@ -1,0 +1,64 @@
+"""Content hashes: of a file, of a directory tree (canonically: the same
+files with the same bytes give the same hash wherever they sit and whatever
+order the file system lists them in), and of canonical JSON, as DVC keys its
+run cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from convertctl.report import sha256_file
+
+__all__ = ["Hasher", "canonical", "sha256_file", "sha256_json", "tree_files"]
+
+
+def canonical(data) -> bytes:
+    """One byte string per value: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_json(data) -> str:
+    return hashlib.sha256(canonical(data)).hexdigest()
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Every regular file under root, sorted by relative path (symlinks to
+    files count as the file they point to; the stages write none)."""
+    out = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        out += [Path(folder) / f for f in files if (Path(folder) / f).is_file()]
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+class Hasher:
+    """sha256 of files and trees, each file read once per run: a SavedModel
+    feeds one quantize step per mode, and its hash is asked for each time.
+    A file is known by (size, mtime, inode): rewritten, it is hashed again."""
+
+    def __init__(self):
+        self._known: dict = {}
+
+    def _stamp(self, path: Path) -> tuple:
+        st = path.stat()
+        return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def file(self, path: Path) -> str:
+        stamp = self._stamp(path)
+        if stamp not in self._known:
+            self._known[stamp] = sha256_file(path)
+        return self._known[stamp]
+
+    def seed(self, path: Path, digest: str) -> None:
+        """A digest computed while the file was written (restored from the cache)."""
+        self._known[self._stamp(path)] = digest
+
+    def tree(self, root: Path) -> str:
+        """A directory: the hash of its sorted (relative path, file hash) list."""
+        return sha256_json([[p.relative_to(root).as_posix(), self.file(p)] for p in tree_files(root)])
+
+    def path(self, path: Path) -> str:
+        return self.tree(path) if path.is_dir() else self.file(path)

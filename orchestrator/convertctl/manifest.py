@@ -1,0 +1,156 @@
+"""The manifest in report.json: what made a run's files, exactly enough to
+make them again. The tool's version and the run's options; per step its
+code hash, its environment (identity, and `pip freeze` as seen inside), its
+request with every file it names replaced by that file's sha256, the sha256
+of everything it wrote and its cache key; the sha256 of every user input
+and of every file placed in --out. `convertctl verify` re-runs from it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import fields
+from pathlib import Path
+
+from convertctl import __version__
+from convertctl.catalog import Variant, images_dir
+from convertctl.digests import Hasher, sha256_json, tree_files
+from convertctl.runtimes.base import Step
+
+MANIFEST_FORMAT = 1
+# WORK files about one execution, not what the step made.
+NOT_OUTPUTS = {"request.json", "result.json", "stage.log"}
+# Options that name the user's files: hashed into the manifest's inputs.
+INPUT_OPTIONS = {"model": "model", "calib": "calibration", "eval_data": "eval", "sample_inputs": "sample_inputs"}
+
+_CODE: dict = {}
+
+
+def new(opts, runtime: str) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "tool": {"name": "convertctl", "version": __version__, "python": platform.python_version()},
+        "runtime": runtime,
+        "options": options_to_dict(opts),
+        "inputs": {},
+        "environments": {},
+        "stages": [],
+        "outputs": {},
+    }
+
+
+# -- what a step is -----------------------------------------------------------
+def code_files(step: Step) -> list[Path]:
+    """The stage code a step runs: images/common plus the variant's folder
+    (and the script, should it live elsewhere), as the image key counts it."""
+    root = images_dir()
+    files = [p for p in (root / "common").glob("*.py")] + [p for p in step.variant.stage_dir.glob("*.py")]
+    files.append(root / step.script_rel)
+    return sorted(set(files))
+
+
+def code_hash(step: Step) -> str:
+    memo = (step.variant.name, step.script_rel)
+    if memo not in _CODE:
+        root = images_dir()
+        _CODE[memo] = sha256_json({p.relative_to(root).as_posix(): p.read_text() for p in code_files(step)})
+    return _CODE[memo]
+
+
+def request_params(request: dict, run_dir: Path, hasher: Hasher) -> dict:
+    """The request with every string naming an existing file or folder (the
+    model by its absolute path, run-directory files by relative ones)
+    replaced by its sha256: the key then follows the bytes, not where they
+    sit. A run-directory path is stable and kept; an absolute one is not."""
+
+    def visit(value):
+        if isinstance(value, dict):
+            return {k: visit(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [visit(v) for v in value]
+        if isinstance(value, str) and "/" in value:
+            absolute = os.path.isabs(value)
+            path = Path(value) if absolute else run_dir / value
+            if path.exists():
+                digest = hasher.path(path)
+                return {"sha256": digest} if absolute else {"path": value, "sha256": digest}
+        return value
+
+    return visit(request)
+
+
+def identity(runtime, variant: Variant) -> dict | None:
+    """What defines the environment, known before it exists; None for a
+    runtime that cannot say (nothing is cached then)."""
+    ident = getattr(runtime, "identity", None)
+    return ident(variant) if ident is not None else None
+
+
+def environment(runtime, variant: Variant) -> dict:
+    """The environment as seen after it ran a step: identity plus what is
+    observed inside (image ID, `pip freeze`)."""
+    info = dict(identity(runtime, variant) or {"runtime": getattr(runtime, "name", "?")})
+    freeze = getattr(runtime, "freeze", None)
+    if freeze is not None:
+        try:
+            info.update(freeze(variant))
+        except Exception as exc:  # noqa: BLE001 - a manifest gap, not a failed run
+            info["pip_freeze_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def work_outputs(work_dir: Path, hasher: Hasher) -> dict:
+    return {
+        p.relative_to(work_dir).as_posix(): hasher.file(p)
+        for p in tree_files(work_dir)
+        if p.relative_to(work_dir).as_posix() not in NOT_OUTPUTS
+    }
+
+
+# -- the run's options ------------------------------------------------------------
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def options_to_dict(opts) -> dict:
+    return {f.name: _jsonable(getattr(opts, f.name)) for f in fields(opts)}
+
+
+def options_from_dict(data: dict, cls=None):
+    """RunOptions from a manifest: paths back to Path, shapes back to tuples;
+    options this version does not know are ignored, missing ones default."""
+    if cls is None:
+        from convertctl.pipeline import RunOptions as cls
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if value is not None and "Path" in str(f.type):
+            value = Path(value)
+        elif f.name == "shapes":
+            value = [tuple(s) for s in value]
+        elif f.name in ("mean", "std") and value is not None:
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
+    """sha256 of the user's files (a folder of images: its tree hash) and of
+    the arrays the stages were given (inputs/*.npz)."""
+    out = {}
+    for option, name in INPUT_OPTIONS.items():
+        path = getattr(opts, option, None)
+        if path:
+            out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path))}
+    folder = run_dir / "inputs"
+    if folder.is_dir():
+        out["arrays"] = {p.relative_to(run_dir).as_posix(): hasher.file(p) for p in tree_files(folder)}
+    return out
