@@ -38,9 +38,9 @@ def connect(timeout: int = 10):
         client.ping()
         return client, None
     except Exception as exc:  # noqa: BLE001 - any failure means "no daemon"
-        cause = exc
-        while cause.__cause__ is not None or cause.__context__ is not None:  # the root cause speaks plainest
-            cause = cause.__cause__ or cause.__context__
+        cause: BaseException = exc
+        while (inner := cause.__cause__ or cause.__context__) is not None:  # the root cause speaks plainest
+            cause = inner
         return None, f"nothing at {where}: {type(cause).__name__}"
 
 
