@@ -12,17 +12,14 @@ from typing import Annotated
 import typer
 
 from convertctl import __version__
-from convertctl.catalog import load_catalog
+from convertctl.catalog import MODES, load_catalog
 from convertctl.config import load_config, mode_values
-from convertctl.data import parse_floats
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
-from convertctl.inputs import parse_shape
 from convertctl.pipconfig import settings_from_flags
-from convertctl.pipeline import MODES, Pipeline, RunOptions
-from convertctl.render import print_report
-from convertctl.runtimes import select_runtime
-from convertctl.runtimes.base import Step
+
+# numpy, the pipeline and the runtimes are imported inside the commands that
+# use them: `convertctl --help` and argument errors must not pay for them.
 from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(
@@ -60,6 +57,8 @@ def _as_list(value) -> list:
 
 
 def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
+    from convertctl.runtimes import select_runtime
+
     return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
 
 
@@ -122,6 +121,11 @@ def run(
     base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
+    from convertctl.data import parse_floats
+    from convertctl.inputs import parse_shape
+    from convertctl.pipeline import Pipeline, RunOptions
+    from convertctl.render import print_report
+
     cfg = load_config(model, config)
     modes = list(dict.fromkeys(quant or _as_list(cfg.get("quant", ["fp32"]))))
     shapes_text = input_shape or _as_list(cfg.get("input_shape", []))
@@ -180,6 +184,9 @@ def example(
     pip_index_url: IndexUrl = "",
 ):
     """Build an example model (random weights, BatchNorm recalibrated) in the export environment."""
+    from convertctl.inputs import parse_shape
+    from convertctl.runtimes.base import Step
+
     if name not in ("mobilenetv2", "smallcnn"):
         raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
     shape = parse_shape(input_shape)
@@ -251,7 +258,7 @@ def report_show(
     markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False,
 ):
     """Re-render a saved report.json."""
-    from convertctl.render import markdown
+    from convertctl.render import markdown, print_report
     from convertctl.report import load_report
 
     report = load_report(path)

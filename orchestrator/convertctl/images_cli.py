@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,11 @@ from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, hand
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
+# Columns of `images list`; names, tags and states are copied from here into
+# commands and scripts, so they are never wrapped or cut.
+COLUMNS = ("variant", "python", "tag", "built", "size", "pins")
+WHOLE = ("variant", "python", "tag", "built", "size")
+
 
 def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = ""):
     from convertctl.runtimes.docker import require_client
@@ -24,20 +30,63 @@ def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str
     return ImageBuilder(require_client(), settings, base_image)
 
 
-@images_app.command("list")
-@handled
-def images_list():
-    """Every catalog variant: image tag, built or not, current or stale, size."""
-    builder = _builder()
-    table = Table()
-    for column in ("variant", "python", "tag", "built", "size", "pins"):
-        # names and tags are copied from here into commands: never cut them
-        table.add_column(column, no_wrap=column in ("variant", "tag"), overflow="fold")
+def image_rows(builder) -> list[dict]:
+    """One row per catalog variant: what `images list` prints, and its --json."""
+    rows = []
     for v in load_catalog().variants.values():
         d = builder.describe(v)
-        size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-        table.add_row(v.name, v.python, v.tag, d["state"], size, " ".join(f"{k}={val}" for k, val in v.pins.items()))
-    console.print(table)
+        rows.append(
+            {
+                "variant": v.name,
+                "stage": v.stage,
+                "python": v.python,
+                "tag": v.tag,
+                "ref": d["ref"],  # the local image reference of this exact build
+                "key": builder.key(v),  # the org.convertctl.key label a current image carries
+                "state": d["state"],  # not built | current | stale
+                "size_bytes": d["size_bytes"],
+                "pins": dict(v.pins),
+            }
+        )
+    return rows
+
+
+def _cells(row: dict) -> list[str]:
+    size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["state"] != "not built" else "-"
+    pins = " ".join(f"{k}={val}" for k, val in row["pins"].items())
+    return [row["variant"], row["python"], row["tag"], row["state"], size, pins]
+
+
+@images_app.command("list")
+@handled
+def images_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON: variant, stage, python, tag, ref, key, state, size_bytes, pins.")
+    ] = False,
+):
+    """Every catalog variant: image tag, built or not, current or stale, size."""
+    rows = image_rows(_builder())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))  # verbatim: no wrapping, no markup
+        return
+    cells = [_cells(r) for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
+    # The narrowest table that cuts nothing: whole columns at full width, pins
+    # folded at their longest word; each column adds 2 of padding and a border.
+    pins_min = max((len(w) for c in cells for w in c[-1].split()), default=4)
+    if sum(widths[:-1]) + max(pins_min, 4) + 3 * len(COLUMNS) + 1 <= console.width:
+        table = Table()
+        for column in COLUMNS:
+            table.add_column(column, no_wrap=column in WHOLE, overflow="fold")
+        for c in cells:
+            table.add_row(*c)
+        console.print(table)
+        return
+    # Too narrow for a table without cutting a name: aligned plain lines,
+    # never wrapped (a long line runs on rather than breaking a tag).
+    for line in [list(COLUMNS), *cells]:
+        text = "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip()
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
 @images_app.command("build")

@@ -31,7 +31,7 @@ def connect(timeout: int = 10):
     try:
         import docker
     except ImportError:
-        return None, "the docker Python package is not installed"
+        return None, "the docker Python package is not installed: pip install 'convertctl[docker]'"
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env(timeout=timeout)
