@@ -43,7 +43,7 @@ def test_help_and_version_import_no_numpy(argv):
 
 def test_run_help_keeps_every_option_setting():
     """What typer/click pairs that drop Annotated settings lose first."""
-    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}, prog_name="convertctl")
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "TERM": "dumb"}, prog_name="convertctl")
     assert result.exit_code == 0, result.output
     for text in ("-q", "--quant", "-o", "--out", "TorchScript file", "Output directory", "Mode, repeatable"):
         assert text in result.output, text
