@@ -284,6 +284,11 @@ class Runner:
         env.update(
             CI="true",
             GITHUB_ACTIONS="true",
+            GITHUB_REPOSITORY=self.github["repository"],
+            GITHUB_REPOSITORY_OWNER=self.github["repository_owner"],
+            GITHUB_REF=self.github["ref"],
+            GITHUB_SHA=self.github["sha"],
+            GITHUB_EVENT_NAME=self.github["event_name"],
             GITHUB_WORKSPACE=str(self.workspace),
             GITHUB_STEP_SUMMARY=str(self.summary),
             RUNNER_OS="Linux",

@@ -24,8 +24,8 @@ ACTION = ROOT / ".github" / "actions" / "convert"
 
 @pytest.fixture(scope="module")
 def pythons(tmp_path_factory) -> Path:
-    """Where setup-python's stand-in keeps its fresh venvs, one per version, for this module."""
-    return tmp_path_factory.mktemp("pythons")
+    """Where setup-python's stand-in keeps its venvs, one per version, for this test session."""
+    return tmp_path_factory.getbasetemp() / "gha-pythons"
 
 
 def run_action(pythons: Path, workspace: Path, **inputs):

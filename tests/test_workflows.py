@@ -79,12 +79,18 @@ def test_pushes_are_cancelled_when_superseded_but_publishing_is_not():
 # -- jobs run for real --------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def pythons(tmp_path_factory) -> Path:
+    """Where setup-python's stand-in keeps its venvs, one per version, for this test session."""
+    return tmp_path_factory.getbasetemp() / "gha-pythons"
+
+
 @pytest.mark.acceptance
 @pytest.mark.parametrize("entry", _zoo_entries())
-def test_example_model_zoo_entry_converts_and_validates(entry, tmp_path):
+def test_example_model_zoo_entry_converts_and_validates(entry, pythons, tmp_path):
     """ci.yml's `convert` job (convert-models.yml), one matrix entry, as on
     GitHub: the example model made, the composite action run on it, green."""
-    actions = Actions(ROOT, tmp_path / "pythons")
+    actions = Actions(ROOT, pythons)
     runner = actions.runner_for(tmp_path / "workspace")
     runner.workspace.mkdir()
     run = runner.run_job(WORKFLOWS / "convert-models.yml", "convert", matrix=entry)
@@ -105,11 +111,11 @@ def test_example_model_zoo_entry_converts_and_validates(entry, tmp_path):
 
 
 @pytest.mark.acceptance
-def test_lowest_versions_job_installs_and_passes(tmp_path):
+def test_lowest_versions_job_installs_and_passes(pythons, tmp_path):
     """ci.yml's `lowest` job: every direct dependency at its lower bound, unit tests."""
     if find_python("3.10") is None:
         pytest.skip("no Python 3.10 on this machine")
-    actions = Actions(ROOT, tmp_path / "pythons")
+    actions = Actions(ROOT, pythons)
     runner = actions.runner_for(tmp_path / "workspace")
     runner.workspace.mkdir()
     run = runner.run_job(WORKFLOWS / "ci.yml", "lowest", env={"CONVERTCTL_TEST_CWD": str(tmp_path)})
@@ -171,7 +177,7 @@ def _manifest(address: str, repo: str, tag: str) -> dict:
 
 @pytest.mark.docker
 @requires_docker
-def test_images_workflow_publishes_a_variant_under_its_content_key(registry, tmp_path):
+def test_images_workflow_publishes_a_variant_under_its_content_key(registry, pythons, tmp_path):
     """images.yml's plan job, then its publish job for one variant, pushing to
     a local registry instead of ghcr.io (the workflow's REGISTRY): the pushed
     tag is the catalog tag plus the content key, and the image behind it is
@@ -180,7 +186,7 @@ def test_images_workflow_publishes_a_variant_under_its_content_key(registry, tmp
 
     catalog = load_catalog()
     variant = catalog.get(catalog.ladder("docker", "convert")[0].quantize)  # one every Docker run needs anyway
-    actions = Actions(ROOT, tmp_path / "pythons")
+    actions = Actions(ROOT, pythons)
     env = {"REGISTRY": registry, "DOCKER_CONFIG": str(tmp_path / "docker-config")}  # no login left in ~/.docker
 
     plan = actions.runner_for(tmp_path / "plan", github={"ref": "refs/tags/v0.1.0"})
@@ -203,7 +209,7 @@ def test_images_workflow_publishes_a_variant_under_its_content_key(registry, tmp
     print(published.log[-6000:])
     assert not published.failed
     listing = subprocess.run(
-        [str(tmp_path / "pythons" / "python3.11" / "bin" / "convertctl"), "images", "list", "--json"],
+        [str(pythons / "python3.11" / "bin" / "convertctl"), "images", "list", "--json"],
         capture_output=True,
         text=True,
         check=True,

@@ -23,8 +23,8 @@ output() {
   fi
 }
 
-# Space-, comma- or newline-separated words of an input.
-words() { tr ',\n' '  ' <<<"$1" | xargs -r -n1 printf '%s\n'; }
+# Space-, comma- or newline-separated words of an input, one per line.
+words() { tr ',\n\t' '   ' <<<"$1" | tr -s ' ' '\n' | sed '/^$/d'; }
 
 install() {
   local spec="${INPUT_INSTALL:-}"

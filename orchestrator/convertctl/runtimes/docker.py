@@ -24,6 +24,10 @@ RUN_MOUNT = "/rundir"
 CODE_ROOT = "/opt/convertctl"  # images/<folder>/ is copied to CODE_ROOT/<folder>/
 # Request keys that name a file or folder on the host, and where it is mounted.
 HOST_PATHS = {"model": "/model", "code_dir": "/code"}
+# Seconds a Docker API call may take once the daemon has answered: the ping
+# is quick to fail, but creating or removing a container on a daemon busy
+# with builds can take well over the ping's 10 s.
+API_TIMEOUT = 600
 
 
 def connect(timeout: int = 10):
@@ -36,6 +40,7 @@ def connect(timeout: int = 10):
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
+        client.api.timeout = API_TIMEOUT
         return client, None
     except Exception as exc:  # noqa: BLE001 - any failure means "no daemon"
         cause: BaseException = exc
