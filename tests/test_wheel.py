@@ -3,11 +3,13 @@ stage scripts, Dockerfiles, locks and the catalog travel as package data."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import convertctl
 import pytest
 from conftest import ROOT, load_json
 from convertctl.envstore import find_uv
@@ -78,3 +80,61 @@ def test_installed_wheel_converts(wheel, smallcnn, tmp_path):
     report = load_json(tmp_path / "out" / "report.json")
     assert report["status"] == "passed"
     assert not any(e["created"] for e in report["environments"]), "same locks, same environments"
+
+
+def test_wheel_metadata_ships_the_license_and_says_what_is_tested(wheel):
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = Parser().parsestr(z.read(meta_name).decode())
+        license_name = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+        assert z.read(license_name).decode().startswith("MIT License")
+    assert meta["License-Expression"] == "MIT"
+    assert meta["Requires-Python"] == f">={SUPPORTED[0]}"
+    classifiers = meta.get_all("Classifier")
+    assert [c.rsplit(" ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3.")] == list(
+        SUPPORTED
+    )
+    assert {u.split(",")[0] for u in meta.get_all("Project-URL")} >= {"Homepage", "Source", "Issues"}
+    requires = meta.get_all("Requires-Dist")
+    # Each runtime's own dependency only with that runtime's extra.
+    assert any(r.startswith("docker") and "extra == 'docker'" in r for r in requires)
+    assert any(r.startswith("uv") and "extra == 'local'" in r for r in requires)
+    assert not any(r.startswith(("docker", "uv")) and "extra ==" not in r for r in requires)
+
+
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_wheel_installs_and_answers_on_every_python(wheel, version, tmp_path):
+    """A fresh venv per Python this machine has (pyenv's or Debian's): the
+    installed command answers --help, run --help and --version with every
+    option's settings intact (what a typer/click mismatch loses first)."""
+    from gha import find_python
+
+    python = find_python(version)
+    if python is None:
+        if version == "3.11":
+            pytest.fail("no Python 3.11: the version convertctl is developed on")
+        pytest.skip(f"no Python {version} on this machine")
+    venv = tmp_path / "venv"
+    uv = find_uv()
+    subprocess.run([uv, "venv", "--quiet", "--python", str(python), str(venv)], check=True)
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)], check=True)
+    exe = str(venv / "bin" / "convertctl")
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+
+    def answer(*args: str) -> str:
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+        return proc.stdout
+
+    assert answer("--version").strip() == f"convertctl {convertctl.__version__}"
+    top = answer("--help")
+    assert "Show tracebacks." in top and "images" in top and "run" in top
+    run_help = answer("run", "--help")
+    for text in ("-q", "--quant", "-o", "--out", "TorchScript file", "Output directory", "Mode, repeatable"):
+        assert text in run_help, (version, text)

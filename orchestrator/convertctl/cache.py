@@ -176,7 +176,7 @@ class StageCache:
     def entries(self) -> list[dict]:
         """One row per entry, newest use first: key, stage, variant, mode,
         size, seconds it saves, created, last used (epoch seconds)."""
-        rows = []
+        rows: list[dict] = []
         if not self.stages_dir.is_dir():
             return rows
         for path in self.stages_dir.iterdir():

@@ -13,18 +13,14 @@ import typer
 
 from convertctl import __version__, rundir, settings
 from convertctl.cache_cli import cache_app, envs_summary, runs_app, verify_command
-from convertctl.catalog import load_catalog
+from convertctl.catalog import MODES, load_catalog
 from convertctl.errors import ConvertError, UsageError
 from convertctl.images_cli import images_app
-from convertctl.inputs import parse_shape
-from convertctl.inputspec import BATCH_CHECK
-from convertctl.options import json_object, preflight, run_options, tolerance_flags
 from convertctl.pipconfig import settings_from_flags
-from convertctl.pipeline import MODES, Pipeline
-from convertctl.render import print_report
-from convertctl.runtimes import select_runtime
-from convertctl.runtimes.base import Step
-from convertctl.settings import mode_values
+from convertctl.settings import BATCH_CHECK, mode_values
+
+# numpy, the pipeline and the runtimes are imported inside the commands that
+# use them: `convertctl --help` and argument errors must not pay for them.
 from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(
@@ -57,6 +53,8 @@ def main_options(
 
 
 def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
+    from convertctl.runtimes import select_runtime
+
     return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
 
 
@@ -172,6 +170,10 @@ def run(
     base_image: BaseImage = "",
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
+    from convertctl.options import json_object, preflight, run_options, tolerance_flags
+    from convertctl.pipeline import Pipeline
+    from convertctl.render import print_report
+
     flags = {
         "input_shape": input_shape,
         "quant": quant,
@@ -233,6 +235,9 @@ def example(
     pip_index_url: IndexUrl = "",
 ):
     """Build an example model (random weights, BatchNorm recalibrated) in the export environment."""
+    from convertctl.inputs import parse_shape
+    from convertctl.runtimes.base import Step
+
     if name not in ("mobilenetv2", "smallcnn"):
         raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
     shape = parse_shape(input_shape)
@@ -310,7 +315,7 @@ def report_show(
     markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False,
 ):
     """Re-render a saved report.json."""
-    from convertctl.render import markdown
+    from convertctl.render import markdown, print_report
     from convertctl.report import load_report
 
     report = load_report(path)

@@ -49,8 +49,8 @@ class ImagePrep:
 
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB" if self.c == 3 else "L").resize((self.w, self.h), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.float32) / 255.0
+                resized = img.convert("RGB" if self.c == 3 else "L").resize((self.w, self.h), Image.Resampling.BILINEAR)
+                arr = np.asarray(resized, dtype=np.float32) / 255.0
         except (OSError, UnidentifiedImageError) as exc:
             raise UsageError(f"{path}: not a readable image ({exc})") from None
         if arr.ndim == 2:

@@ -257,7 +257,7 @@ class EnvStore:
         return "broken" if self.broken(path) else "ready"
 
     def entries(self) -> list[dict]:
-        rows = []
+        rows: list[dict] = []
         if not self.envs_dir.is_dir():
             return rows
         for path in sorted(p for p in self.envs_dir.iterdir() if p.is_dir()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,11 +10,16 @@ import typer
 from rich.table import Table
 
 from convertctl.catalog import STAGES, load_catalog
-from convertctl.errors import UsageError
+from convertctl.errors import EnvironmentProblem, UsageError
 from convertctl.pipconfig import settings_from_flags
 from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, err, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
+
+# Columns of `images list`; names, tags and states are copied from here into
+# commands and scripts, so they are never wrapped or cut.
+COLUMNS = ("variant", "python", "tag", "built", "size", "pins")
+WHOLE = ("variant", "python", "tag", "built", "size")
 
 
 def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = ""):
@@ -24,27 +30,71 @@ def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str
     return ImageBuilder(require_client(), settings, base_image)
 
 
+def image_rows(builder) -> list[dict]:
+    """One row per catalog variant: what `images list` prints, and its --json.
+    Without a Docker daemon (builder None): the catalog alone, state unknown."""
+    rows = []
+    for v in load_catalog().variants.values():
+        d = builder.describe(v) if builder else {"ref": "", "state": "unknown", "size_bytes": 0}
+        rows.append(
+            {
+                "variant": v.name,
+                "stage": v.stage,
+                "python": v.python,
+                "tag": v.tag,
+                "ref": d["ref"],  # the local image reference of this exact build
+                "key": builder.key(v) if builder else "",  # the org.convertctl.key label a current image carries
+                "state": d["state"],  # not built | current | stale
+                "size_bytes": d["size_bytes"],
+                "pins": dict(v.pins),
+            }
+        )
+    return rows
+
+
+def _cells(row: dict) -> list[str]:
+    size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["state"] not in ("not built", "unknown") else "-"
+    pins = " ".join(f"{k}={val}" for k, val in row["pins"].items())
+    return [row["variant"], row["python"], row["tag"], row["state"], size, pins]
+
+
 @images_app.command("list")
 @handled
-def images_list():
+def images_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON: variant, stage, python, tag, ref, key, state, size_bytes, pins.")
+    ] = False,
+):
     """Every catalog variant: image tag, built or not, current or stale, size.
-    Without a Docker daemon, the catalog alone (built: unknown)."""
-    from convertctl.runtimes.docker import connect
-    from convertctl.runtimes.images import ImageBuilder
-
-    client, why = connect()
-    builder = ImageBuilder(client, settings_from_flags()) if client is not None else None
-    table = Table()
-    for column in ("variant", "python", "tag", "built", "size", "pins"):
-        # names and tags are copied from here into commands: never cut them
-        table.add_column(column, no_wrap=column in ("variant", "tag"), overflow="fold")
-    for v in load_catalog().variants.values():
-        d = builder.describe(v) if builder else {"built": False, "state": "unknown"}
-        size = f"{d['size_bytes'] / 1e6:.0f} MB" if d["built"] else "-"
-        table.add_row(v.name, v.python, v.tag, d["state"], size, " ".join(f"{k}={val}" for k, val in v.pins.items()))
-    console.print(table)
-    if client is None:
-        err.print(f"no Docker daemon answers ({why}): whether each image is built is unknown", highlight=False)
+    Without a Docker daemon, the catalog alone (state: unknown)."""
+    try:
+        builder = _builder()
+    except EnvironmentProblem as exc:  # no daemon: still the catalog
+        builder, why = None, exc.message
+    rows = image_rows(builder)
+    if builder is None:
+        err.print(f"{why}: whether each image is built is unknown", highlight=False)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))  # verbatim: no wrapping, no markup
+        return
+    cells = [_cells(r) for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
+    # The narrowest table that cuts nothing: whole columns at full width, pins
+    # folded at their longest word; each column adds 2 of padding and a border.
+    pins_min = max((len(w) for c in cells for w in c[-1].split()), default=4)
+    if sum(widths[:-1]) + max(pins_min, 4) + 3 * len(COLUMNS) + 1 <= console.width:
+        table = Table()
+        for column in COLUMNS:
+            table.add_column(column, no_wrap=column in WHOLE, overflow="fold")
+        for c in cells:
+            table.add_row(*c)
+        console.print(table)
+        return
+    # Too narrow for a table without cutting a name: aligned plain lines,
+    # never wrapped (a long line runs on rather than breaking a tag).
+    for line in [list(COLUMNS), *cells]:
+        text = "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip()
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
 
 
 @images_app.command("build")

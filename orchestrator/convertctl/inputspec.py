@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from convertctl.errors import UsageError
+from convertctl.settings import BATCH_CHECK
 
 DTYPES = ("float32", "int64", "int32")
 DEFAULT_INT_RANGE = (0, 9)
-BATCH_CHECK = 4  # --dynamic-batch: the TFLite file is checked at batch 1 and at this batch
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RANGE = re.compile(r"(-?[0-9.eE+-]+)\.\.(-?[0-9.eE+-]+)")
 
@@ -101,7 +101,12 @@ def parse_input(text: str) -> InputSpec:
             low, high = _range(part, flag)
         else:
             raise UsageError(f"{flag}: {part!r} is neither a dtype ({', '.join(DTYPES)}) nor a range LOW..HIGH")
-    if low is not None and dtype.startswith("int") and not (low.is_integer() and high.is_integer()):
+    if (
+        low is not None
+        and high is not None
+        and dtype.startswith("int")
+        and not (low.is_integer() and high.is_integer())
+    ):
         raise UsageError(f"{flag}: an integer input's range takes whole numbers")
     return InputSpec(name, shape, dtype, low, high)
 
@@ -185,13 +190,15 @@ def resolve(specs: list, facts, dynamic_batch: bool = False) -> list[InputSpec]:
             raise UsageError(f"{path}: input {decl['name']!r} has shape {want}; {list(spec.shape)} given")
         out.append(_with(spec, name=safe_name(decl["name"], "input"), dtype=dtype))
     if dynamic_batch and facts.dynamic_batch() is False:
-        fixed = [d["name"] for d in declared if d["shape"] and isinstance(d["shape"][0], int)]
+        fixed_names = [d["name"] for d in declared if d["shape"] and isinstance(d["shape"][0], int)]
         hint = (
             "export it with dynamic_shapes={name: {0: torch.export.Dim('batch')}} (with an example batch of 2 or more)"
             if facts.format == "exported-program"
             else "export it with dynamic_axes={name: {0: 'batch'}}"
         )
-        raise UsageError(f"{path}: --dynamic-batch, but input(s) {', '.join(fixed)} have a fixed batch size; {hint}")
+        raise UsageError(
+            f"{path}: --dynamic-batch, but input(s) {', '.join(fixed_names)} have a fixed batch size; {hint}"
+        )
     return out
 
 

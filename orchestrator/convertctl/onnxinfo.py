@@ -81,7 +81,7 @@ def fields(buf: memoryview):
             size, pos = _varint(buf, pos)
             if pos + size > len(buf):
                 raise NotOnnx("a field runs past the end of the file")
-            value, pos = buf[pos : pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size  # type: ignore[assignment]  # bytes for wire 2
         else:
             raise NotOnnx(f"wire type {wire}")
         if pos > len(buf):

@@ -102,7 +102,7 @@ class IndexSettings:
 
     def env(self) -> dict:
         """Variables for installers (pip and uv both read these)."""
-        env = {}
+        env: dict[str, str] = {}
         if self.cert:
             env.update(SSL_CERT_FILE=self.cert, PIP_CERT=self.cert, REQUESTS_CA_BUNDLE=self.cert)
         return env

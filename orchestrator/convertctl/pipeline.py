@@ -142,7 +142,7 @@ class Pipeline:
                 self._place(run_dir, report)
             except OSError:
                 pass  # no room even for the report: the message still names the run directory
-            exc.run_dir = str(run_dir)
+            exc.run_dir = str(run_dir)  # type: ignore[attr-defined]  # for the CLI's message
             raise
         report.finish()
         self._place(run_dir, report)

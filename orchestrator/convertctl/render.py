@@ -117,7 +117,8 @@ def rows(report: Report) -> list:
             label = f"{c['stage']} vs {ref}" + (f" (opset {c['opset']})" if c.get("opset") else "")
             out.append((label, "", c["status"] != "failed", f"{c.get('variant', '')}: {_check_numbers(c)}"))
     chosen = {(a.get("variant"), a["mode"]) for a in report.artifacts}
-    checks, batches = {}, {}
+    checks: dict = {}
+    batches: dict = {}
     for c in report.checks:
         if c["stage"] == "tflite":
             into = batches if c.get("input_set") == "batch" else checks

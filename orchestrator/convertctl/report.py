@@ -100,14 +100,20 @@ def load_report(path: Path) -> Report:
     known = Report.__dataclass_fields__
     fields = {k: v for k, v in data.items() if k in known}
     missing = [k for k in ("model", "runtime", "modes") if k not in fields]
-    wrong = [k for k, v in fields.items() if not _of_type(v, known[k].type)]
+    wrong = [k for k, v in fields.items() if not _of_type(v, str(known[k].type))]
     if missing or wrong:
         what = ", ".join([f"{k} missing" for k in missing] + [f"{k} is not a {known[k].type}" for k in wrong])
         raise UsageError(f"{path}: not a valid convertctl report ({what})")
     return Report(**fields)
 
 
-_TYPES = {"dict": dict, "list": list, "str": str, "int": int, "dict | None": (dict, type(None))}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dict": dict,
+    "list": list,
+    "str": str,
+    "int": int,
+    "dict | None": (dict, type(None)),
+}
 
 
 def _of_type(value, annotation: str) -> bool:

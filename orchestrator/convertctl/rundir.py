@@ -79,7 +79,7 @@ def killed_runs(out: Path) -> list[str]:
     """Run directories whose run was killed (lock free, no report written),
     each told once: its lock is renamed so the next run does not say it again."""
     runs = out.resolve() / RUNS
-    notices = []
+    notices: list[str] = []
     if not runs.is_dir():
         return notices
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):
@@ -135,6 +135,7 @@ def promote(run_dir: Path, out: Path, files: dict, stale: list | None = None, as
             _remove(tmp)
         raise
     if stale:
+        assert aside is not None, "stale files need a place to go"
         aside.mkdir(parents=True, exist_ok=True)
         for name in ("report.json", "report.md"):  # the earlier report goes with the files it described
             if (out / name).is_file():

@@ -32,6 +32,7 @@ MAX_INPUT_VALUES = 1 << 26
 # All generated data of a run (sample inputs + synthetic calibration).
 MAX_GENERATED_BYTES = 2 << 30
 SYNTHETIC_CALIB = 200
+BATCH_CHECK = 4  # --dynamic-batch: the TFLite file is checked at batch 1 and at this batch
 
 FILE_KEYS = {
     "input_shape",
@@ -262,7 +263,7 @@ def validate(values: dict, source: Path | None = None) -> Settings:
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
-        problems = list(dict.fromkeys(_describe(e, source, values) for e in exc.errors(include_url=False)))
+        problems = list(dict.fromkeys(_describe(dict(e), source, values) for e in exc.errors(include_url=False)))
         raise UsageError("; ".join(problems)) from None
 
 

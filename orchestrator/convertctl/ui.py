@@ -5,6 +5,7 @@ code (tracebacks only under --debug)."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +18,21 @@ from convertctl.rundir import os_error
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+# Width when output is not a terminal (CI logs, pipes, files) and COLUMNS is
+# unset: rich would assume 80 and wrap table cells mid-word ("not built" as
+# "no|t |bu|il|t"); a log has no width, so lines may be long.
+PLAIN_WIDTH = 200
+
+
+def make_console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PLAIN_WIDTH
+    return console
+
+
+console = make_console()
+err = make_console(stderr=True)
 STATE = {"debug": False}
 
 # Options more than one command takes, spelled and explained once.

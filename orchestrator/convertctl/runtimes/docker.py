@@ -36,6 +36,10 @@ NOBODY = "65534:65534"
 CODE_ROOT = "/opt/convertctl"  # images/<folder>/ is copied to CODE_ROOT/<folder>/
 # Request keys that name a file or folder on the host, and where it is mounted.
 HOST_PATHS = {"model": "/model", "code_dir": "/code"}
+# Seconds a Docker API call may take once the daemon has answered: the ping
+# is quick to fail, but creating or removing a container on a daemon busy
+# with builds can take well over the ping's 10 s.
+API_TIMEOUT = 600
 
 
 def connect(timeout: int = 10):
@@ -43,16 +47,17 @@ def connect(timeout: int = 10):
     try:
         import docker
     except ImportError:
-        return None, "the docker Python package is not installed"
+        return None, "the docker Python package is not installed: pip install 'convertctl[docker]'"
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
+        client.api.timeout = API_TIMEOUT
         return client, None
     except Exception as exc:  # noqa: BLE001 - any failure means "no daemon"
-        cause = exc
-        while cause.__cause__ is not None or cause.__context__ is not None:  # the root cause speaks plainest
-            cause = cause.__cause__ or cause.__context__
+        cause: BaseException = exc
+        while (inner := cause.__cause__ or cause.__context__) is not None:  # the root cause speaks plainest
+            cause = inner
         return None, f"nothing at {where}: {type(cause).__name__}"
 
 
