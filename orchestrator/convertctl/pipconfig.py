@@ -63,7 +63,9 @@ class IndexSettings:
     trusted_hosts: list = field(default_factory=list)
     no_index: bool = False
 
-    def uv_args(self) -> list[str]:
+    def uv_args(self, constraints: bool = True) -> list[str]:
+        """constraints=False for a hashed lock: it pins every package already,
+        and uv's --require-hashes refuses unpinned constraint lines."""
         args: list[str] = []
         if self.no_index:
             args.append("--no-index")
@@ -75,7 +77,7 @@ class IndexSettings:
             args += ["--find-links", link]
         for host in self.trusted_hosts:
             args += ["--allow-insecure-host", host]
-        for constraint in self.constraints:
+        for constraint in self.constraints if constraints else []:
             if Path(constraint).is_file():
                 args += ["--constraint", constraint]
         if self.extra_index_urls or self.find_links:
@@ -105,13 +107,21 @@ class IndexSettings:
         return args
 
 
-def settings_from_flags(ca_bundle=None, index_url: str = "") -> IndexSettings:
-    """load_settings for the --ca-bundle / --pip-index-url flags."""
+def settings_from_flags(ca_bundle=None, index_url: str = "", wheelhouse=None) -> IndexSettings:
+    """load_settings for the --ca-bundle / --pip-index-url / --wheelhouse flags.
+    A wheelhouse is one more find-links directory, looked at first: local
+    venvs install from it, and Docker builds copy into their context the
+    files of it (and of pip's find-links) that the lock names."""
     from convertctl.errors import UsageError
 
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    return load_settings(str(ca_bundle or ""), index_url)
+    if wheelhouse and not Path(wheelhouse).is_dir():
+        raise UsageError(f"--wheelhouse {wheelhouse}: no such directory")
+    settings = load_settings(str(ca_bundle or ""), index_url)
+    if wheelhouse:
+        settings.find_links = [str(Path(wheelhouse).resolve())] + settings.find_links
+    return settings
 
 
 def load_settings(
