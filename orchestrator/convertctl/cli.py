@@ -23,7 +23,7 @@ from convertctl.pipeline import MODES, Pipeline, RunOptions
 from convertctl.render import print_report
 from convertctl.runtimes import select_runtime
 from convertctl.runtimes.base import Step
-from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
+from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, Wheelhouse, console, handled
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -59,8 +59,8 @@ def _as_list(value) -> list:
     return list(value)
 
 
-def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
-    return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
+def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, wheelhouse: Path | None = None, **build):
+    return select_runtime(name, settings_from_flags(ca_bundle, index_url, wheelhouse), say, build)
 
 
 @app.command()
@@ -120,6 +120,7 @@ def run(
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
     base_image: BaseImage = "",
+    wheelhouse: Wheelhouse = None,
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
     cfg = load_config(model, config)
@@ -161,6 +162,7 @@ def run(
             ca_bundle,
             pip_index_url,
             say,
+            wheelhouse,
             base_image=base_image,
         )
         report = Pipeline(opts, rt, load_catalog(), say).run()
@@ -178,13 +180,14 @@ def example(
     runtime: Runtime = "auto",
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
+    wheelhouse: Wheelhouse = None,
 ):
     """Build an example model (random weights, BatchNorm recalibrated) in the export environment."""
     if name not in ("mobilenetv2", "smallcnn"):
         raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
     shape = parse_shape(input_shape)
     with Progress() as say:
-        rt = _runtime(runtime, ca_bundle, pip_index_url, say)
+        rt = _runtime(runtime, ca_bundle, pip_index_url, say, wheelhouse)
         # The first export rung: on Docker the tutorial's torch, so that the
         # example loads in every export environment.
         variant = load_catalog().ladder(rt.name, "export")[0]

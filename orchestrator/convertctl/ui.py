@@ -32,6 +32,14 @@ CaBundle = Annotated[
 IndexUrl = Annotated[
     str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")
 ]
+Wheelhouse = Annotated[
+    Path | None,
+    typer.Option(
+        "--wheelhouse",
+        help="Folder of wheels to install from first (air-gapped machines; the CPU torch wheel). "
+        "Docker builds copy in only the files the lock names. Default: pip's find-links.",
+    ),
+]
 BaseImage = Annotated[
     str, typer.Option("--base-image", help="FROM image for stage image builds (a local base; Docker).")
 ]
@@ -80,6 +88,6 @@ class Progress:
         return self.status.__exit__(*exc)
 
     def __call__(self, line: str) -> None:
-        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ")):
+        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ", "could not pull")):
             console.print(f"[cyan]›[/] {line}", highlight=False)
         self.status.update(line[:110])
