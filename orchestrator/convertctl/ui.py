@@ -88,6 +88,8 @@ class Progress:
         return self.status.__exit__(*exc)
 
     def __call__(self, line: str) -> None:
-        if line.startswith(("creating ", "export:", "convert:", "quantize:", "no Docker", "building ", "could not pull")):
+        if line.startswith(
+            ("creating ", "export:", "convert:", "quantize:", "no Docker", "building ", "could not pull")
+        ):
             console.print(f"[cyan]›[/] {line}", highlight=False)
         self.status.update(line[:110])
