@@ -14,9 +14,20 @@ from convertctl.errors import EnvironmentProblem
 from convertctl.pipconfig import load_settings
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+# Hashed locks, as images/lock.py writes them (uv pip compile --generate-hashes).
+SIX16 = (
+    "six==1.16.0 \\\n"
+    "    --hash=sha256:1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926 \\\n"
+    "    --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n"
+)
+SIX17 = (
+    "six==1.17.0 \\\n"
+    "    --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274 \\\n"
+    "    --hash=sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81\n"
+)
 
 
-def variant(tmp_path, lock="six==1.16.0\n", name="tiny"):
+def variant(tmp_path, lock=SIX16, name="tiny"):
     path = tmp_path / f"{name}.txt"
     path.write_text(lock)
     return Variant(name=name, stage="export", python=PY, requirements=str(path), tag="t", base_image="b")
@@ -41,7 +52,7 @@ def test_created_once_then_reused(store, tmp_path):
 
 def test_key_follows_content_not_name(tmp_path):
     a, b = variant(tmp_path, name="a"), variant(tmp_path, name="b")
-    c = variant(tmp_path, lock="six==1.17.0\n", name="c")
+    c = variant(tmp_path, lock=SIX17, name="c")
     assert env_key(a) == env_key(b) != env_key(c)
 
 
@@ -62,6 +73,17 @@ def test_failed_build_leaves_nothing(store, tmp_path):
     assert not store.path_for(v).exists()
 
 
+def test_lock_is_installed_with_hash_checking(store, tmp_path):
+    """A file whose hash the lock does not name is refused, and so is a lock without hashes."""
+    wrong = SIX16.replace("1e61c3", "000000").replace("8abb2f", "000000")
+    with pytest.raises(EnvironmentProblem, match="could not create the bad environment") as err:
+        store.ensure(variant(tmp_path, lock=wrong, name="bad"))
+    assert "Hash mismatch for `six==1.16.0`" in err.value.message
+    with pytest.raises(EnvironmentProblem, match="could not create the unhashed environment") as err:
+        store.ensure(variant(tmp_path, lock="six==1.16.0\n", name="unhashed"))
+    assert "must have a hash" in err.value.message
+
+
 def test_concurrent_runs_build_once(store, tmp_path):
     v = variant(tmp_path)
     script = textwrap.dedent(f"""
@@ -79,7 +101,7 @@ def test_concurrent_runs_build_once(store, tmp_path):
 
 
 def test_prune_keeps_what_is_named(store, tmp_path):
-    a, c = variant(tmp_path, name="a"), variant(tmp_path, lock="six==1.17.0\n", name="c")
+    a, c = variant(tmp_path, name="a"), variant(tmp_path, lock=SIX17, name="c")
     store.ensure(a)
     store.ensure(c)
     removed = store.prune({store.path_for(a).name})

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from conftest import convertctl
 from convertctl.envstore import MARKER, EnvStore, default_root
+from test_envstore import SIX16
 
 SHAPE = (20, 3, 8, 8)  # 20 samples of a 1,3,8,8 input
 RNG = np.random.default_rng(0)
@@ -571,7 +572,7 @@ def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
     from convertctl.pipconfig import load_settings
 
     lock = tmp_path / "tiny.txt"
-    lock.write_text("six==1.16.0\n")
+    lock.write_text(SIX16)  # locks are hash-checked
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     variant = Variant(name="tiny", stage="export", python=py, requirements=str(lock), tag="t", base_image="b")
     store = EnvStore(tmp_path / "store", load_settings())

@@ -46,6 +46,7 @@ class Variant:
     torch: str = ""
     formats: tuple = ()
     max_opset: int = 0
+    torch_index: str = ""  # where its lock's +cpu torch comes from, when no wheelhouse holds it
     # convert variants
     family: str = ""
     input: str = "onnx"
@@ -63,6 +64,11 @@ class Variant:
     @property
     def lock_path(self) -> Path:
         return images_dir() / self.requirements
+
+    @property
+    def lock_input(self) -> Path:
+        """The .in file the lock is made from (images/lock.py)."""
+        return self.lock_path.with_suffix(".in")
 
     def lock_text(self) -> str:
         return self.lock_path.read_text()

@@ -21,7 +21,7 @@ from convertctl.settings import BATCH_CHECK, mode_values
 
 # numpy, the pipeline and the runtimes are imported inside the commands that
 # use them: `convertctl --help` and argument errors must not pay for them.
-from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
+from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, Wheelhouse, console, handled
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,10 +52,10 @@ def main_options(
     STATE["debug"] = debug
 
 
-def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, **build):
+def _runtime(name: str, ca_bundle: Path | None, index_url: str, say, wheelhouse: Path | None = None, **build):
     from convertctl.runtimes import select_runtime
 
-    return select_runtime(name, settings_from_flags(ca_bundle, index_url), say, build)
+    return select_runtime(name, settings_from_flags(ca_bundle, index_url, wheelhouse), say, build)
 
 
 @app.command()
@@ -168,6 +168,7 @@ def run(
         bool, typer.Option("--no-cache", envvar="CONVERTCTL_NO_CACHE", help="Run every stage; reuse nothing cached.")
     ] = False,
     base_image: BaseImage = "",
+    wheelhouse: Wheelhouse = None,
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
     from convertctl.options import json_object, preflight, run_options, tolerance_flags
@@ -214,6 +215,7 @@ def run(
             ca_bundle,
             pip_index_url,
             say,
+            wheelhouse,
             base_image=base_image,
         )
         catalog = load_catalog()
@@ -233,6 +235,7 @@ def example(
     runtime: Runtime = "auto",
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
+    wheelhouse: Wheelhouse = None,
 ):
     """Build an example model (random weights, BatchNorm recalibrated) in the export environment."""
     from convertctl.inputs import parse_shape
@@ -242,7 +245,7 @@ def example(
         raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
     shape = parse_shape(input_shape)
     with Progress() as say:
-        rt = _runtime(runtime, ca_bundle, pip_index_url, say)
+        rt = _runtime(runtime, ca_bundle, pip_index_url, say, wheelhouse)
         # The first export rung: on Docker the tutorial's torch, so that the
         # example loads in every export environment.
         variant = load_catalog().ladder(rt.name, "export")[0]

@@ -21,11 +21,13 @@ from pathlib import Path
 from convertctl import procs
 from convertctl.catalog import Variant
 from convertctl.errors import EnvironmentProblem
+from convertctl.lockfile import sources
 from convertctl.pipconfig import IndexSettings
 
 # Bump when the way venvs are built changes: the key changes, so old ones
 # are rebuilt instead of reused. 2: bytecode compiled at install time.
-STORE_FORMAT = 2
+# 3: hashed locks installed with hash checking.
+STORE_FORMAT = 3
 MARKER = ".convertctl-ready"
 
 
@@ -196,8 +198,20 @@ class EnvStore:
         env.pop("VIRTUAL_ENV", None)  # the host's venv must not leak into the stage's
         log = self.root / "logs" / f"{path.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        # Hash checking: every file installed is one the lock names by its
+        # sha256, whichever index, mirror or wheelhouse it came from.
+        src = sources(variant.lock_text(), self.settings.find_links, variant.torch_index)
+        if src.missing:
+            raise EnvironmentProblem(
+                f"lock {variant.requirements} pins {', '.join(src.missing)}, which no index has",
+                hint="give --wheelhouse DIR holding that file, or set CONVERTCTL_TORCH_INDEX",
+            )
+        torch = ["--extra-index-url", src.torch_index] if src.torch_index else []
         uv = find_uv()
         if uv:
+            args = self.settings.uv_args(constraints=False) + torch
+            if torch and "--index-strategy" not in args:
+                args += ["--index-strategy", "unsafe-best-match"]
             # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
             # without it every stage would compile TensorFlow from source on
             # every run (~6 s of the ~10 s an import takes).
@@ -207,19 +221,26 @@ class EnvStore:
                     uv,
                     "pip",
                     "install",
+                    "--require-hashes",
                     "--compile-bytecode",
                     "--python",
                     str(path / "bin" / "python"),
                     "-r",
                     str(variant.lock_path),
-                    *self.settings.uv_args(),
+                    *args,
                 ],
             ]
         else:
-            steps = [
-                [f"python{variant.python}", "-m", "venv", str(path)],
-                [str(path / "bin" / "python"), "-m", "pip", "install", "-r", str(variant.lock_path)],
+            pip = [
+                str(path / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--require-hashes",
+                "-r",
+                str(variant.lock_path),
             ]
+            steps = [[f"python{variant.python}", "-m", "venv", str(path)], pip + torch]
         say(f"creating {variant.stage} environment {variant.name} (Python {variant.python})")
         with open(log, "w") as out:
             for cmd in steps:

@@ -12,7 +12,7 @@ from rich.table import Table
 from convertctl.catalog import STAGES, load_catalog
 from convertctl.errors import EnvironmentProblem, UsageError
 from convertctl.pipconfig import settings_from_flags
-from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, console, err, handled
+from convertctl.ui import BaseImage, CaBundle, IndexUrl, Progress, Wheelhouse, console, err, handled
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -22,11 +22,11 @@ COLUMNS = ("variant", "python", "tag", "built", "size", "pins")
 WHOLE = ("variant", "python", "tag", "built", "size")
 
 
-def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = ""):
+def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = "", wheelhouse: Path | None = None):
     from convertctl.runtimes.docker import require_client
     from convertctl.runtimes.images import ImageBuilder
 
-    settings = settings_from_flags(ca_bundle, index_url)
+    settings = settings_from_flags(ca_bundle, index_url, wheelhouse)
     return ImageBuilder(require_client(), settings, base_image)
 
 
@@ -105,6 +105,7 @@ def images_build(
     base_image: BaseImage = "",
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
+    wheelhouse: Wheelhouse = None,
     force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
 ):
     """Build (or refresh) stage images; current ones are left alone."""
@@ -114,9 +115,10 @@ def images_build(
             raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
     chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
     chosen = [v for v in chosen if not stage or v.stage in stage]
-    builder = _builder(base_image, ca_bundle, pip_index_url)
+    builder = _builder(base_image, ca_bundle, pip_index_url, wheelhouse)
     with Progress() as say:
         results = [builder.ensure(v, say, force=force) for v in chosen]
     for r in results:
-        verb = f"built in {r.seconds:.0f}s" if r.created else "already current"
+        how = "pulled" if r.location in builder.pulled else "built"
+        verb = f"{how} in {r.seconds:.0f}s" if r.created else "already current"
         console.print(f"{r.location}: {verb}", highlight=False)

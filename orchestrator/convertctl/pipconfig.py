@@ -78,7 +78,9 @@ class IndexSettings:
     trusted_hosts: list = field(default_factory=list)
     no_index: bool = False
 
-    def uv_args(self) -> list[str]:
+    def uv_args(self, constraints: bool = True) -> list[str]:
+        """constraints=False for a hashed lock: it pins every package already,
+        and uv's --require-hashes refuses unpinned constraint lines."""
         args: list[str] = []
         if self.no_index:
             args.append("--no-index")
@@ -90,7 +92,7 @@ class IndexSettings:
             args += ["--find-links", link]
         for host in self.trusted_hosts:
             args += ["--allow-insecure-host", host]
-        for constraint in self.constraints:
+        for constraint in self.constraints if constraints else []:
             if Path(constraint).is_file():
                 args += ["--constraint", constraint]
         if self.extra_index_urls or self.find_links:
@@ -136,13 +138,25 @@ class LazySettings:
         return getattr(self._value, name)
 
 
-def settings_from_flags(ca_bundle=None, index_url: str = "") -> IndexSettings:
-    """load_settings for the --ca-bundle / --pip-index-url flags."""
+def settings_from_flags(ca_bundle=None, index_url: str = "", wheelhouse=None) -> IndexSettings:
+    """load_settings for the --ca-bundle / --pip-index-url / --wheelhouse flags.
+    A wheelhouse is one more find-links directory, looked at first: local
+    venvs install from it, and Docker builds copy into their context the
+    files of it (and of pip's find-links) that the lock names."""
     from convertctl.errors import UsageError
 
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    return LazySettings(lambda: load_settings(str(ca_bundle or ""), index_url))  # type: ignore[return-value]
+    if wheelhouse and not Path(wheelhouse).is_dir():
+        raise UsageError(f"--wheelhouse {wheelhouse}: no such directory")
+
+    def load() -> IndexSettings:
+        settings = load_settings(str(ca_bundle or ""), index_url)
+        if wheelhouse:
+            settings.find_links = [str(Path(wheelhouse).resolve())] + settings.find_links
+        return settings
+
+    return LazySettings(load)  # type: ignore[return-value]
 
 
 def load_settings(ca_bundle: str = "", index_url: str = "", environ: dict | None = None) -> IndexSettings:

@@ -50,6 +50,14 @@ CaBundle = Annotated[
 IndexUrl = Annotated[
     str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")
 ]
+Wheelhouse = Annotated[
+    Path | None,
+    typer.Option(
+        "--wheelhouse",
+        help="Folder of wheels to install from first (air-gapped machines; the CPU torch wheel). "
+        "Docker builds copy in only the files the lock names. Default: pip's find-links.",
+    ),
+]
 BaseImage = Annotated[
     str, typer.Option("--base-image", help="FROM image for stage image builds (a local base; Docker).")
 ]
@@ -116,6 +124,8 @@ class Progress:
     def __call__(self, line: str) -> None:
         if line.startswith("WARNING: "):
             err.print(f"[bold yellow]WARNING[/] {escape(line[len('WARNING: ') :])}", highlight=False, soft_wrap=True)
-        elif line.startswith(("creating ", "export:", "convert:", "quantize:", "removing ", "removed ", "building ")):
+        elif line.startswith(
+            ("creating ", "export:", "convert:", "quantize:", "removing ", "removed ", "building ", "could not pull")
+        ):
             console.print(f"[cyan]›[/] {escape(line)}", highlight=False)
         self.status.update(line[:110])

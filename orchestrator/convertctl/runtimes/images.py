@@ -1,16 +1,22 @@
-"""Stage images: build context, content key, build through the Docker SDK.
+"""Stage images: build context, content key, pull or build through the Docker SDK.
 
-An image is current when its label org.convertctl.key equals the hash of
-everything that goes into its build (Dockerfile, lock, stage code, CA
-bundle, build args, base image), as DVC keys a stage by the hash of its
-canonical description. A stale image is rebuilt; Docker's layer cache makes
-a code-only change cost seconds because the code is copied last.
+An image is referenced as <catalog tag>-<content key>. The key hashes what
+decides the image's bits (Dockerfile, hashed lock, stage code, the base
+image's identity, the variant name in its label), as DVC keys a stage by the
+hash of its canonical description. Where the packages come from (index URLs,
+CA bundle, wheelhouse, torch index) is not in it: those reach only the
+Dockerfile's build stage, and the lock's hashes make every source give the
+same files. So an image pulled under a key and one built here under that key
+are the same image: with a registry set (CONVERTCTL_REGISTRY), a missing
+image is pulled before it is built. Docker's layer cache makes a code-only
+change cost seconds because the code is copied last.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -18,11 +24,19 @@ from pathlib import Path
 
 from convertctl.catalog import Variant, images_dir
 from convertctl.errors import EnvironmentProblem
+from convertctl.lockfile import Sources, sources
 from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes.base import Prepared, Say
 
 KEY_LABEL = "org.convertctl.key"
 VARIANT_LABEL = "org.convertctl.variant"
+# Bump when what the key covers changes meaning. 2: build inputs (CA, indexes) left out.
+KEY_FORMAT = 2
+
+
+def registry_setting() -> str:
+    """Where prebuilt stage images are pulled from (host[:port][/path]); none by default."""
+    return os.environ.get("CONVERTCTL_REGISTRY", "").strip().rstrip("/")
 
 
 def _files(folder: Path) -> list[Path]:
@@ -30,10 +44,12 @@ def _files(folder: Path) -> list[Path]:
 
 
 class ImageBuilder:
-    def __init__(self, client, settings: IndexSettings, base_image: str = ""):
+    def __init__(self, client, settings: IndexSettings, base_image: str = "", registry: str | None = None):
         self.client = client
         self.settings = settings
         self.base_override = base_image
+        self.registry = registry_setting() if registry is None else registry
+        self.pulled: set = set()  # refs this builder pulled rather than built
         self._checked: dict = {}
         self._keys: dict = {}
 
@@ -67,21 +83,41 @@ class ImageBuilder:
             return local
         return variant.base_image
 
+    def base_identity(self, variant: Variant) -> str:
+        """The base image's id when it is here (a pulled python:3.11-slim has
+        the same id everywhere; a debootstrapped base is its own), else its name."""
+        base = self.base_for(variant)
+        image = self._image(base)
+        return image.id if image is not None else base
+
+    def sources(self, variant: Variant) -> Sources:
+        """Wheelhouse files (--wheelhouse, pip's find-links) the lock names, and the torch index if needed."""
+        found = sources(variant.lock_text(), self.settings.find_links, variant.torch_index)
+        if found.missing:
+            raise EnvironmentProblem(
+                f"lock {variant.requirements} pins {', '.join(found.missing)}, which no index has",
+                hint="give --wheelhouse DIR holding that file, or set CONVERTCTL_TORCH_INDEX",
+            )
+        return found
+
     def build_args(self, variant: Variant) -> dict:
-        return {"BASE_IMAGE": self.base_for(variant), "VARIANT": variant.name, **self.settings.docker_build_args()}
+        args = {"BASE_IMAGE": self.base_for(variant), "VARIANT": variant.name, **self.settings.docker_build_args()}
+        torch_index = self.sources(variant).torch_index
+        return {**args, "TORCH_INDEX": torch_index} if torch_index else args
 
     def key(self, variant: Variant) -> str:
-        if variant.name not in self._keys:
-            self._keys[variant.name] = self._key(variant)
-        return self._keys[variant.name]
+        if variant not in self._keys:  # by value: same name, other fields (lock, tag) => another key
+            self._keys[variant] = self._key(variant)
+        return self._keys[variant]
 
     def _key(self, variant: Variant) -> str:
         digest = hashlib.sha256()
         parts = {
+            "format": KEY_FORMAT,
             "dockerfile": (variant.stage_dir / "Dockerfile").read_text(),
             "lock": variant.lock_text(),
-            "ca": hashlib.sha256(self.ca_bytes()).hexdigest(),
-            "args": self.build_args(variant),
+            "base": self.base_identity(variant),
+            "variant": variant.name,  # in the image's label
             "code": {
                 str(p.relative_to(images_dir())): p.read_text()
                 for p in _files(images_dir() / "common") + _files(variant.stage_dir)
@@ -91,10 +127,16 @@ class ImageBuilder:
         return digest.hexdigest()[:20]
 
     def context(self, variant: Variant, into: Path) -> Path:
-        """Dockerfile, ca-bundle.crt, requirements.txt, common/, stage/."""
+        """Dockerfile, requirements.txt, ca-bundle.crt, wheels/, common/, stage/."""
         shutil.copyfile(variant.stage_dir / "Dockerfile", into / "Dockerfile")
         shutil.copyfile(variant.lock_path, into / "requirements.txt")
         (into / "ca-bundle.crt").write_bytes(self.ca_bytes())
+        (into / "wheels").mkdir()
+        for wheel in self.sources(variant).files:  # only what the lock names, never the whole wheelhouse
+            try:
+                os.link(wheel, into / "wheels" / wheel.name)
+            except OSError:  # another filesystem, or no permission to link
+                shutil.copyfile(wheel, into / "wheels" / wheel.name)
         for name, src in (("common", images_dir() / "common"), ("stage", variant.stage_dir)):
             (into / name).mkdir()
             for f in _files(src):
@@ -106,10 +148,10 @@ class ImageBuilder:
         return self.describe(variant)["current"]
 
     def ref(self, variant: Variant) -> str:
-        """The image reference that holds exactly this build: the catalog's
+        """The image reference that holds exactly this image: the catalog's
         tag with the content key appended. Different stage code, locks or
-        bases never share a reference, so checkouts side by side (or a
-        pulled and a built image) cannot overwrite each other."""
+        bases never share a reference, so checkouts side by side cannot
+        overwrite each other, and a pulled image is the one a build makes."""
         return f"{variant.tag}-{self.key(variant)[:12]}"
 
     def describe(self, variant: Variant) -> dict:
@@ -130,16 +172,61 @@ class ImageBuilder:
 
     # -- build ----------------------------------------------------------
     def ensure(self, variant: Variant, say: Say, force: bool = False) -> Prepared:
-        if not force and variant.name in self._checked:
-            return self._checked[variant.name]
+        if not force and variant in self._checked:
+            return self._checked[variant]
+        self._base_here(variant, say)
         if not force and self.current(variant):
             prepared = Prepared(variant, self.ref(variant), created=False)
         else:
             started = time.monotonic()
-            self.build(variant, say)
+            if force or not self.pull(variant, say):
+                self.build(variant, say)
             prepared = Prepared(variant, self.ref(variant), created=True, seconds=time.monotonic() - started)
-        self._checked[variant.name] = prepared
+        self._checked[variant] = prepared
         return prepared
+
+    def _base_here(self, variant: Variant, say: Say) -> None:
+        """Pull a missing base before the key is taken, so that the key names
+        the base's id, not just its name. A failed pull is left to the build,
+        which says what to do (see _failure)."""
+        import docker
+
+        base = self.base_for(variant)
+        if self._image(base) is not None:
+            return
+        say(f"pulling base image {base}")
+        try:
+            self.client.images.pull(base)
+            self._keys.pop(variant, None)
+        except docker.errors.DockerException:
+            pass
+
+    def pull(self, variant: Variant, say: Say) -> bool:
+        """<registry>/<ref> pulled and tagged as ref; False (one line said) if none is there."""
+        import docker
+
+        if not self.registry:
+            return False
+        remote, ref = f"{self.registry}/{self.ref(variant)}", self.ref(variant)
+        try:
+            image = self.client.images.pull(remote)
+        except docker.errors.DockerException as exc:
+            reason = str(getattr(exc, "explanation", "") or exc).splitlines()[0][:100]
+            say(f"could not pull {remote} ({reason}); building it here")
+            return False
+        if image.labels.get(KEY_LABEL) != self.key(variant):
+            say(f"{remote} carries another content key; building it here")
+            return False
+        repo, _, tag = ref.rpartition(":")
+        image.tag(repo, tag)
+        self._tag_plain(variant)
+        self.pulled.add(ref)
+        return True
+
+    def _tag_plain(self, variant: Variant) -> None:
+        # The plain catalog tag follows the newest image, for people typing `docker run`.
+        repo, _, tag = variant.tag.rpartition(":")
+        self.client.images.get(self.ref(variant)).tag(repo, tag)
 
     def build(self, variant: Variant, say: Say) -> None:
         import docker
@@ -170,9 +257,7 @@ class ImageBuilder:
             except docker.errors.APIError as exc:
                 tail.append(str(exc))
                 raise EnvironmentProblem(self._failure(variant, tail)) from None
-        # The plain catalog tag follows the newest build, for people typing `docker run`.
-        repo, _, tag = variant.tag.rpartition(":")
-        self.client.images.get(ref).tag(repo, tag)
+        self._tag_plain(variant)
 
     def _failure(self, variant: Variant, tail: list) -> str:
         text = "\n".join(tail[-12:])
