@@ -5,6 +5,7 @@ ladders). Data, not code: a new converter version is a new table there."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +165,16 @@ def _variant(path: Path, name: str, table: dict) -> Variant:
     return Variant(name=name, **values)
 
 
+def catalog_path() -> Path:
+    """images/catalog.toml, or the file CONVERTCTL_CATALOG names: a catalog of
+    one's own (other ladders, a test's variants). Its paths stay relative to
+    images/, so it can name the shipped locks and scripts."""
+    override = os.environ.get("CONVERTCTL_CATALOG")
+    return Path(override) if override else images_dir() / "catalog.toml"
+
+
 def load_catalog(path: Path | None = None) -> Catalog:
-    path = path or images_dir() / "catalog.toml"
+    path = path or catalog_path()
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
