@@ -11,6 +11,7 @@ file itself. Request fields (paths relative to the run directory):
                 of "samples" is the example torch.export traces with
   layout        null or "nchw": the converter's own (PyTorch's, NCHW);
                 "nhwc": 4-D inputs and outputs channels-last
+  dynamic_batch refused: litert-torch 0.10 gives a fixed batch size
 Writes, in its WORK folder, model_fp32.tflite; the result names it
 ("tflite") and says how its I/O is laid out against PyTorch's ("layout").
 The file's signature carries PyTorch's input and output names.
@@ -145,6 +146,11 @@ def body(run_dir, request, result):
 
     result["versions"] = {"torch": torch.__version__, "litert_torch": version_of("litert-torch"),
                           "ai_edge_litert": version_of("ai-edge-litert"), "numpy": np.__version__}
+    if request.get("dynamic_batch"):
+        # Measured with 0.10: a free batch dimension fails as soon as a reshape or most JAX-lowered
+        # ops see it ("Shapes must be 1D sequences of concrete values"), so it is refused up front.
+        raise StageFailure("litert-torch %s converts a fixed batch size only; another converter may give a "
+                           "free batch dimension" % result["versions"]["litert_torch"])
     input_names = request["input_names"]
     sets = contract.load_sets(run_dir, request, np)
     first = sets["samples"]
