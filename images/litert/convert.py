@@ -96,7 +96,11 @@ def as_module(torch, model, example):
             raise StageFailure("torch %s cannot turn this TorchScript into an ExportedProgram (TS2EPConverter: "
                                "%s: %s). Save the model with torch.export.save instead, or use another converter."
                                % (torch.__version__, type(exc).__name__, lines[0][:300] if lines else ""))
-    return model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # ExportedProgram.module() refuses eval(); its graph is fixed already
+        pass
+    return model
 
 
 def not_training(module):
