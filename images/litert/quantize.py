@@ -20,6 +20,7 @@ Writes, in its WORK folder, model.tflite and outputs_<set>.npz.
 import os
 import shutil
 import sys
+import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
@@ -68,6 +69,9 @@ def calibration_data(np, interpreter_class, run_dir, request, fp32):
 def quantize(np, interpreter_class, run_dir, request, fp32, out):
     from ai_edge_quantizer import calibrator, quantizer
     from ai_edge_quantizer.utils import qsv_utils
+
+    # The calibrator keeps every tensor on purpose; LiteRT warns about it on every run.
+    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
 
     qt = quantizer.Quantizer(fp32, recipe_for(request["mode"]))
     ranges = None

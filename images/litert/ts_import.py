@@ -70,10 +70,15 @@ def fold_static_scalars(torch, gm, sample_args):
 
 def script_to_module(torch, script_module, sample_args):
     """A loaded ScriptModule -> a GraphModule torch.export can trace again."""
+    import warnings
+
     from torch._export.converter import TS2EPConverter
 
     script_module.eval()
-    program = TS2EPConverter(script_module, tuple(sample_args)).convert()
+    with warnings.catch_warnings():
+        # One warning per BatchNorm: its num_batches_tracked counter is unused in eval mode.
+        warnings.filterwarnings("ignore", message="Manually populate .*num_batches_tracked")
+        program = TS2EPConverter(script_module, tuple(sample_args)).convert()
     module = program.module()
     fold_static_scalars(torch, module, tuple(sample_args))
     return module
