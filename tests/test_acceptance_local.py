@@ -16,7 +16,8 @@ ALL = ["fp32", "dynamic", "int8", "fp16"]
 @pytest.fixture(scope="module")
 def four_modes(smallcnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("local-out")
-    args = ["run", smallcnn, "--input-shape", "1,3,64,64", "--out", out, "--runtime", "local"]
+    # The onnx-tf family (ONNX, SavedModel and TFLite checked in turn); tests/test_family_litert.py pins litert-torch.
+    args = ["run", smallcnn, "--input-shape", "1,3,64,64", "--out", out, "--runtime", "local", "--converter", "onnx-tf"]
     for mode in ALL:
         args += ["--quant", mode]
     proc = convertctl(*args)
@@ -71,8 +72,9 @@ def test_quantized_files_are_smaller(four_modes):
 
 def test_second_run_creates_no_environment(smallcnn, four_modes, tmp_path):
     proc = convertctl(
-        "run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path, "--runtime", "local"
-    )
+        "run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path, "--runtime", "local",
+        "--converter", "onnx-tf",  # the family four_modes ran
+    )  # fmt: skip
     assert proc.returncode == EXIT_OK
     envs = load_json(tmp_path / "report.json")["environments"]
     assert len(envs) == 3 and not any(e["created"] for e in envs)

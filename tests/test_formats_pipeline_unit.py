@@ -56,7 +56,15 @@ def test_the_code_folder_and_arch_reach_the_export_stage_only(tmp_path):
     code = tmp_path / "code"
     code.mkdir()
     model = state_dict_file(tmp_path / "weights.pt")
-    report = run(model, tmp_path, arch="nets:build", arch_kwargs={"classes": 10}, code_dir=code, modes=["fp32", "int8"])
+    report = run(
+        model,
+        tmp_path,
+        arch="nets:build",
+        arch_kwargs={"classes": 10},
+        code_dir=code,
+        modes=["fp32", "int8"],
+        converter="onnx-tf",  # an ONNX family: only its export step loads the model
+    )
     assert report.exit_code == EXIT_OK, report.failure
     asked = requests(report)
     export = asked["export/export-torch2.13"]

@@ -38,7 +38,7 @@ def run(model, tmp_path, runtime=None, plan="local", **kw):
 
 
 def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
-    report = run(model, tmp_path)
+    report = run(model, tmp_path, converter="onnx-tf")
     assert report.status == "passed" and report.exit_code == EXIT_OK
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
@@ -52,6 +52,16 @@ def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
     assert all(c["status"] == "passed" for c in data["checks"])
     assert any("SYNTHETIC" in n for n in data["notices"]), "synthetic calibration must be said loudly"
     assert data["inputs"]["calibration"]["synthetic"] is True
+
+
+def test_a_rung_that_reads_the_pytorch_model_needs_no_onnx(model, tmp_path):
+    fake = FakeRuntime()
+    report = run(model, tmp_path, fake, converter="litert-torch")
+    assert report.exit_code == EXIT_OK
+    assert fake.calls == ["export", "convert"] + [f"quantize:{m}" for m in ALL]
+    assert [(c["stage"], c["mode"]) for c in report.checks] == [("tflite", m) for m in ALL]
+    assert report.ladder[0]["purpose"] == "reference", "no ONNX is exported for it"
+    assert {a["family"] for a in report.artifacts} == {"litert-torch"}
 
 
 def test_tolerance_miss_fails_keeps_artifact_and_says_by_how_much(model, tmp_path):
@@ -88,7 +98,7 @@ def test_tflite_io_layout_differing_from_pytorch_is_structural(model, tmp_path):
 
 def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp_path):
     fake = FakeRuntime(crash="convert")
-    report = run(model, tmp_path, fake)
+    report = run(model, tmp_path, fake, converter="convert-tf2.15")
     assert report.exit_code == EXIT_CONVERSION
     assert fake.calls == ["export", "convert"]
     assert "convert stage" in report.failure and "139" in report.failure
@@ -148,8 +158,8 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     [
         ({"modes": ["int4"]}, "unknown mode"),
         ({"opset": 21}, "opsets 7 to 20"),
-        ({"opset": 17}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
-        ({"layout": "nhwc"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
+        ({"opset": 17, "converter": "onnx-tf"}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
+        ({"layout": "nhwc", "converter": "onnx-tf"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
         ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
         ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
         ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),

@@ -5,6 +5,7 @@ ladders). Data, not code: a new converter version is a new table there."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,14 +127,15 @@ class Catalog:
 
     def pick(self, runtime: str, stage: str, choice: str | None) -> list[Variant]:
         """The rungs to try: the runtime's ladder for 'auto' (or nothing
-        chosen); one variant for a name or tag; a family's variants in ladder
-        order (then any others of that family) for a family name."""
+        chosen); one variant for a name or tag; for a family name, that
+        family's rungs of the runtime's ladder."""
         if not choice or choice == "auto":
             return self.ladder(runtime, stage)
         if stage == "convert" and choice in self.families():
+            # The family's rungs of this runtime's ladder; a family the
+            # ladder leaves out: its variants in catalog order.
             ordered = [v for v in self.ladder(runtime, stage) if v.family == choice]
-            rest = [v for v in self.variants.values() if v.family == choice and v not in ordered]
-            return ordered + rest
+            return ordered or [v for v in self.variants.values() if v.family == choice]
         return [self.get(choice, stage)]
 
     def quantizer(self, convert: Variant) -> Variant:
@@ -170,8 +172,16 @@ def _variant(path: Path, name: str, table: dict) -> Variant:
     return Variant(name=name, **values)
 
 
+def catalog_path() -> Path:
+    """images/catalog.toml, or the file CONVERTCTL_CATALOG names: a catalog of
+    one's own (other ladders, a test's variants). Its paths stay relative to
+    images/, so it can name the shipped locks and scripts."""
+    override = os.environ.get("CONVERTCTL_CATALOG")
+    return Path(override) if override else images_dir() / "catalog.toml"
+
+
 def load_catalog(path: Path | None = None) -> Catalog:
-    path = path or images_dir() / "catalog.toml"
+    path = path or catalog_path()
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -40,7 +40,10 @@ def _artifact_numbers(art: dict) -> str:
         parts.append(f"{art['size_bytes'] / 1024:.0f} KiB")
     io = art.get("inputs", []) + art.get("outputs", [])
     if io:
-        parts.append("io " + "/".join(sorted({t["dtype"] for t in io})))
+        layout = art.get("layout") or {}
+        perms = {**layout.get("inputs", {}), **layout.get("outputs", {})}.values()
+        channels_last = " NHWC" if any(list(p) == [0, 2, 3, 1] for p in perms) else ""
+        parts.append("io " + "/".join(sorted({t["dtype"] for t in io})) + channels_last)
     ops = art.get("ops") or {}
     if ops:
         parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
