@@ -23,6 +23,7 @@ from convertctl.pipeline import MODES, Pipeline, RunOptions
 from convertctl.render import print_report
 from convertctl.runtimes import select_runtime
 from convertctl.runtimes.base import Step
+from convertctl.selective import Int8Options, parse_cost, parse_float_layers
 from convertctl.ui import STATE, BaseImage, CaBundle, IndexUrl, Progress, Runtime, console, handled
 
 app = typer.Typer(
@@ -113,6 +114,25 @@ def run(
     layout: Annotated[
         str | None, typer.Option("--layout", help="nchw or nhwc I/O. Default: whatever the converter gives.")
     ] = None,
+    resize: Annotated[
+        str | None,
+        typer.Option(help="Images to inputs: stretch (default) or shorter-side+center-crop (ImageNet's view)."),
+    ] = None,
+    int8_float_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--int8-float-layers",
+            help="int8: keep layers float. auto: the worst, until --max-accuracy-drop holds; or NAME,... "
+            "(as the report lists them).",
+        ),
+    ] = None,
+    max_int8_latency_cost: Annotated[
+        str | None,
+        typer.Option("--max-int8-latency-cost", help="auto: at most this much slower than full int8, e.g. 10%."),
+    ] = None,
+    int8_io: Annotated[
+        str | None, typer.Option("--int8-io", help="int8 file's input/output type: int8 (default), uint8, float.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Settings file. Default: convertctl.toml next to the model.")
     ] = None,
@@ -153,6 +173,12 @@ def run(
         converter=converter or cfg.get("converter") or cfg.get("convert_image"),
         export_image=export_image or cfg.get("export_image"),
         layout=layout or cfg.get("layout"),
+        resize=resize or cfg.get("resize", "stretch"),
+        int8=Int8Options(
+            float_layers=parse_float_layers(int8_float_layers or cfg.get("int8_float_layers")),
+            io=int8_io or cfg.get("int8_io", "int8"),
+            max_latency_cost=parse_cost(max_int8_latency_cost or cfg.get("max_int8_latency_cost")),
+        ),
     )
     opts.check()
     with Progress() as say:

@@ -30,6 +30,10 @@ KEYS = {
     "runtime",
     "converter",
     "layout",
+    "resize",
+    "int8_float_layers",
+    "int8_io",
+    "max_int8_latency_cost",
 }
 
 

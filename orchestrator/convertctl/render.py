@@ -8,7 +8,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from convertctl.catalog import MODES
+from convertctl.render_quality import artifact_rows, markdown_sections
 from convertctl.report import Report
+from convertctl.validate import share
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
@@ -23,7 +25,9 @@ def _check_numbers(check: dict) -> str:
     parts = []
     for out in check.get("outputs", []):
         txt = f"max|Δ| {_fmt(out['max_abs'])}  cos {_fmt(out['cosine'], '.6f')}"
-        if out.get("top1") is not None:
+        if out.get("top1_count") is not None:
+            txt += f"  top-1 {share(out['top1_count'], out['samples'])}"
+        elif out.get("top1") is not None:
             txt += f"  top-1 {out['top1']:.0%}"
         parts.append(txt if len(check["outputs"]) == 1 else f"{out['name']}: {txt}")
     return "; ".join(parts) or check.get("note", "")
@@ -41,9 +45,6 @@ def _artifact_numbers(art: dict) -> str:
         parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
         if ops.get("flex_ops"):
             parts.append("FLEX " + ",".join(ops["flex_ops"]))
-    if art.get("latency_ms"):
-        lat = art["latency_ms"]
-        parts.append(f"{lat['median']:.2f} ms ({lat['threads']} thr)")
     return ", ".join(parts)
 
 
@@ -84,9 +85,15 @@ def rows(report: Report) -> list:
         c = checks.get((art.get("variant"), art["mode"]))
         if c and (c.get("variant"), c["mode"]) in chosen:
             out.append(("tflite vs torch", art["mode"], c["status"] != "failed", _check_numbers(c)))
+        out += artifact_rows(art)
     acc = report.accuracy
     if acc:
-        out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
+        where = (
+            "held-out calibration samples (PyTorch's top-1 as labels)"
+            if acc.get("set") == "holdout"
+            else "labelled samples"
+        )
+        out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} {where}"))
         for mode, m in acc["modes"].items():
             out.append(
                 (
@@ -147,6 +154,7 @@ def markdown(report: Report) -> str:
     for stage, mode, ok, numbers in rows(report):
         cell = str(numbers).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {stage} | {mode} | {PLAIN[ok]} | {cell} |")
+    lines += markdown_sections(report)
     for stage, tail in failed_logs(report):
         lines += ["", f"Last lines of the log of the {stage}:", "", "```", *tail, "```"]
     return "\n".join(lines) + "\n"
