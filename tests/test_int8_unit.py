@@ -123,7 +123,7 @@ def test_int8_contract_allows_exactly_the_layers_chosen_to_stay_float():
         "float_op_list": [
             {"op": "DEQUANTIZE", "output": "d0"},
             {"op": "CONV_2D", "output": "conv1"},
-            {"op": "MEAN", "output": "pool"},
+            {"op": "MEAN", "output": "pool1", "as": "pool"},  # renamed: a QUANTIZE took its name
         ],
     }
     i8 = [io("int8")]

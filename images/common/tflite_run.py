@@ -64,6 +64,10 @@ def op_facts(np, interp):
     flex = []
     floats = []
     total = 0
+    # A float op whose result is quantized again hands its name to the
+    # QUANTIZE op (and takes a suffixed one): "as" keeps the name it had.
+    quantized_as = dict((names.get(int(op["inputs"][0])), names.get(int(op["outputs"][0])))
+                        for op in ops if op["op_name"] == "QUANTIZE" and len(op["inputs"]) and len(op["outputs"]))
     for op in ops:
         name = op["op_name"]
         if name == "DELEGATE":  # a delegate's kernel the interpreter added, not an op of the file
@@ -74,7 +78,8 @@ def op_facts(np, interp):
             flex.append(name)
         outs = [int(t) for t in op["outputs"] if int(t) >= 0]
         if any(dtypes.get(t) in ("float32", "float16") for t in outs):
-            floats.append({"op": name, "output": names.get(outs[0], "") if outs else ""})
+            out = names.get(outs[0], "") if outs else ""
+            floats.append({"op": name, "output": out, "as": quantized_as.get(out, "")})
     return {"histogram": histogram, "flex_ops": sorted(set(flex)), "total": total,
             "transposes": histogram.get("TRANSPOSE", 0), "float_ops": len(floats), "float_op_list": floats}
 
@@ -167,7 +172,7 @@ def contract_problems(mode, inputs, outputs, ops, allow_flex, io=None, float_lay
         chosen = set(float_layers or [])
         glue_ok = bool(chosen) or want == "float32"
         extra = [f for f in ops.get("float_op_list", [])
-                 if f["output"] not in chosen and not (glue_ok and f["op"] in GLUE_OPS)]
+                 if not _chosen(f, chosen) and not (glue_ok and f["op"] in GLUE_OPS)]
         if "float_op_list" not in ops:  # facts from an older record: count only
             extra = [None] * (ops["float_ops"] if not chosen else 0)
         if extra:
@@ -181,13 +186,17 @@ def contract_problems(mode, inputs, outputs, ops, allow_flex, io=None, float_lay
     return problems
 
 
+def _chosen(facts, chosen):
+    return facts["output"] in chosen or bool(facts.get("as")) and facts["as"] in chosen
+
+
 def float_summary(ops, float_layers):
     """How the float ops of an int8 file break down: chosen layers, glue."""
     if ops is None or "float_op_list" not in ops:
         return None
     chosen = set(float_layers or [])
-    kept = [f for f in ops["float_op_list"] if f["output"] in chosen]
-    glue = [f for f in ops["float_op_list"] if f["output"] not in chosen and f["op"] in GLUE_OPS]
+    kept = [f for f in ops["float_op_list"] if _chosen(f, chosen)]
+    glue = [f for f in ops["float_op_list"] if not _chosen(f, chosen) and f["op"] in GLUE_OPS]
     return {"chosen": len(chosen), "float_ops": len(kept), "glue_ops": len(glue), "total_ops": ops["total"]}
 
 

@@ -205,7 +205,7 @@ class ConvertLadder:
         for point in sel["curve"]:
             config = measure.pick(timed.get(f"k{point['float_layers']}"))
             if config:
-                point["latency_ms"] = config["median_ms"]
+                point["latency_ms"], point["latency_min_ms"] = config["median_ms"], config["min_ms"]
         if timed:
             sel["latency_runtime"] = next(iter(timed.values())).get("runtime", "")
         sel["chosen"] = next(p for p in sel["curve"] if p["float_layers"] == len(sel["float_layers"]))

@@ -110,14 +110,16 @@ def markdown_sections(report) -> list:
         if sel.get("curve"):
             lines += ["", f"### {mode}: trade-off (layers kept float, worst first)", ""]
             lines += [
-                "| float layers | accuracy | size | latency (XNNPACK, 1 thread) | chosen |",
-                "|---|---|---|---|---|",
+                "| float layers | accuracy | size | latency (XNNPACK, 1 thread, median) | vs full int8 (fastest run) "
+                "| chosen |",
+                "|---|---|---|---|---|---|",
             ]
             for p in sel["curve"]:
                 chosen = "✓" if p["float_layers"] == len(sel.get("float_layers", [])) else ""
+                cost = f"{p['latency_cost']:+.0%}" if p.get("latency_cost") is not None else "-"
                 lines.append(
                     f"| {p['float_layers']} | {p['accuracy']:.2f}% | {p['size_bytes'] / 1e6:.2f} MB "
-                    f"| {_ms(p.get('latency_ms'))} | {chosen} |"
+                    f"| {_ms(p.get('latency_ms'))} | {cost} | {chosen} |"
                 )
             if sel.get("latency_runtime"):
                 lines += ["", f"Latency measured with {sel['latency_runtime']}."]
