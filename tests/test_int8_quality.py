@@ -133,7 +133,7 @@ def test_full_int8_names_the_layers_that_cost_accuracy(effnet, tmp_path):
     assert worst["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN")
     md = (out / "report.md").read_text()
     assert "### int8: layers by quantization error" in md and f"`{worst['name']}`" in md
-    assert "int8 layers" in proc.stdout and worst["op"] in proc.stdout
+    assert "layer errors" in proc.stdout and worst["op"] in proc.stdout
     # With real data the parity checks run on 64 samples, not 8.
     assert report["inputs"]["samples"]["count"] == 64
 

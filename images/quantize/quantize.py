@@ -86,6 +86,11 @@ def one_mode(tf, np, run_dir, request, calib, sets):
             blob = conv.convert()
             if mode == "int16x8":
                 info["io"] = "float" if io == "float" else "int16"
+            errors = None
+            if mode == "dynamic" and int(request.get("debug_samples", 0)) > 0:
+                errors = dynamic_errors(tf, np, run_dir, request, blob, sets)
+            if errors:
+                info["layer_errors"] = errors
     except StageFailure:
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
@@ -97,6 +102,22 @@ def one_mode(tf, np, run_dir, request, calib, sets):
     info.update({"file": contract.work_rel(request, "model.tflite"), "size_bytes": len(blob)})
     log("%s: %d bytes written; loading it" % (mode, len(blob)))
     return tflite_run.inspect_and_run(tf.lite.Interpreter, np, run_dir, request, info, sets)
+
+
+def dynamic_errors(tf, np, run_dir, request, blob, sets):
+    """Per-layer error of a dynamic-range file against the fp32 file of the
+    same SavedModel (converted here too), on the first sample inputs."""
+    count = int(request["debug_samples"])
+    try:
+        float_blob = tf.lite.TFLiteConverter.from_saved_model(in_run(run_dir, request["saved_model"])).convert()
+        rows = selective.dynamic_layer_errors(tf, np, float_blob, blob, sets["samples"], request, count)
+    except Exception as exc:  # noqa: BLE001 - a diagnosis: the file is made either way
+        log("dynamic: no per-layer error (%s: %s)" % (type(exc).__name__, str(exc).splitlines()[0][:200]))
+        return None
+    log("worst dynamic-range layers (added RMSE/scale): " + ", ".join(
+        "%s %.2f" % (r["op"], r["added"]) for r in rows[:3]))
+    return {"metric": "rmse/scale, accumulated; ranked by what each layer adds", "samples": min(
+        count, contract.sample_count(sets["samples"])), "total": len(rows), "layers": rows[:selective.TOP]}
 
 
 def body(run_dir, request, result):

@@ -34,7 +34,8 @@ def latency_text(latency: dict) -> str:
 def _layers_text(errors: dict, count: int) -> str:
     layers = errors.get("layers", [])[:count]
     listed = "; ".join(f"{r['op']} {_short(r['name'])} {r['rmse_scale']:.2f}" for r in layers)
-    return f"worst of {errors.get('total', len(layers))} by RMSE/scale ({errors.get('samples', 0)} samples): {listed}"
+    metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE/scale")
+    return f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
 
 
 def _point(p: dict) -> str:
@@ -81,7 +82,7 @@ def artifact_rows(art: dict) -> list:
         ]
         out.append(("io", mode, None, f"{art['io']} I/O: " + "; ".join(io)))
     if art.get("layer_errors", {}).get("layers"):
-        out.append(("int8 layers", mode, None, _layers_text(art["layer_errors"], TERMINAL_LAYERS)))
+        out.append(("layer errors", mode, None, _layers_text(art["layer_errors"], TERMINAL_LAYERS)))
     sel = art.get("selective")
     if sel:
         ok = sel.get("met") if sel.get("requested") == "auto" else None
@@ -95,7 +96,8 @@ def markdown_sections(report) -> list:
         mode = art["mode"]
         errors = art.get("layer_errors") or {}
         if errors.get("layers"):
-            lines += ["", f"### {mode}: layers by quantization error (RMSE / scale, {errors.get('samples')} samples)"]
+            metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE / scale")
+            lines += ["", f"### {mode}: layers by quantization error ({metric}, {errors.get('samples')} samples)"]
             lines += [
                 "",
                 "| # | op | RMSE/scale | max abs error | scale | layer (output tensor) |",

@@ -84,6 +84,8 @@ def split_holdout(calib: dict) -> tuple[dict, dict]:
 
 def request_fields(opts: Int8Options, mode: str) -> dict:
     """What every int8 / int16x8 quantize request carries (no search yet)."""
+    if mode == "dynamic":
+        return {"debug_samples": opts.debug_samples}
     if mode not in ("int8", "int16x8"):
         return {}
     fields = {"int8_io": opts.io}
