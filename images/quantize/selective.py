@@ -45,7 +45,7 @@ def io_dtype(tf, name):
 class Plan(object):
     """One calibration, many int8 files."""
 
-    def __init__(self, tf, np, converter, calib_gen, debug_gen):
+    def __init__(self, tf, np, converter, debug_gen):
         from tensorflow.lite.python import convert
 
         self.tf, self.np, self.convert = tf, np, convert
@@ -209,7 +209,7 @@ def int8(tf, np, converter, run_dir, request, calib, sets):
     debug_gen = sample_gen(np, calib, input_names, layout, n_debug) if n_debug > 0 else None
     record = {"io": io}
     try:
-        plan = Plan(tf, np, converter, converter.representative_dataset, debug_gen)
+        plan = Plan(tf, np, converter, debug_gen)
     except AttributeError as exc:  # a TF without the calibrate-only pass / debugger
         if want:
             raise StageFailure("this TensorFlow cannot keep chosen layers float (%s)" % exc)

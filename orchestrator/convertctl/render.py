@@ -10,7 +10,7 @@ from rich.table import Table
 from convertctl.catalog import MODES
 from convertctl.render_quality import artifact_rows, markdown_sections
 from convertctl.report import Report
-from convertctl.validate import share
+from convertctl.validate import FEW_SAMPLES, share
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
@@ -95,14 +95,11 @@ def rows(report: Report) -> list:
         )
         out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} {where}"))
         for mode, m in acc["modes"].items():
-            out.append(
-                (
-                    "accuracy",
-                    mode,
-                    m["status"] == "passed",
-                    f"{m['accuracy']:.2f}% (drop {m['drop']:.2f} pts, budget {m['max_drop']})",
-                )
-            )
+            value = f"{m['accuracy']:.2f}%"
+            if acc["samples"] < FEW_SAMPLES:
+                value = share(round(m["accuracy"] * acc["samples"] / 100.0), acc["samples"])
+            budget = f"drop {m['drop']:.2f} pts, budget {m['max_drop']}"
+            out.append(("accuracy", mode, m["status"] == "passed", f"{value} ({budget})"))
     return out
 
 

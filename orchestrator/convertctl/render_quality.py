@@ -28,6 +28,9 @@ def latency_text(latency: dict) -> str:
             timed = ", ".join(f"{c['threads']} thr {_ms(c['median_ms'])} (p90 {_ms(c['p90_ms'])})" for c in configs)
             parts.append(f"{'XNNPACK' if xnn else 'without XNNPACK'} {timed}")
     runs = next((c["runs"] for c in latency.get("configs", [])), 0)
+    delegated = next((c for c in latency.get("configs", []) if c["xnnpack"] and c.get("nodes")), None)
+    if delegated and delegated.get("delegate_partitions") is not None:
+        parts.append(f"XNNPACK took {delegated['delegate_partitions']} partition(s)")
     return f"{latency.get('runtime', 'LiteRT')}, median of {runs} runs: " + "; ".join(parts)
 
 
