@@ -281,3 +281,32 @@ def test_a_mode_the_family_cannot_make_says_so_per_mode(net, tmp_path, monkeypat
 def test_float_layers_need_int8(net, tmp_path):
     with pytest.raises(UsageError, match="add --quant int8"):
         run(net, tmp_path, FakeRuntime(), modes=["fp32"], int8=selective.Int8Options(float_layers="auto"))
+
+
+# -- the stage's search, without TensorFlow -------------------------------------
+def test_search_doubles_then_bisects_to_the_fewest_float_layers(tmp_path, monkeypatch):
+    sel = load("selective", "quantize")
+    assert sel.steps(10, 0) == [0, 1, 2, 4, 8, 10] and sel.steps(10, 3) == [0, 1, 2, 3] and sel.steps(0, 0) == [0]
+
+    class Plan:
+        def quantize(self, io, names):
+            return b"x" * (100 + len(names))
+
+    accuracy = {0: 90.0, 1: 91.0, 2: 92.0, 4: 95.0, 8: 99.5, 5: 97.0, 6: 99.2, 7: 99.4}
+    made = []
+
+    def fake_accuracy(np_, interp, path, arrays, labels, request):
+        k = int(Path(path).stem[1:])
+        made.append(k)
+        return accuracy[k]
+
+    monkeypatch.setattr(sel, "top1_accuracy", fake_accuracy)
+    (tmp_path / "q").mkdir()
+    np.savez(tmp_path / "labels.npz", y=np.zeros(10))
+    request = {"work": "q", "search": {"set": "eval", "labels": "labels.npz", "target": 99.0}}
+    ranking = [{"name": f"l{i}"} for i in range(20)]
+    got = sel.search(Plan(), np, None, str(tmp_path), request, ranking, {"eval": {"x": np.zeros((10, 1))}})
+    assert made == [0, 1, 2, 4, 8, 6, 5]  # doubling until 8 holds, then 6 holds and 5 does not
+    assert got["float_layers"] == ["l0", "l1", "l2", "l3", "l4", "l5"] and got["met"]
+    assert [p["float_layers"] for p in got["curve"]] == [0, 1, 2, 4, 5, 6, 8]
+    assert got["chosen"]["size_bytes"] == 106 and (tmp_path / "q" / "candidates" / "k006.tflite").is_file()

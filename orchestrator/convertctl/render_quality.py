@@ -78,7 +78,7 @@ def artifact_rows(art: dict) -> list:
         out.append(
             ("latency", mode, None, f"{lat['median']:.2f} ms ({lat['threads']} thr), converting TF's interpreter")
         )
-    if art.get("io") and art["io"] not in ("int8",):
+    if art.get("io"):  # int8 / int16x8: what an app must feed and read
         io = [
             f"{t['name']} {t['dtype']}" + (f" scale {t['scale']:.3g} zp {t['zero_point']}" if t["scale"] else "")
             for t in art.get("inputs", []) + art.get("outputs", [])
