@@ -168,20 +168,23 @@ def compare(stage: str, mode: str | None, input_set: str, reference: dict, got: 
 
 
 def _elementwise_failures(name: str, m: OutputMetrics, tol: Tolerance) -> list[str]:
+    """The worst element first (what a reader looks for), then how many missed."""
     if m.within is None:
         return []
+    if not tol.atol and not tol.rtol:  # exact match asked for
+        return [f"{name}: max abs diff {m.max_abs:.3g} > 0"] if m.max_abs > 0 else []
     bound = f"atol {tol.atol:g} + rtol {tol.rtol:g}·|ref|"
     out = []
+    if m.worst is not None and m.worst > tol.cap:
+        out.append(
+            f"{name}: max abs diff {m.max_abs:.3g} is {m.worst:.3g}x the tolerance at its element "
+            f"({bound}; at most {tol.cap:g}x)"
+        )
     if m.within < tol.quantile:
         outside = round((1.0 - m.within) * m.elements)
         out.append(
             f"{name}: {outside} of {m.elements} elements outside {bound} "
             f"({1.0 - m.within:.2%}; at most {1.0 - tol.quantile:.2%} may be)"
-        )
-    if m.worst is not None and m.worst > tol.cap:
-        out.append(
-            f"{name}: max abs diff {m.max_abs:.3g} is {m.worst:.3g}x the tolerance at its element "
-            f"({bound}; at most {tol.cap:g}x)"
         )
     return out
 
