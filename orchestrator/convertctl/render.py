@@ -93,7 +93,10 @@ def rows(report: Report) -> list:
             if acc.get("set") == "holdout"
             else "labelled samples"
         )
-        out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} {where}"))
+        base = f"{acc['pytorch']:.2f}%"
+        if acc["samples"] < FEW_SAMPLES:
+            base = share(round(acc["pytorch"] * acc["samples"] / 100.0), acc["samples"])
+        out.append(("accuracy", "pytorch", True, f"{base} on {acc['samples']} {where}"))
         for mode, m in acc["modes"].items():
             value = f"{m['accuracy']:.2f}%"
             if acc["samples"] < FEW_SAMPLES:

@@ -5,6 +5,8 @@ go into both renderings' table; the Markdown sections hold the full lists
 
 from __future__ import annotations
 
+from convertctl.validate import FEW_SAMPLES, share
+
 TERMINAL_LAYERS = 5
 NAME_WIDTH = 48
 
@@ -41,9 +43,13 @@ def _layers_text(errors: dict, count: int) -> str:
     return f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
 
 
-def _point(p: dict) -> str:
+def _accuracy(value: float, samples: int) -> str:
+    return share(round(value * samples / 100.0), samples) if 0 < samples < FEW_SAMPLES else f"{value:.1f}%"
+
+
+def _point(p: dict, samples: int = 0) -> str:
     lat = f", {_ms(p['latency_ms'])}" if p.get("latency_ms") else ""
-    return f"{p['float_layers']} float: {p['accuracy']:.1f}%, {p['size_bytes'] / 1e6:.2f} MB{lat}"
+    return f"{p['float_layers']} float: {_accuracy(p['accuracy'], samples)}, {p['size_bytes'] / 1e6:.2f} MB{lat}"
 
 
 def _selective_text(sel: dict, floats: dict | None) -> str:
@@ -52,10 +58,12 @@ def _selective_text(sel: dict, floats: dict | None) -> str:
         text = f"{len(names)} layer(s) kept float as named"
     else:
         chosen = sel.get("chosen") or {}
-        acc = f"{chosen['accuracy']:.2f}%" if chosen else "-"
+        n = sel.get("samples") or 0
+        acc = _accuracy(chosen["accuracy"], n) if chosen else "-"
         text = (
             f"auto: {len(names)} layer(s) kept float, {acc} on {sel.get('set')} ({sel.get('samples')} samples, "
-            f"target {sel['target']:.2f}%): {sel.get('stopped', '')}; curve " + " | ".join(map(_point, sel["curve"]))
+            f"target {sel['target']:.2f}%): {sel.get('stopped', '')}; curve "
+            + " | ".join(_point(p, n) for p in sel["curve"])
         )
     if floats:
         text += (

@@ -11,11 +11,12 @@ quantize step reads and writes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from convertctl import validate
 from convertctl.errors import UsageError
+
+if TYPE_CHECKING:  # numpy only where arrays are handled: `convertctl --help` imports this module
+    import numpy as np
 
 IO_TYPES = ("int8", "uint8", "float")
 DEBUG_SAMPLES = 16  # the debugger's per-layer error settles well before 16 samples
@@ -100,6 +101,10 @@ def search_spec(run_dir, reference: dict, labels: np.ndarray | None, max_drop: f
     """The auto search's set, labels and target. With --eval-data: its
     labels, target PyTorch's accuracy minus the budget; otherwise the
     calibration hold-out, labelled by PyTorch's own top-1 (agreement)."""
+    import numpy as np
+
+    from convertctl import validate
+
     set_name = "eval" if labels is not None else "holdout"
     scores = reference.get(set_name)
     if scores is None:
@@ -114,6 +119,8 @@ def search_spec(run_dir, reference: dict, labels: np.ndarray | None, max_drop: f
 
 
 def top1(scores: dict) -> np.ndarray:
+    from convertctl import validate
+
     for name in sorted(scores):
         arr = scores[name]
         if validate.looks_like_scores(arr.shape[1:]):
