@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "pretrained_effnet.py"
 N_EVAL = 128  # the issue asks for >= 96 held-out images
 N_CALIB = 128
-CANDIDATES = 320  # evaluation views drawn before the margin filter
+CANDIDATES = 192  # evaluation views drawn before the margin filter (about 7 % fall below it)
 MIN_MARGIN = 0.15
 BUDGET = 1.0  # points of agreement int8 may lose against fp32
 
