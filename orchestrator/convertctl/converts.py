@@ -200,8 +200,10 @@ class ConvertLadder:
         float layers of the best point within it."""
         sel = artifact["selective"]
         files = {f"k{p['float_layers']}": p["file"] for p in sel["curve"]}
-        runs = max(5, int(self.ctx.get("measure_runs", 10)))
-        timed = measure.measure(self.steps, self.catalog, files, f"{work}/measure", runs, full=False)
+        runs = int(self.ctx.get("measure_runs", 10))
+        if runs <= 0 and cap is None:  # --latency-runs 0 and no cap to hold: no timing asked for
+            return work, None
+        timed = measure.measure(self.steps, self.catalog, files, f"{work}/measure", max(5, runs), full=False)
         for point in sel["curve"]:
             config = measure.pick(timed.get(f"k{point['float_layers']}"))
             if config:
