@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,13 +114,14 @@ def main() -> int:
         "--eval-data", str(work / "eval.npz"), "--runtime", "local", "--out", str(out), "--keep-run",
     ]  # fmt: skip
     console.print("converting (fp32, int8 with the auto search) ...")
+    started = time.time()
     seconds, _ = timed(cmd, work / "run.log")
-    reports = sorted(out.glob(".convertctl/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
-    report_path = out / "report.json" if (out / "report.json").is_file() else (reports[-1] if reports else None)
-    if report_path is None:
+    runs = sorted(out.glob(".convertctl/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
+    if not runs or runs[-1].stat().st_mtime < started:  # --keep-run: this run's directory holds its report
         fail("convertctl wrote no report", (work / "run.log").read_text())
-    report = json.loads(report_path.read_text())
-    run_dir = Path(report["run_dir"] or sorted(out.glob(".convertctl/runs/*"))[-1])
+    report = json.loads(runs[-1].read_text())
+    run_dir = runs[-1].parent
+    console.print(f"convertctl: {report['status']}" + (f" ({report['failure']})" if report["failure"] else ""))
     arts = {a["mode"]: a for a in report["artifacts"]}
     if "int8" not in arts or not arts["int8"].get("selective", {}).get("curve"):
         fail("no int8 search curve in the report", (work / "run.log").read_text())

@@ -10,6 +10,8 @@ delegate on and off, at each thread count, over a fixed number of runs
 Request fields (paths relative to the run directory):
   files     [{"name": label, "file": path to a .tflite}]
   runs      timed runs per configuration (after `warmup` untimed ones)
+  rounds    the files taken in turn this many times, runs split between
+            rounds: drift on a shared machine hits every file alike
   warmup
   threads   thread counts, e.g. [1, 4]
   xnnpack   [true, false]: with the default delegate, and without it
@@ -58,6 +60,7 @@ def partitions(interp):
 
 
 def time_one(np, interpreter_mod, path, xnnpack, threads, runs, warmup):
+    """Times (ms) of `runs` invocations after `warmup`, and the plan's facts."""
     kind = interpreter_mod.OpResolverType.AUTO if xnnpack else \
         interpreter_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = interpreter_mod.Interpreter(model_path=path, num_threads=threads,
@@ -72,9 +75,13 @@ def time_one(np, interpreter_mod, path, xnnpack, threads, runs, warmup):
         interp.invoke()
         times.append((time.perf_counter() - start) * 1000.0)
     nodes, delegated = partitions(interp)
-    return {"xnnpack": bool(xnnpack), "threads": int(threads), "runs": int(runs),
-            "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "min_ms": float(np.min(times)), "nodes": nodes, "delegate_partitions": delegated}
+    return times, {"xnnpack": bool(xnnpack), "threads": int(threads), "nodes": nodes,
+                   "delegate_partitions": delegated}
+
+
+def summary(np, facts, times):
+    return dict(facts, runs=len(times), median_ms=float(np.median(times)),
+                p90_ms=float(np.percentile(times, 90)), min_ms=float(np.min(times)))
 
 
 def body(run_dir, request, result):
@@ -91,21 +98,31 @@ def body(run_dir, request, result):
         raise StageFailure("measure: runs must be at least 1")
     threads = [int(t) for t in request.get("threads", [1, 4])]
     xnnpack = [bool(x) for x in request.get("xnnpack", [True, False])]
-    out = {}
-    for item in request.get("files", []):
-        name, path = item["name"], in_run(run_dir, item["file"])
-        entry = {"file": item["file"], "configs": []}
-        out[name] = entry
-        for use in xnnpack:
-            for t in threads:
+    rounds = max(1, min(int(request.get("rounds", 1)), runs))
+    configs = [(use, t) for use in xnnpack for t in threads]
+    times, facts, errors = {}, {}, {}
+    for r in range(rounds):
+        share = runs // rounds + (1 if r < runs % rounds else 0)
+        for item in request.get("files", []):
+            name, path = item["name"], in_run(run_dir, item["file"])
+            for use, t in configs:
+                if name in errors:
+                    break
                 try:
-                    entry["configs"].append(time_one(np, interpreter_mod, path, use, t, runs, warmup))
+                    got, facts[(name, use, t)] = time_one(np, interpreter_mod, path, use, t, share, warmup)
                 except Exception as exc:  # noqa: BLE001 - one file's failure is its own
                     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-                    entry["error"] = "%s: %s" % (type(exc).__name__, lines[-1] if lines else "")
+                    errors[name] = "%s: %s" % (type(exc).__name__, lines[-1] if lines else "")
                     break
-            if "error" in entry:
-                break
+                times.setdefault((name, use, t), []).extend(got)
+    out = {}
+    for item in request.get("files", []):
+        name = item["name"]
+        entry = {"file": item["file"], "configs": [summary(np, facts[(name, use, t)], times[(name, use, t)])
+                                                   for use, t in configs if (name, use, t) in times]}
+        if name in errors:
+            entry["error"] = errors[name]
+        out[name] = entry
         best = [c for c in entry["configs"] if c["xnnpack"] and c["threads"] == 1]
         log("%s: %s" % (name, entry.get("error") or (
             "%.2f ms median (XNNPACK, 1 thread)" % best[0]["median_ms"] if best else "measured")))

@@ -14,6 +14,8 @@ from convertctl.exports import ExportLadder, _one_line
 from convertctl.runtimes.base import Step
 from convertctl.steps import Steps
 
+CURVE_RUNS = 30
+
 
 @dataclass
 class Attempt:
@@ -203,7 +205,10 @@ class ConvertLadder:
         runs = int(self.ctx.get("measure_runs", 10))
         if runs <= 0 and cap is None:  # --latency-runs 0 and no cap to hold: no timing asked for
             return work, None
-        timed = measure.measure(self.steps, self.catalog, files, f"{work}/measure", max(5, runs), full=False)
+        # Files compared with each other: 3 interleaved rounds, at least 30 runs each (a few ms apiece).
+        timed = measure.measure(
+            self.steps, self.catalog, files, f"{work}/measure", max(CURVE_RUNS, runs), full=False, rounds=3
+        )
         for point in sel["curve"]:
             config = measure.pick(timed.get(f"k{point['float_layers']}"))
             if config:

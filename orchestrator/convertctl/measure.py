@@ -15,7 +15,9 @@ THREADS = [1, 4]
 WARMUP = 3
 
 
-def measure(steps: Steps, catalog: Catalog, files: dict, work: str, runs: int, full: bool = True) -> dict:
+def measure(
+    steps: Steps, catalog: Catalog, files: dict, work: str, runs: int, full: bool = True, rounds: int = 1
+) -> dict:
     """{label: latency record} for {label: run-dir-relative .tflite path};
     with full=False only XNNPACK at 1 thread (enough to rank candidates).
     Raises nothing: a failure comes back as {"error": ...} per label."""
@@ -25,6 +27,7 @@ def measure(steps: Steps, catalog: Catalog, files: dict, work: str, runs: int, f
     request = {
         "files": [{"name": k, "file": v} for k, v in files.items()],
         "runs": runs,
+        "rounds": rounds,
         "warmup": WARMUP,
         "threads": THREADS if full else [1],
         "xnnpack": [True, False] if full else [True],
