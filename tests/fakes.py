@@ -6,6 +6,7 @@ break a stage or a mode the way real conversions break."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ class FakeRuntime:
                     "accuracy": acc,
                     "size_bytes": 8 + k,
                     "file": f"{request['work']}/candidates/k{k:03d}.tflite",
+                    "names": names[:k],
                 }
             )
             if acc >= spec["target"]:
@@ -180,7 +182,8 @@ class FakeRuntime:
         """Latency by file: the float layers kept (candidates) or 1 ms."""
         result.update(runtime={"name": "ai-edge-litert", "version": "fake"}, cpu_count=2, measurements={})
         for item in request["files"]:
-            k = int(item["name"][1:]) if item["name"].startswith("k") else None
+            found = re.search(r"/k(\d+)\.tflite$", item["file"])  # a search candidate: its float layers
+            k = int(found.group(1)) if found else None
             ms = self.latency.get(k, 1.0)
             configs = [
                 {

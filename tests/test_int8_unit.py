@@ -290,25 +290,34 @@ def test_search_doubles_then_bisects_to_the_fewest_float_layers(tmp_path, monkey
     sel = load("selective", "quantize")
     assert sel.steps(10, 0) == [0, 1, 2, 4, 8, 10] and sel.steps(10, 3) == [0, 1, 2, 3] and sel.steps(0, 0) == [0]
 
-    class Plan:
-        def quantize(self, io, names):
-            return b"x" * (100 + len(names))
-
     accuracy = {0: 90.0, 1: 91.0, 2: 92.0, 4: 95.0, 8: 99.5, 5: 97.0, 6: 99.2, 7: 99.4}
     made = []
 
     def fake_accuracy(np_, interp, path, arrays, labels, request):
-        k = int(Path(path).stem[1:])
-        made.append(k)
-        return accuracy[k]
+        picks = tuple(int(n[1:]) for n in made_names[Path(path).name])
+        made.append(picks)
+        if picks == tuple(range(len(picks))):
+            return accuracy[len(picks)]
+        return 99.1 if {1, 2, 3, 4, 5} <= set(picks) else 98.0  # l0 (the largest) is not needed; the others are
+
+    made_names = {}
+
+    class Plan:
+        def quantize(self, io, names):
+            made_names[f"{len(made_names):03d}-k{len(names):03d}.tflite"] = list(names)
+            return b"x" * (100 + len(names))
 
     monkeypatch.setattr(sel, "top1_accuracy", fake_accuracy)
     (tmp_path / "q").mkdir()
     np.savez(tmp_path / "labels.npz", y=np.zeros(10))
     request = {"work": "q", "search": {"set": "eval", "labels": "labels.npz", "target": 99.0}}
-    ranking = [{"name": f"l{i}"} for i in range(20)]
+    ranking = [{"name": f"l{i}", "elements": 1000 - i} for i in range(20)]
     got = sel.search(Plan(), np, None, str(tmp_path), request, ranking, {"eval": {"x": np.zeros((10, 1))}})
-    assert made == [0, 1, 2, 4, 8, 6, 5]  # doubling until 8 holds, then 6 holds and 5 does not
-    assert got["float_layers"] == ["l0", "l1", "l2", "l3", "l4", "l5"] and got["met"]
-    assert [p["float_layers"] for p in got["curve"]] == [0, 1, 2, 4, 5, 6, 8]
-    assert got["chosen"]["size_bytes"] == 106 and (tmp_path / "q" / "candidates" / "k006.tflite").is_file()
+    # doubling until 8 holds, then 6 holds and 5 does not; then l0 (largest output) back to int8 holds, l1 does not
+    assert [len(p) for p in made[:7]] == [0, 1, 2, 4, 8, 6, 5]
+    assert made[7] == (1, 2, 3, 4, 5) and made[8] == (2, 3, 4, 5)
+    assert got["float_layers"] == ["l1", "l2", "l3", "l4", "l5"] and got["met"]
+    assert got["chosen"]["names"] == got["float_layers"] and got["chosen"]["accuracy"] == 99.1
+    assert "1 of the 6 worst layers given back to int8" in got["stopped"]
+    assert [p["float_layers"] for p in got["curve"]][:5] == [0, 1, 2, 4, 4]
+    assert (tmp_path / got["chosen"]["file"]).is_file()

@@ -36,6 +36,7 @@ TOP = 20  # layers kept in the record, worst first
 # Transpose, pad, reshape: int8 in, the same int8 out (RMSE/scale ~ 0).
 # Keeping one float would add conversions and fix nothing.
 MOVES_ONLY = 0.01
+PRUNE = 6  # chosen layers tried back in int8 (largest outputs first): one file each
 
 
 def io_dtype(tf, name):
@@ -143,8 +144,11 @@ def steps(total, max_layers):
 
 def search(plan, np, interpreter_class, run_dir, request, ranking, sets):
     """Keep the worst layers float, in doubling steps, until the target
-    holds; then halve the gap back to the smallest step that holds. Every
-    file tried is kept (candidates/) with its accuracy and size."""
+    holds; then halve the gap back to the smallest step that holds; then
+    give back to int8, costliest first, any of those layers the target holds
+    without (the ranking is per layer: some of the worst change nothing at
+    the output, and the early ones run on the largest tensors). Every file
+    tried is kept (candidates/) with its layers, accuracy and size."""
     spec = request.get("search") or {}
     set_name = spec.get("set", "eval")
     if set_name not in sets:
@@ -156,44 +160,51 @@ def search(plan, np, interpreter_class, run_dir, request, ranking, sets):
     names = [r["name"] for r in ranking]
     io = request.get("int8_io", "int8")
     os.makedirs(contract.work_path(run_dir, request, "candidates"), exist_ok=True)
-    tried = {}
+    tried = {}  # tuple of ranking indices -> curve point
 
-    def attempt(k):
-        if k not in tried:
-            rel = "candidates/k%03d.tflite" % k
-            blob = plan.quantize(io, names[:k])
+    def attempt(picks):
+        picks = tuple(picks)
+        if picks not in tried:
+            rel = "candidates/%03d-k%03d.tflite" % (len(tried), len(picks))
+            blob = plan.quantize(io, [names[i] for i in picks])
             with open(contract.work_path(run_dir, request, rel), "wb") as f:
                 f.write(blob)
             acc = top1_accuracy(np, interpreter_class, contract.work_path(run_dir, request, rel), arrays, labels, request)
-            tried[k] = {"float_layers": k, "accuracy": acc, "size_bytes": len(blob),
-                        "file": contract.work_rel(request, rel)}
-            log("int8 with the %d worst layer(s) float: %.2f%% on %s (target %.2f%%), %d bytes"
-                % (k, acc, set_name, target, len(blob)))
-        return tried[k]["accuracy"] >= target
+            tried[picks] = {"float_layers": len(picks), "accuracy": acc, "size_bytes": len(blob),
+                            "file": contract.work_rel(request, rel), "names": [names[i] for i in picks]}
+            log("int8 with %d layer(s) float: %.2f%% on %s (target %.2f%%), %d bytes"
+                % (len(picks), acc, set_name, target, len(blob)))
+        return tried[picks]["accuracy"] >= target
 
     chosen, stopped, previous = None, "", 0
     for k in steps(len(names), int(spec.get("max_layers") or 0)):
-        if attempt(k):
+        if attempt(range(k)):
             chosen, stopped = k, "target met"
             break
         previous = k
     if chosen is None:
-        chosen = max(tried)
-        stopped = "target not met with %d layer(s) float" % chosen
+        keep = tuple(range(max(len(p) for p in tried)))
+        stopped = "target not met with %d layer(s) float" % len(keep)
     else:
         lo, hi = previous, chosen  # lo misses, hi holds: bisect for the fewest float layers
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if attempt(mid):
+            if attempt(range(mid)):
                 hi = mid
             else:
                 lo = mid
-        chosen = hi
+        keep = tuple(range(hi))
+        for i in sorted(keep, key=lambda j: -ranking[j].get("elements", 0))[:PRUNE]:
+            trial = tuple(j for j in keep if j != i)
+            if trial and attempt(trial):
+                keep = trial
+        if len(keep) < hi:
+            stopped += "; %d of the %d worst layers given back to int8" % (hi - len(keep), hi)
     return {
-        "requested": "auto", "float_layers": names[:chosen], "target": target,
-        "met": tried[chosen]["accuracy"] >= target, "stopped": stopped, "set": set_name,
-        "samples": int(len(labels)), "chosen": tried[chosen],
-        "curve": [tried[k] for k in sorted(tried)],
+        "requested": "auto", "float_layers": [names[i] for i in keep], "target": target,
+        "met": tried[keep]["accuracy"] >= target, "stopped": stopped, "set": set_name,
+        "samples": int(len(labels)), "chosen": tried[keep],
+        "curve": sorted(tried.values(), key=lambda p: (p["float_layers"], p["file"])),
     }
 
 

@@ -201,7 +201,7 @@ class ConvertLadder:
         thread); over the latency cap, the file is made again with the
         float layers of the best point within it."""
         sel = artifact["selective"]
-        files = {f"k{p['float_layers']}": p["file"] for p in sel["curve"]}
+        files = {f"p{i}": p["file"] for i, p in enumerate(sel["curve"])}
         runs = int(self.ctx.get("measure_runs", 10))
         if runs <= 0 and cap is None:  # --latency-runs 0 and no cap to hold: no timing asked for
             return work, None
@@ -209,17 +209,17 @@ class ConvertLadder:
         timed = measure.measure(
             self.steps, self.catalog, files, f"{work}/measure", max(CURVE_RUNS, runs), full=False, rounds=3
         )
-        for point in sel["curve"]:
-            config = measure.pick(timed.get(f"k{point['float_layers']}"))
+        for i, point in enumerate(sel["curve"]):
+            config = measure.pick(timed.get(f"p{i}"))
             if config:
                 point["latency_ms"], point["latency_min_ms"] = config["median_ms"], config["min_ms"]
         if timed:
             sel["latency_runtime"] = next(iter(timed.values())).get("runtime", "")
-        sel["chosen"] = next(p for p in sel["curve"] if p["float_layers"] == len(sel["float_layers"]))
+        sel["chosen"] = next(p for p in sel["curve"] if p["file"] == sel["chosen"]["file"])
         fallback = selective.over_cap(sel, cap)
         if fallback is None:
             return work, None
-        names = sel["float_layers"][: fallback["float_layers"]]
+        names = fallback.get("names", sel["float_layers"][: fallback["float_layers"]])
         again, seconds = self._quantize(
             quantizer, f"{work}-capped", {**request, "float_layers": names, "search": None}, "int8"
         )

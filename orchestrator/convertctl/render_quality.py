@@ -128,7 +128,7 @@ def markdown_sections(report) -> list:
                 "|---|---|---|---|---|---|",
             ]
             for p in sel["curve"]:
-                chosen = "✓" if p["float_layers"] == len(sel.get("float_layers", [])) else ""
+                chosen = "✓" if p.get("file") == (sel.get("chosen") or {}).get("file") else ""
                 cost = f"{p['latency_cost']:+.0%}" if p.get("latency_cost") is not None else "-"
                 lines.append(
                     f"| {p['float_layers']} | {p['accuracy']:.2f}% | {p['size_bytes'] / 1e6:.2f} MB "
