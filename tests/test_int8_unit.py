@@ -321,3 +321,28 @@ def test_search_doubles_then_bisects_to_the_fewest_float_layers(tmp_path, monkey
     assert "1 of the 6 worst layers given back to int8" in got["stopped"]
     assert [p["float_layers"] for p in got["curve"]][:5] == [0, 1, 2, 4, 4]
     assert (tmp_path / got["chosen"]["file"]).is_file()
+
+
+def test_a_float_layer_renamed_by_quantize_ops_is_still_the_one_chosen():
+    """The quantizer hands a float op's name to the QUANTIZE after it (and
+    to a second one for uint8 I/O): PartitionedCall:0 -> PartitionedCall:01."""
+    q = load("tflite_run", "common")
+
+    class Interp:
+        tensors = [("x", np.int8), ("d", np.float32), ("P:01", np.float32), ("q2", np.int8), ("P:0", np.uint8)]
+
+        def get_tensor_details(self):
+            return [{"index": i, "name": n, "dtype": d} for i, (n, d) in enumerate(self.tensors)]
+
+        def _get_ops_details(self):
+            ops = [("DEQUANTIZE", 0, 1), ("FULLY_CONNECTED", 1, 2), ("QUANTIZE", 2, 3), ("QUANTIZE", 3, 4)]
+            return [{"op_name": o, "inputs": [i], "outputs": [j]} for o, i, j in ops] + [
+                {"op_name": "DELEGATE", "inputs": [0], "outputs": [4]}
+            ]
+
+    ops = q.op_facts(np, Interp())
+    assert ops["total"] == 4 and "DELEGATE" not in ops["histogram"]
+    assert ops["float_op_list"][1] == {"op": "FULLY_CONNECTED", "output": "P:01", "as": "P:0"}
+    u8 = [io("uint8")]
+    assert q.contract_problems("int8", u8, u8, ops, False, "uint8", ["P:0"]) == []
+    assert "FULLY_CONNECTED" in q.contract_problems("int8", u8, u8, ops, False, "uint8", [])[0]

@@ -79,7 +79,10 @@ def op_facts(np, interp):
         outs = [int(t) for t in op["outputs"] if int(t) >= 0]
         if any(dtypes.get(t) in ("float32", "float16") for t in outs):
             out = names.get(outs[0], "") if outs else ""
-            floats.append({"op": name, "output": out, "as": quantized_as.get(out, "")})
+            final, hops = quantized_as.get(out, ""), 0
+            while final in quantized_as and hops < 4:  # int8 then uint8: QUANTIZE after QUANTIZE
+                final, hops = quantized_as[final], hops + 1
+            floats.append({"op": name, "output": out, "as": final})
     return {"histogram": histogram, "flex_ops": sorted(set(flex)), "total": total,
             "transposes": histogram.get("TRANSPOSE", 0), "float_ops": len(floats), "float_op_list": floats}
 
