@@ -39,6 +39,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import dynamic_errors  # noqa: E402
 import selective  # noqa: E402
 import tflite_run  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
@@ -88,7 +89,7 @@ def one_mode(tf, np, run_dir, request, calib, sets):
                 info["io"] = "float" if io == "float" else "int16"
             errors = None
             if mode == "dynamic" and int(request.get("debug_samples", 0)) > 0:
-                errors = dynamic_errors(tf, np, run_dir, request, blob, sets)
+                errors = dynamic_record(tf, np, run_dir, request, blob, sets)
             if errors:
                 info["layer_errors"] = errors
     except StageFailure:
@@ -104,13 +105,13 @@ def one_mode(tf, np, run_dir, request, calib, sets):
     return tflite_run.inspect_and_run(tf.lite.Interpreter, np, run_dir, request, info, sets)
 
 
-def dynamic_errors(tf, np, run_dir, request, blob, sets):
+def dynamic_record(tf, np, run_dir, request, blob, sets):
     """Per-layer error of a dynamic-range file against the fp32 file of the
     same SavedModel (converted here too), on the first sample inputs."""
     count = int(request["debug_samples"])
     try:
         float_blob = tf.lite.TFLiteConverter.from_saved_model(in_run(run_dir, request["saved_model"])).convert()
-        rows = selective.dynamic_layer_errors(tf, np, float_blob, blob, sets["samples"], request, count)
+        rows = dynamic_errors.dynamic_layer_errors(tf, np, float_blob, blob, sets["samples"], request, count)
     except Exception as exc:  # noqa: BLE001 - a diagnosis: the file is made either way
         log("dynamic: no per-layer error (%s: %s)" % (type(exc).__name__, str(exc).splitlines()[0][:200]))
         return None
