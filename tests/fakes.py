@@ -6,6 +6,7 @@ break a stage or a mode the way real conversions break."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,19 @@ class FakeRuntime:
         crash: str = "",
         flex: bool = False,
         nhwc: bool = False,
+        float_layer_gain: dict | None = None,
+        latency: dict | None = None,
     ):
         self.noise = noise or {}  # mode -> stddev of the error added to its outputs
         self.fake_int8 = fake_int8  # int8 mode yields float32 io, as the tutorial's recipe does
         self.crash = crash  # a stage that dies without writing a result
         self.flex = flex
         self.nhwc = nhwc  # TFLite input laid out NHWC while PyTorch's is NCHW
+        # int8 with k layers kept float: the int8 noise is scaled by gain[k] (default 1/(1+k))
+        self.float_layer_gain = float_layer_gain or {}
+        self.latency = latency or {}  # float layers kept -> ms (XNNPACK, 1 thread)
         self.calls: list = []
+        self.requests: list = []
         self.env_version = "1"  # part of every environment's identity: change it to change them all
 
     def identity(self, variant):
@@ -57,16 +64,17 @@ class FakeRuntime:
         variant, request = step.variant, dict(step.request, work=step.work)
         write_request(run_dir, step.work, step.request)
         self.calls.append(variant.stage if variant.stage != "quantize" else f"quantize:{request['mode']}")
+        self.requests.append(request)
         if self.crash in (variant.stage, f"quantize:{request.get('mode')}"):
             return StageRun(variant.stage, variant, 139, {}, 0.1, ["Segmentation fault"])
         result = {"status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
         sets = {name: dict(np.load(run_dir / rel)) for name, rel in request.get("input_sets", {}).items()}
-        getattr(self, variant.stage)(run_dir / step.work, request, sets, result)
+        getattr(self, variant.stage)(run_dir / step.work, request, sets, result, run_dir)
         (run_dir / step.work / "result.json").write_text(json.dumps(result))
         code = 0 if result["status"] == "ok" else 2
         return StageRun(variant.stage, variant, code, read_result(run_dir, step.work), 0.1, [])
 
-    def export(self, work, request, sets, result):
+    def export(self, work, request, sets, result, run_dir=None):
         for name, arrays in sets.items():
             if request.get("reference", True):
                 np.savez(work / f"reference_{name}.npz", output=model(arrays["input"]))
@@ -77,7 +85,7 @@ class FakeRuntime:
             (work / "model.onnx").write_bytes(b"ONNX" + model_bytes(request))
             result["onnx"] = {"opset": request["opset"], "nodes": 3, "file": f"{request['work']}/model.onnx"}
 
-    def convert(self, work, request, sets, result):
+    def convert(self, work, request, sets, result, run_dir=None):
         if "onnx" not in request:  # a family that reads the PyTorch model: a .tflite, no intermediate model
             result.update(tflite=f"{request['work']}/model_fp32.tflite", layout={"inputs": {}, "outputs": {}})
             return
@@ -89,18 +97,65 @@ class FakeRuntime:
         (work / "saved_model" / "variables" / "variables.index").write_bytes(b"index")
         result.update(saved_model=f"{request['work']}/saved_model", layout={"inputs": {}, "outputs": {}})
 
-    def quantize(self, work, request, sets, result):
+    def _outputs(self, mode, arrays, float_layers=0):
         rng = np.random.default_rng(1)
+        out = model(arrays["input"])
+        gain = self.float_layer_gain.get(float_layers, 1.0 / (1 + float_layers))
+        return out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0) * gain
+
+    def _search(self, work, request, sets, run_dir):
+        """The quantize step's auto search, as the contract describes it:
+        layers kept float in doubling steps until the target holds."""
+        spec = request["search"]
+        labels = np.load(run_dir / spec["labels"])["y"]
+        (work / "candidates").mkdir(exist_ok=True)
+        curve, names = [], [f"layer{i}" for i in range(8)]
+        for k in (0, 1, 2, 4, 8):
+            (work / "candidates" / f"k{k:03d}.tflite").write_bytes(b"TFL3" + bytes([k]))
+            scores = self._outputs("int8", sets[spec["set"]], k).reshape(len(labels), -1)
+            acc = float(np.mean(scores.argmax(1) == labels) * 100)
+            curve.append(
+                {
+                    "float_layers": k,
+                    "accuracy": acc,
+                    "size_bytes": 8 + k,
+                    "file": f"{request['work']}/candidates/k{k:03d}.tflite",
+                    "names": names[:k],
+                }
+            )
+            if acc >= spec["target"]:
+                break
+        chosen = curve[-1]
+        return {
+            "requested": "auto",
+            "float_layers": names[: chosen["float_layers"]],
+            "target": spec["target"],
+            "met": chosen["accuracy"] >= spec["target"],
+            "stopped": "target met",
+            "set": spec["set"],
+            "samples": len(labels),
+            "chosen": chosen,
+            "curve": curve,
+        }
+
+    def quantize(self, work, request, sets, result, run_dir=None):
         mode = request["mode"]
-        dtype = "int8" if mode == "int8" and not self.fake_int8 else "float32"
+        io_asked = request.get("int8_io", "int8")
+        dtype = {"int8": io_asked if io_asked != "float" else "float32", "int16x8": "int16"}.get(mode, "float32")
+        dtype = "float32" if self.fake_int8 and mode == "int8" else dtype
         saved_model = work.parent.parent.parent / request.get("saved_model", "-") / "saved_model.pb"
         saved = saved_model.read_bytes() if saved_model.is_file() else b""
         (work / "model.tflite").write_bytes(b"TFL3" + mode.encode() + saved)
+        selective = None
+        if mode == "int8" and request.get("float_layers") == "auto":
+            selective = self._search(work, request, sets, run_dir)
+        elif mode == "int8" and request.get("float_layers"):
+            selective = {"requested": "names", "float_layers": list(request["float_layers"])}
+        kept = len(selective["float_layers"]) if selective else 0
         for name, arrays in sets.items():
-            out = model(arrays["input"])
-            out = out + rng.standard_normal(out.shape).astype(np.float32) * self.noise.get(mode, 0.0)
-            np.savez(work / f"outputs_{name}.npz", output=out)
-        io = {"dtype": dtype, "scale": 0.1 if dtype == "int8" else 0.0, "zero_point": 0}
+            np.savez(work / f"outputs_{name}.npz", output=self._outputs(mode, arrays, kept))
+        quantized = dtype in ("int8", "uint8", "int16")
+        io = {"dtype": dtype, "scale": 0.1 if quantized else 0.0, "zero_point": 0}
         in_shape = list(sets["samples"]["input"].shape[1:])
         if self.nhwc:
             in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
@@ -119,7 +174,52 @@ class FakeRuntime:
                 "float_ops": 0 if dtype == "int8" else 1,
             },
         }
+        if mode == "int8" and not self.fake_int8:
+            info["io"] = io_asked
+            info["ops"]["float_ops"] = kept
+            info["layer_errors"] = {
+                "metric": "rmse/scale",
+                "samples": 16,
+                "total": 8,
+                "layers": [
+                    {
+                        "name": f"layer{i}",
+                        "op": "CONV_2D",
+                        "rmse_scale": 2.0 / (1 + i),
+                        "max_abs_error": 0.1,
+                        "scale": 0.02,
+                        "elements": 64,
+                    }
+                    for i in range(8)
+                ],
+            }
+            if selective:
+                info["selective"] = selective
+                info["float_ops"] = {"chosen": kept, "float_ops": kept, "glue_ops": kept, "total_ops": 1 + 2 * kept}
         if mode == "int8" and self.fake_int8:
             info.update(status="failed", problems=["int8 mode produced input tensor 'input' of type float32, not int8"])
             info["error"] = info["problems"][0]
         result["artifact"] = info
+
+    def measure(self, work, request, sets, result, run_dir=None):
+        """Latency by file: the float layers kept (candidates) or 1 ms."""
+        result.update(runtime={"name": "ai-edge-litert", "version": "fake"}, cpu_count=2, measurements={})
+        for item in request["files"]:
+            found = re.search(r"/k(\d+)\.tflite$", item["file"])  # a search candidate: its float layers
+            k = int(found.group(1)) if found else None
+            ms = self.latency.get(k, 1.0)
+            configs = [
+                {
+                    "xnnpack": x,
+                    "threads": t,
+                    "runs": request["runs"],
+                    "median_ms": ms * t**-0.5 * (1 if x else 3),
+                    "p90_ms": ms * 1.1,
+                    "min_ms": ms,
+                    "nodes": 3,
+                    "delegate_partitions": int(x),
+                }
+                for x in request["xnnpack"]
+                for t in request["threads"]
+            ]
+            result["measurements"][item["name"]] = {"file": item["file"], "configs": configs}

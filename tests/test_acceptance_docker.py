@@ -90,7 +90,12 @@ def test_convert_image_from_the_model_config(model17, tmp_path):
     proc = convertctl("run", model, "--quant", "fp32", "--out", tmp_path / "o", "--runtime", "docker")
     assert proc.returncode == EXIT_OK
     stages = load_json(tmp_path / "o" / "report.json")["stages"]
-    assert [s["variant"] for s in stages] == ["export-torch1.7", "convert-tf2.15", "quantize-tf2.15"]
+    assert [s["variant"] for s in stages] == [
+        "export-torch1.7",
+        "convert-tf2.15",
+        "quantize-tf2.15",
+        "measure-litert2.3",
+    ]
 
 
 def test_outputs_belong_to_the_invoking_user(docker_default):

@@ -77,7 +77,8 @@ def test_second_run_creates_no_environment(smallcnn, four_modes, tmp_path):
     )  # fmt: skip
     assert proc.returncode == EXIT_OK
     envs = load_json(tmp_path / "report.json")["environments"]
-    assert len(envs) == 3 and not any(e["created"] for e in envs)
+    assert len(envs) == 4 and not any(e["created"] for e in envs)
+    assert {e["stage"] for e in envs} == {"export", "convert", "quantize", "measure"}
     assert "creating" not in proc.stdout
 
 

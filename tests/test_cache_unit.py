@@ -43,6 +43,7 @@ def model(tmp_path) -> Path:
 
 def run(model, out, fake=None, **kw):
     kw.setdefault("converter", "onnx-tf")  # steps with an ONNX file and a SavedModel to cache
+    kw.setdefault("latency_runs", 0)  # the measure step is never cached (test_latency_is_measured_every_run)
     opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["fp16"]), out=out, **kw)
     fake = fake or FakeRuntime()
     fake.name = "local"  # whose ladders to use
@@ -106,6 +107,15 @@ def test_a_rerun_reuses_every_step_and_says_so(model, tmp_path, own_cache):
     assert again.manifest["environments"] == first.manifest["environments"], "taken from the entries"
 
 
+def test_latency_is_measured_every_run_and_never_cached(model, tmp_path, own_cache):
+    run(model, tmp_path / "a", modes=ALL, latency_runs=3)
+    assert [e["stage"] for e in entries(own_cache)].count("measure") == 0
+    again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
+    assert fake.calls == ["measure"], "a timing describes this machine now: measured again"
+    assert not any(s["stage"] == "measure" for s in again.manifest["stages"]), "nothing verify could reproduce"
+    assert all(a["latency"]["configs"] for a in again.artifacts)
+
+
 def test_the_model_moved_elsewhere_is_still_the_same_model(model, tmp_path):
     run(model, tmp_path / "a")
     moved = tmp_path / "elsewhere" / "net.pt"
@@ -130,7 +140,7 @@ def test_an_added_mode_runs_only_its_quantize_step(model, tmp_path):
 def test_a_changed_parameter_reruns_only_what_depends_on_it(model, tmp_path):
     run(model, tmp_path / "out", modes=["fp16"])
     _, fake = run(model, tmp_path / "out", modes=["fp16"], latency_runs=3)
-    assert fake.calls == ["quantize:fp16"], "latency settings go to the quantize step only"
+    assert fake.calls == ["measure"], "latency settings go to the measure step only"
     _, fake = run(model, tmp_path / "out", modes=["fp16"], seed=7)
     assert fake.calls == ["export", "convert", "quantize:fp16"], "other sample inputs: everything again"
 
@@ -366,8 +376,8 @@ def test_verify_names_bytes_the_rerun_makes_differently(model, tmp_path):
     fake = FakeRuntime()
     original = fake.quantize
 
-    def drifting(work, request, sets, result):  # a converter that embeds something volatile
-        original(work, request, sets, result)
+    def drifting(work, request, sets, result, run_dir=None):  # a converter that embeds something volatile
+        original(work, request, sets, result, run_dir)
         with open(work / "model.tflite", "ab") as f:
             f.write(str(time.time_ns()).encode())
 

@@ -194,7 +194,7 @@ def test_every_mode_within_one_point_of_pytorch_on_held_out_digits(runtime, digi
     assert report["inputs"]["calibration"] == {"count": CALIB, "synthetic": False, "source": str(digits["calib"])}
     assert report["inputs"]["eval"]["count"] == digits["n_test"] and report["inputs"]["eval"]["classes"] == 10
     # With real data given, the parity checks run on it, not on noise.
-    assert report["inputs"]["samples"] == {"count": 8, "source": f"first 8 of {digits['eval']}"}
+    assert report["inputs"]["samples"] == {"count": 64, "source": f"first 64 of {digits['eval']}"}
     assert not any("SYNTHETIC" in n for n in report["notices"]) and "SYNTHETIC" not in proc.stdout
 
     acc = report["accuracy"]

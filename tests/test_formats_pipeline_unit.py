@@ -94,8 +94,8 @@ def torchscript(tmp_path) -> Path:
 class FixedBatchFake(FakeRuntime):
     """A converter that kept the batch dimension fixed (shape signature 1)."""
 
-    def quantize(self, work, request, sets, result):
-        super().quantize(work, request, sets, result)
+    def quantize(self, work, request, sets, result, run_dir=None):
+        super().quantize(work, request, sets, result, run_dir)
         for tensor in result["artifact"]["inputs"] + result["artifact"]["outputs"]:
             tensor["shape_signature"] = [1, *tensor["shape"][1:]]
 

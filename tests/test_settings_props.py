@@ -229,3 +229,10 @@ def test_a_saved_report_loads_back_the_same(tmp_path, runtime, report_modes, not
     report.save(tmp_path / "report.json")
     again = load_report(tmp_path / "report.json")
     assert again.to_dict() == report.to_dict()
+
+
+def test_settings_and_catalog_name_the_same_modes():
+    # settings.py keeps its own copy so parsing flags never loads the catalog.
+    from convertctl import catalog
+
+    assert settings.MODES == catalog.MODES

@@ -118,10 +118,10 @@ def test_dockerfiles_share_everything_up_to_the_install_layer():
     the heavy layers (one TensorFlow install for convert and quantize)."""
     marker = "# ---- stage-specific from here on"
     prefixes = {}
-    for stage in ("export", "convert", "quantize"):
+    for stage in ("export", "convert", "quantize", "measure"):
         text = (IMAGES / stage / "Dockerfile").read_text()
         assert marker in text, stage
         body = text.split(marker)[0]
         prefixes[stage] = body[body.index("ARG BASE_IMAGE") :]  # the header comment names the stage
-    assert prefixes["export"] == prefixes["convert"] == prefixes["quantize"]
+    assert prefixes["export"] == prefixes["convert"] == prefixes["quantize"] == prefixes["measure"]
     assert "COPY requirements.txt" in prefixes["convert"] and "COPY stage/" not in prefixes["convert"]

@@ -35,7 +35,10 @@ def test_wheel_carries_the_stage_side(wheel):
         "export/Dockerfile",
         "convert/convert.py",
         "quantize/quantize.py",
+        "quantize/selective.py",
         "common/tflite_run.py",
+        "measure/measure.py",
+        "measure/Dockerfile",
         "convert/requirements-tf2.15-py3.11.txt",
         "base/make-base.sh",
     ):

@@ -10,6 +10,11 @@ import time
 import contract
 
 INT_TYPES = ("int8", "uint8", "int16")
+# The I/O type each quantized mode promises, by the request's int8_io.
+IO_DTYPES = {"int8": "int8", "uint8": "uint8", "float": "float32", "int16": "int16"}
+# Ops that only convert between int8 and float where a float layer or float
+# I/O meets the int8 graph: allowed with what they serve, computing nothing.
+GLUE_OPS = ("DEQUANTIZE", "QUANTIZE")
 
 
 def _name(np, dtype):
@@ -50,24 +55,39 @@ def io_facts(np, interp):
 
 
 def op_facts(np, interp):
-    """Op histogram, Flex ops and how many ops still compute in float."""
+    """Op histogram, Flex ops and the ops that still compute in float (with
+    their output tensor names, which is how layers kept float are named)."""
     try:
         ops = interp._get_ops_details()  # TF >= 2.5
     except AttributeError:
         return None
     dtypes = dict((t["index"], _name(np, t["dtype"])) for t in interp.get_tensor_details())
+    names = dict((t["index"], t["name"]) for t in interp.get_tensor_details())
     histogram = {}
     flex = []
-    float_ops = 0
+    floats = []
+    total = 0
+    # A float op whose result is quantized again hands its name to the
+    # QUANTIZE op (and takes a suffixed one): "as" keeps the name it had.
+    quantized_as = dict((names.get(int(op["inputs"][0])), names.get(int(op["outputs"][0])))
+                        for op in ops if op["op_name"] == "QUANTIZE" and len(op["inputs"]) and len(op["outputs"]))
     for op in ops:
         name = op["op_name"]
+        if name == "DELEGATE":  # a delegate's kernel the interpreter added, not an op of the file
+            continue
+        total += 1
         histogram[name] = histogram.get(name, 0) + 1
         if name.startswith("Flex"):
             flex.append(name)
-        if any(dtypes.get(int(t)) in ("float32", "float16") for t in op["outputs"] if int(t) >= 0):
-            float_ops += 1
-    return {"histogram": histogram, "flex_ops": sorted(set(flex)), "total": len(ops),
-            "transposes": histogram.get("TRANSPOSE", 0), "float_ops": float_ops}
+        outs = [int(t) for t in op["outputs"] if int(t) >= 0]
+        if any(dtypes.get(t) in ("float32", "float16") for t in outs):
+            out = names.get(outs[0], "") if outs else ""
+            final, hops = quantized_as.get(out, ""), 0
+            while final in quantized_as and hops < 4:  # int8 then uint8: QUANTIZE after QUANTIZE
+                final, hops = quantized_as[final], hops + 1
+            floats.append({"op": name, "output": out, "as": final})
+    return {"histogram": histogram, "flex_ops": sorted(set(flex)), "total": total,
+            "transposes": histogram.get("TRANSPOSE", 0), "float_ops": len(floats), "float_op_list": floats}
 
 
 def quantize_input(np, x, facts):
@@ -149,10 +169,21 @@ def representative_dataset(np, calib, input_names, layout=None):
     return gen
 
 
-def contract_problems(mode, inputs, outputs, ops, allow_flex):
-    """What makes a converted file not what its mode promises."""
+def io_dtype_for(mode, io=None):
+    """The dtype a mode's file must take and give."""
+    if mode == "int8":
+        return IO_DTYPES[io or "int8"]
+    if mode == "int16x8":
+        return "float32" if io == "float" else "int16"
+    return "float32"
+
+
+def contract_problems(mode, inputs, outputs, ops, allow_flex, io=None, float_layers=None):
+    """What makes a converted file not what its mode promises. For int8,
+    the layers chosen to stay float (and the DEQUANTIZE glue next to them
+    or to float I/O) are allowed; any other float op is a problem."""
     problems = []
-    want = "int8" if mode == "int8" else "float32"
+    want = io_dtype_for(mode, io)
     tensors = [("input", f) for f in inputs] + [("output", f) for f in outputs]
     for kind, facts in tensors:
         if kind == "input" and facts["dtype"] in ("int32", "int64"):
@@ -160,13 +191,36 @@ def contract_problems(mode, inputs, outputs, ops, allow_flex):
         if facts["dtype"] != want:
             problems.append("%s mode produced %s tensor %r of type %s, not %s"
                             % (mode, kind, facts["name"], facts["dtype"], want))
-    if mode == "int8" and ops is not None and ops["float_ops"]:
-        problems.append("int8 mode left %d of %d ops computing in float"
-                        % (ops["float_ops"], ops["total"]))
+    if mode in ("int8", "int16x8") and ops is not None and ops["float_ops"]:
+        chosen = set(float_layers or [])
+        glue_ok = bool(chosen) or want == "float32"
+        extra = [f for f in ops.get("float_op_list", [])
+                 if not _chosen(f, chosen) and not (glue_ok and f["op"] in GLUE_OPS)]
+        if "float_op_list" not in ops:  # facts from an older record: count only
+            extra = [None] * (ops["float_ops"] if not chosen else 0)
+        if extra:
+            named = ", ".join(sorted(set(f["op"] for f in extra if f)))
+            problems.append("%s mode left %d of %d ops computing in float%s%s"
+                            % (mode, len(extra), ops["total"], " (%s)" % named if named else "",
+                               " beyond the %d chosen to stay float" % len(chosen) if chosen else ""))
     if ops is not None and ops["flex_ops"] and not allow_flex:
         problems.append("the model uses Flex (SELECT_TF_OPS) ops %s, which need the Flex delegate on "
                         "Android; pass --allow-flex to accept them" % ", ".join(ops["flex_ops"]))
     return problems
+
+
+def _chosen(facts, chosen):
+    return facts["output"] in chosen or bool(facts.get("as")) and facts["as"] in chosen
+
+
+def float_summary(ops, float_layers):
+    """How the float ops of an int8 file break down: chosen layers, glue."""
+    if ops is None or "float_op_list" not in ops:
+        return None
+    chosen = set(float_layers or [])
+    kept = [f for f in ops["float_op_list"] if _chosen(f, chosen)]
+    glue = [f for f in ops["float_op_list"] if not _chosen(f, chosen) and f["op"] in GLUE_OPS]
+    return {"chosen": len(chosen), "float_ops": len(kept), "glue_ops": len(glue), "total_ops": ops["total"]}
 
 
 def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
@@ -183,7 +237,11 @@ def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
                     int(request.get("threads", 1)))
     info["inputs"], info["outputs"] = runner.inputs, runner.outputs
     info["ops"] = op_facts(np, runner.interp)
-    problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"))
+    float_layers = (info.get("selective") or {}).get("float_layers")
+    problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"),
+                                 info.get("io") or request.get("int8_io"), float_layers)
+    if mode == "int8" and float_layers:
+        info["float_ops"] = float_summary(info["ops"], float_layers)
     for set_name, arrays in sorted(sets.items()):
         outs = []
         try:

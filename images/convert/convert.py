@@ -47,6 +47,19 @@ def signature_facts(tf, path, request):
     return shapes
 
 
+def drop_empty_trailing_inputs(model):
+    """An optional input left out is named "" in ONNX; onnx-tf 1.10 looks
+    every input name up and fails with KeyError: '' (torch 2.x exports
+    F.pad as Pad(data, pads, "")). Trailing empty inputs mean the same as
+    absent ones, so they are dropped. Returns how many were."""
+    dropped = 0
+    for node in model.graph.node:
+        while len(node.input) and node.input[-1] == "":
+            node.input.pop()
+            dropped += 1
+    return dropped
+
+
 def body(run_dir, request, result):
     import numpy as np
     import onnx
@@ -61,6 +74,8 @@ def body(run_dir, request, result):
     result["versions"] = {"tensorflow": tf.__version__, "onnx": onnx.__version__,
                           "onnx_tf": onnx_tf_version, "numpy": np.__version__}
     onnx_model = onnx.load(in_run(run_dir, request["onnx"]))
+    if drop_empty_trailing_inputs(onnx_model):
+        log("dropped empty optional inputs onnx-tf cannot look up")
     out_dir = contract.work_path(run_dir, request, "saved_model")
     try:
         rep = backend.prepare(onnx_model)

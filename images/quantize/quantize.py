@@ -4,9 +4,13 @@ One mode per process, so that a native crash while making one mode (an
 abort in the calibrator, say) loses that mode only. Runs inside a TensorFlow
 environment. Request fields (relative paths):
   saved_model   the SavedModel directory from the convert stage
-  mode          one of fp32, dynamic, int8, fp16
-  calibration   npz of stacked inputs for int8 (representative data; integer
-                inputs such as token ids keep their type)
+  mode          one of fp32, dynamic, int8, fp16, int16x8
+  calibration   npz of stacked inputs for int8 and int16x8 (representative
+                data; integer inputs such as token ids keep their type)
+  int8_io       int8 (default) | uint8 | float: I/O type of an int8 file
+                (int16x8: int16 unless float)
+  debug_samples, float_layers, search
+                per-layer error and layers kept float (int8): see selective.py
   allow_flex    allow SELECT_TF_OPS (Flex) ops; off by default
   input_sets    {set name: npz of stacked sample inputs}
   layout        {"inputs": {name: perm}, "outputs": {name: perm}}: how the
@@ -19,8 +23,16 @@ PyTorch's).
 The tutorial's int8 recipe overrides supported_ops with SELECT_TF_OPS, which
 silently yields a float model of Flex ops, and its calibration generator
 reads the same image every time. Here int8 means builtin int8 ops with int8
-input and output, calibrated on every sample, and that is checked after
-conversion rather than trusted.
+input and output (or the I/O asked for), calibrated on every sample, and no
+float op but those chosen to stay float; that is checked after conversion
+rather than trusted.
+
+The contract any family's quantize step keeps (onnx-tf and onnx2tf use this
+script; litert-torch its own with ai-edge-quantizer): read mode, int8_io,
+debug_samples, float_layers and search from the request; write the artifact
+with io, layer_errors (worst first, metric named) and, when layers were kept
+float, selective {requested, float_layers, curve, target, met, stopped};
+the op facts then let tflite_run.contract_problems accept exactly those.
 """
 import os
 import sys
@@ -28,14 +40,17 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import dynamic_errors  # noqa: E402
+import selective  # noqa: E402
 import tflite_canon  # noqa: E402
 import tflite_run  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
-MODES = ("fp32", "dynamic", "int8", "fp16")
+MODES = ("fp32", "dynamic", "int8", "fp16", "int16x8")
+CALIBRATED = ("int8", "int16x8")
 
 
-def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex, layout=None):
+def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex, layout=None, io="int8"):
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     flex = [tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else []
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -43,11 +58,17 @@ def make_converter(tf, np, saved_model, mode, calib, input_names, allow_flex, la
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "fp16":
         conv.target_spec.supported_types = [tf.float16]
-    if mode == "int8":
+    if mode in CALIBRATED:
         conv.representative_dataset = tflite_run.representative_dataset(np, calib, input_names, layout)
+    if mode == "int8":
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.inference_input_type = conv.inference_output_type = selective.io_dtype(tf, io)
+    if mode == "int16x8":
+        # 16-bit activations, 8-bit weights; no float fallback (TFLITE_BUILTINS
+        # would let unsupported ops run in float and still call it int16x8).
+        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        kind = tf.float32 if io == "float" else tf.int16
+        conv.inference_input_type = conv.inference_output_type = kind
     conv.target_spec.supported_ops = ops + flex
     return conv
 
@@ -57,10 +78,24 @@ def one_mode(tf, np, run_dir, request, calib, sets):
     info = {"mode": mode, "status": "failed"}
     input_names = request["input_names"]
     layout = request.get("layout") or {}
+    io = request.get("int8_io", "int8")
     conv = make_converter(tf, np, in_run(run_dir, request["saved_model"]), mode, calib,
-                          input_names, bool(request.get("allow_flex")), layout)
+                          input_names, bool(request.get("allow_flex")), layout, io)
     try:
-        blob = conv.convert()
+        if mode == "int8":
+            blob, record = selective.int8(tf, np, conv, run_dir, request, calib, sets)
+            info.update(record)
+        else:
+            blob = conv.convert()
+            if mode == "int16x8":
+                info["io"] = "float" if io == "float" else "int16"
+            errors = None
+            if mode == "dynamic" and int(request.get("debug_samples", 0)) > 0:
+                errors = dynamic_record(tf, np, run_dir, request, blob, sets)
+            if errors:
+                info["layer_errors"] = errors
+    except StageFailure:
+        raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         info["error"] = "TFLite converter failed for %s: %s" % (mode, lines[-1] if lines else type(exc).__name__)
@@ -78,6 +113,22 @@ def one_mode(tf, np, run_dir, request, calib, sets):
     return tflite_run.inspect_and_run(tf.lite.Interpreter, np, run_dir, request, info, sets)
 
 
+def dynamic_record(tf, np, run_dir, request, blob, sets):
+    """Per-layer error of a dynamic-range file against the fp32 file of the
+    same SavedModel (converted here too), on the first sample inputs."""
+    count = int(request["debug_samples"])
+    try:
+        float_blob = tf.lite.TFLiteConverter.from_saved_model(in_run(run_dir, request["saved_model"])).convert()
+        rows = dynamic_errors.dynamic_layer_errors(tf, np, float_blob, blob, sets["samples"], request, count)
+    except Exception as exc:  # noqa: BLE001 - a diagnosis: the file is made either way
+        log("dynamic: no per-layer error (%s: %s)" % (type(exc).__name__, str(exc).splitlines()[0][:200]))
+        return None
+    log("worst dynamic-range layers (added RMSE/scale): " + ", ".join(
+        "%s %.2f" % (r["op"], r["added"]) for r in rows[:3]))
+    return {"metric": "rmse/scale, accumulated; ranked by what each layer adds", "samples": min(
+        count, contract.sample_count(sets["samples"])), "total": len(rows), "layers": rows[:selective.TOP]}
+
+
 def body(run_dir, request, result):
     import numpy as np
     import tensorflow as tf
@@ -88,7 +139,7 @@ def body(run_dir, request, result):
         raise StageFailure("unknown mode %s; known: %s" % (mode, ", ".join(MODES)))
     sets = contract.load_sets(run_dir, request, np)
     calib = None
-    if mode == "int8":
+    if mode in CALIBRATED:
         with np.load(in_run(run_dir, request["calibration"])) as data:
             calib = dict((k, data[k]) for k in data.files)
     info = one_mode(tf, np, run_dir, request, calib, sets)

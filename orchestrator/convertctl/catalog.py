@@ -17,8 +17,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older hosts only
     import tomli as tomllib
 
-STAGES = ("export", "convert", "quantize")
-MODES = ("fp32", "dynamic", "int8", "fp16")
+STAGES = ("export", "convert", "quantize", "measure")
+MODES = ("fp32", "dynamic", "int8", "fp16", "int16x8")
 LAYOUTS = ("nchw", "nhwc")
 
 
@@ -57,6 +57,7 @@ class Variant:
     quantize: str = ""
     # quantize variants
     modes: tuple = ()
+    mode_notes: dict = field(default_factory=dict, compare=False, hash=False)  # mode -> why the family cannot make it
 
     @property
     def image_folder(self) -> str:
@@ -146,10 +147,15 @@ class Catalog:
     def environments(self, runtime: str) -> list[Variant]:
         """Every variant a runtime's ladders can use (quantize partners included)."""
         out: list[Variant] = []
-        for stage in ("export", "convert"):
+        for stage in ("export", "convert", "measure"):
             for v in self.ladder(runtime, stage):
                 out += [v] + ([self.quantizer(v)] if stage == "convert" else [])
         return list(dict.fromkeys(out))
+
+    def measurer(self, runtime: str) -> Variant | None:
+        """The environment that times the final files (LiteRT), if any."""
+        ladder = self.ladder(runtime, "measure")
+        return ladder[0] if ladder else None
 
 
 def _variant(path: Path, name: str, table: dict) -> Variant:
@@ -163,7 +169,7 @@ def _variant(path: Path, name: str, table: dict) -> Variant:
     for key in ("formats", "opsets", "layouts", "modes"):
         if key in values:
             values[key] = tuple(values[key])
-    bad = [m for m in values.get("modes", ()) if m not in MODES]
+    bad = [m for m in [*values.get("modes", ()), *values.get("mode_notes", {})] if m not in MODES]
     if bad:
         raise UsageError(f"{path}: variant {name}: unknown mode(s) {', '.join(bad)}")
     bad = [layout for layout in values.get("layouts", ()) if layout not in LAYOUTS]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from convertctl.errors import UsageError
 from convertctl.settings import STRICT, Mode, Text, as_toml
 
-Stage = Literal["export", "convert", "quantize"]
+Stage = Literal["export", "convert", "quantize", "measure"]
 
 
 class VariantTable(BaseModel):

@@ -155,6 +155,25 @@ def run(
     layout: Annotated[
         str | None, typer.Option("--layout", help="nchw or nhwc I/O. Default: whatever the converter gives.")
     ] = None,
+    resize: Annotated[
+        str | None,
+        typer.Option(help="Images to inputs: stretch (default) or shorter-side+center-crop (ImageNet's view)."),
+    ] = None,
+    int8_float_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--int8-float-layers",
+            help="int8: keep layers float. auto: the worst, until --max-accuracy-drop holds; or NAME,... "
+            "(as the report lists them).",
+        ),
+    ] = None,
+    max_int8_latency_cost: Annotated[
+        str | None,
+        typer.Option("--max-int8-latency-cost", help="auto: at most this much slower than full int8, e.g. 10%."),
+    ] = None,
+    int8_io: Annotated[
+        str | None, typer.Option("--int8-io", help="int8 file's input/output type: int8 (default), uint8, float.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Settings file. Default: convertctl.toml next to the model.")
     ] = None,
@@ -200,6 +219,10 @@ def run(
         "arch": arch,
         "arch_kwargs": json_object(arch_kwargs, "--arch-kwargs") if arch_kwargs else None,
         "code": str(code) if code else None,
+        "resize": resize,
+        "int8_float_layers": int8_float_layers,
+        "int8_io": int8_io,
+        "max_int8_latency_cost": max_int8_latency_cost,
     }
     cfg, _ = settings.load(model, config, flags)
     opts = run_options(cfg, model, out, keep_run, trust_model)

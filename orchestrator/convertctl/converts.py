@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convertctl import validate
+from convertctl import measure, selective, validate
 from convertctl.catalog import Catalog, Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.exports import ExportLadder, _one_line
 from convertctl.runtimes.base import Step
 from convertctl.steps import Steps
+
+CURVE_RUNS = 30
 
 
 @dataclass
@@ -76,7 +78,9 @@ class ConvertLadder:
             entry.update(status="failed", modes={}, seconds=0.0)
             for mode in remaining:
                 if mode not in todo:
-                    entry["modes"][mode] = f"the {rung.family} family cannot make {mode}"
+                    note = quantizer.mode_notes.get(mode)
+                    why = f"the {rung.family} family cannot make {mode}"
+                    entry["modes"][mode] = f"{why}: {note}" if note else why
             try:
                 converted = self._convert(rung, entry)
                 if converted is not None:
@@ -157,9 +161,11 @@ class ConvertLadder:
         return converted
 
     def _mode(self, rung: Variant, quantizer: Variant, converted: dict, mode: str, entry: dict) -> Attempt:
+        int8 = self.ctx.get("int8") or selective.Int8Options()
         request = {
             **self.ctx["request"],
             **self.ctx["quantize"],
+            **selective.request_fields(int8, mode),
             "mode": mode,
             "output_names": self.exports.reference.output_names,
             "layout": converted.get("layout") or {},
@@ -167,14 +173,16 @@ class ConvertLadder:
         for key in ("saved_model", "tflite"):
             if converted.get(key):
                 request[key] = converted[key]
-        if mode != "int8":  # only int8 reads it; the other modes' cache keys must not depend on it
+        if mode not in ("int8", "int16x8"):  # only calibrated modes read it; the others' cache keys must not
             request.pop("calibration", None)
+        if request.get("float_layers") == "auto":
+            request["search"] = self._search_spec(mode)
         work = f"quantize/{rung.name}/{mode}"
-        run = self.steps.run(Step(quantizer, work, request), mode=mode)
-        entry["seconds"] += run.seconds
-        artifact = dict(run.result.get("artifact") or {"mode": mode, "status": "failed", "error": run.error})
-        if "error" not in artifact and run.error:
-            artifact["error"] = run.error
+        artifact, seconds = self._quantize(quantizer, work, request, mode)
+        if (artifact.get("selective") or {}).get("curve"):
+            work, extra = self._time_curve(quantizer, work, request, artifact, int8.max_latency_cost)
+            artifact, seconds = extra or artifact, seconds + (extra or {}).pop("seconds", 0.0)
+        entry["seconds"] += seconds
         artifact.update(variant=rung.name, family=rung.family, layout=converted.get("layout") or {})
         attempt = Attempt(mode, rung.name, artifact)
         if attempt.made_file:
@@ -182,6 +190,62 @@ class ConvertLadder:
         entry["modes"][mode] = "ok" if attempt.ok else _one_line(attempt.problem())
         self.attempts.setdefault(mode, []).append(attempt)
         return attempt
+
+    def _quantize(self, quantizer: Variant, work: str, request: dict, mode: str) -> tuple[dict, float]:
+        run = self.steps.run(Step(quantizer, work, request), mode=mode)
+        artifact = dict(run.result.get("artifact") or {"mode": mode, "status": "failed", "error": run.error})
+        if "error" not in artifact and run.error:
+            artifact["error"] = run.error
+        return artifact, run.seconds
+
+    def _search_spec(self, mode: str) -> dict:
+        """Labels and target of the auto search, on --eval-data or the hold-out."""
+        sets = ("eval", "holdout")
+        ref = {s: self.steps.outputs(f"{self.exports.reference.work}/reference_{s}.npz") for s in sets}
+        return selective.search_spec(
+            self.steps.run_dir,
+            {k: v for k, v in ref.items() if v is not None},
+            self.ctx.get("labels"),
+            self.ctx["max_drop"](mode),
+        )
+
+    def _time_curve(self, quantizer: Variant, work: str, request: dict, artifact: dict, cap: float | None):
+        """Every file of the trade-off curve timed by LiteRT (XNNPACK, 1
+        thread); over the latency cap, the file is made again with the
+        float layers of the best point within it."""
+        sel = artifact["selective"]
+        files = {f"p{i}": p["file"] for i, p in enumerate(sel["curve"])}
+        runs = int(self.ctx.get("measure_runs", 10))
+        if runs <= 0 and cap is None:  # --latency-runs 0 and no cap to hold: no timing asked for
+            return work, None
+        # Files compared with each other: 3 interleaved rounds, at least 30 runs each (a few ms apiece).
+        timed = measure.measure(
+            self.steps, self.catalog, files, f"{work}/measure", max(CURVE_RUNS, runs), full=False, rounds=3
+        )
+        for i, point in enumerate(sel["curve"]):
+            config = measure.pick(timed.get(f"p{i}"))
+            if config:
+                point["latency_ms"], point["latency_min_ms"] = config["median_ms"], config["min_ms"]
+        if timed:
+            sel["latency_runtime"] = next(iter(timed.values())).get("runtime", "")
+        sel["chosen"] = next(p for p in sel["curve"] if p["file"] == sel["chosen"]["file"])
+        fallback = selective.over_cap(sel, cap)
+        if fallback is None:
+            return work, None
+        names = fallback.get("names", sel["float_layers"][: fallback["float_layers"]])
+        again, seconds = self._quantize(
+            quantizer, f"{work}-capped", {**request, "float_layers": names, "search": None}, "int8"
+        )
+        again["selective"] = {
+            **sel,
+            "float_layers": names,
+            "chosen": fallback,
+            "met": fallback["accuracy"] >= sel["target"],
+            "stopped": f"latency cap {cap:.0%} over full int8: {len(names)} float layer(s) instead of "
+            f"{len(sel['float_layers'])}",
+        }
+        again["seconds"] = seconds
+        return f"{work}-capped", again
 
     def _check(self, attempt: Attempt, work: str) -> None:
         mode, art = attempt.mode, attempt.artifact
@@ -208,6 +272,8 @@ class ConvertLadder:
         labels = self.ctx.get("labels")
         if labels is not None:
             attempt.accuracy = self._accuracy(mode, work, labels)
+        elif (art.get("selective") or {}).get("set") == "holdout":  # judged by PyTorch's own top-1
+            attempt.accuracy = self._accuracy(mode, work, None, "holdout")
 
     def _batch_check(self, attempt: Attempt, work: str) -> list:
         """--dynamic-batch: the file run at batch N against the reference at
@@ -224,11 +290,13 @@ class ConvertLadder:
         self.steps.report.checks.append(check.__dict__)
         return [f"batch {batch}: {f}" for f in check.failures]
 
-    def _accuracy(self, mode: str, work: str, labels) -> dict | None:
-        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_eval.npz")
-        got = self.steps.outputs(f"{work}/outputs_eval.npz")
+    def _accuracy(self, mode: str, work: str, labels, set_name: str = "eval") -> dict | None:
+        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_{set_name}.npz")
+        got = self.steps.outputs(f"{work}/outputs_{set_name}.npz")
         if ref is None or got is None:
             return None
+        if labels is None:
+            labels = selective.top1(ref)
         base, value = validate.accuracy(ref, labels), validate.accuracy(got, labels)
         budget = self.ctx["max_drop"](mode)
         drop = base - value
@@ -243,6 +311,8 @@ class ConvertLadder:
             "max_drop": budget,
             "status": status,
             "message": message,
+            "set": set_name,
+            "samples": int(len(labels)),
         }
 
     def best(self, mode: str) -> Attempt | None:

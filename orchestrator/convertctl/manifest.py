@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from convertctl import __version__
 from convertctl.catalog import Variant, images_dir
 from convertctl.digests import Hasher, sha256_json, tree_files
+from convertctl.inputspec import InputSpec
 from convertctl.runtimes.base import Step
+from convertctl.selective import Int8Options
 
 MANIFEST_FORMAT = 1
 # WORK files about one execution, not what the step made.
@@ -109,6 +111,8 @@ def work_outputs(work_dir: Path, hasher: Hasher) -> dict:
 
 # -- the run's options ------------------------------------------------------------
 def _jsonable(value):
+    if is_dataclass(value) and not isinstance(value, type):  # field by field, so options_from_dict can rebuild it
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Path):
         return str(value.resolve())
     if isinstance(value, (list, tuple)):
@@ -138,8 +142,17 @@ def options_from_dict(data: dict, cls=None):
             value = [tuple(s) for s in value]
         elif f.name in ("mean", "std") and value is not None:
             value = tuple(value)
+        elif f.name == "int8" and isinstance(value, dict):
+            value = _rebuild(Int8Options, value)
+        elif f.name == "inputs":
+            value = [_rebuild(InputSpec, dict(v, shape=tuple(v["shape"]))) if isinstance(v, dict) else v for v in value]
         values[f.name] = value
     return cls(**values)
+
+
+def _rebuild(cls, data: dict):
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:

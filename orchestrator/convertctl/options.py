@@ -11,6 +11,7 @@ from convertctl import settings
 from convertctl.errors import UsageError
 from convertctl.inputspec import parse_input
 from convertctl.pipeline import RunOptions
+from convertctl.selective import Int8Options, parse_cost, parse_float_layers
 from convertctl.settings import mode_values
 
 
@@ -66,6 +67,12 @@ def run_options(
         arch_kwargs=dict(cfg.arch_kwargs or {}),
         code_dir=Path(cfg.code) if cfg.code else None,
         trust_model=trust_model,
+        resize=cfg.resize or "stretch",
+        int8=Int8Options(
+            float_layers=parse_float_layers(cfg.int8_float_layers),
+            io=cfg.int8_io or "int8",
+            max_latency_cost=parse_cost(cfg.max_int8_latency_cost),
+        ),
     )
 
 

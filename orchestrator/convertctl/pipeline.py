@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl import inputs, inputspec, manifest, modelfile, modelflags, placement, rundir, validate
+from convertctl import inputs, inputspec, manifest, modelfile, modelflags, placement, rundir, selective, validate
 from convertctl.cache import open_cache
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
-from convertctl.data import labels_fit, load_calibration, load_eval
+from convertctl.data import RESIZE_MODES, calibration_notes, labels_fit, load_calibration, load_eval
 from convertctl.errors import (
     EXIT_CONVERSION,
     EXIT_ENVIRONMENT,
@@ -21,12 +21,16 @@ from convertctl.errors import (
     UsageError,
 )
 from convertctl.exports import ExportLadder
+from convertctl.measure import measure_artifacts
 from convertctl.report import Report, sha256_file
 from convertctl.runtimes.base import Runtime, Say
 from convertctl.steps import Steps
 from convertctl.validate import DEFAULT_MAX_DROP
 
 SYNTHETIC_CALIB = 200
+# With real data the parity checks take at least this many samples: "top-1
+# 88 %" on 8 samples is 7 of 8.
+MIN_REAL_SAMPLES = 64
 
 
 @dataclass
@@ -59,6 +63,8 @@ class RunOptions:
     code_dir: Path | None = None  # the folder holding the --arch module (read-only in Docker)
     trust_model: bool = False  # unpickle a pickled module (Docker runtime only)
 
+    resize: str = "stretch"  # how images become inputs (data.RESIZE_MODES)
+    int8: selective.Int8Options = field(default_factory=selective.Int8Options)
     no_cache: bool = False  # run every step, reuse nothing from the stage cache
     keep_intermediates: bool = False  # the ONNX file and SavedModel go to --out too
 
@@ -82,6 +88,11 @@ class RunOptions:
                 raise UsageError(f"tolerance for unknown mode {mode!r} (choose from {', '.join(MODES)})")
         for mode in self.tolerances:
             validate.tolerance_for(mode, self.tolerances)  # raises on unknown keys
+        if self.resize not in RESIZE_MODES:
+            raise UsageError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_MODES)}")
+        self.int8.check()
+        if self.int8.float_layers and "int8" not in self.modes:
+            raise UsageError("--int8-float-layers applies to int8: add --quant int8")
 
 
 class Pipeline:
@@ -126,6 +137,8 @@ class Pipeline:
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
+        if calib is not None:
+            report.notices += calibration_notes(o.calib, calib)
         report.manifest = manifest.new(o, self.runtime.name)
         steps = Steps(self.runtime, run_dir, report, self.say, cache=open_cache(o.no_cache))
         steps.hasher.seed(facts.path, report.model["sha256"])  # hashed once per run, however often asked
@@ -196,9 +209,12 @@ class Pipeline:
             "quantize": {
                 "calibration": "inputs/calibration.npz",
                 "allow_flex": o.allow_flex,
-                "latency_runs": o.latency_runs,
+                # LiteRT times the final files (measure.py); the converting TF only where there is no such env
+                "latency_runs": 0 if self.catalog.measurer(self.runtime.name) else o.latency_runs,
                 "threads": o.threads,
             },
+            "int8": o.int8,
+            "measure_runs": o.latency_runs,
         }
         ladder = ConvertLadder(steps, self.catalog, convert_rungs, exports, ctx)
         first = next((r for r in convert_rungs if not ladder.skip_reason(r)), None)
@@ -218,6 +234,8 @@ class Pipeline:
             if notice:
                 report.notices.append(notice)
             ladder.run(o.modes)
+            finals = [a.artifact for a in map(ladder.best, o.modes) if a is not None and a.ok]
+            measure_artifacts(steps, self.catalog, finals, o.latency_runs)
         finally:
             report.ladder = exports.entries + ladder.entries
         self._collect(report, ladder, labels)
@@ -236,7 +254,7 @@ class Pipeline:
         for mode in self.opts.modes:
             attempt = ladder.best(mode)
             if attempt is None:
-                code, why = _ladder_failure(ladder.entries)
+                code, why = _ladder_failure(ladder.entries, mode)
                 report.fail(code, f"{mode}: {why}")
                 continue
             report.artifacts.append(attempt.artifact)
@@ -245,10 +263,11 @@ class Pipeline:
             if not attempt.ok:
                 code = EXIT_VALIDATION if attempt.made_file else EXIT_CONVERSION
                 report.fail(code, f"{attempt.variant}: {attempt.problem()}")
-        if labels is not None and accuracy:
+        if accuracy:
             first = next(iter(accuracy.values()))
             report.accuracy = {
-                "samples": int(len(labels)),
+                "samples": first["samples"],
+                "set": first["set"],
                 "pytorch": first["pytorch"],
                 "modes": {
                     m: {k: a[k] for k in ("accuracy", "drop", "max_drop", "status", "variant")}
@@ -262,15 +281,17 @@ class Pipeline:
         shapes = {s.name: s.shape for s in specs}
         sets, labels = {}, None
         if o.eval_data:
-            sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std)
+            sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std, o.resize)
             sets["eval"] = inputspec.typed(sets["eval"], specs, o.eval_data)
         calib = None
-        if "int8" in o.modes:
+        if "int8" in o.modes or "int16x8" in o.modes:
             calib = (
-                inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std), specs, o.calib)
+                inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std, resize=o.resize), specs, o.calib)
                 if o.calib
                 else inputspec.synthetic(specs, SYNTHETIC_CALIB, o.seed + 1)
             )
+            if o.int8.auto and labels is None:  # judged on data it was not calibrated on
+                calib, sets["holdout"] = selective.split_holdout(calib)
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
@@ -278,7 +299,7 @@ class Pipeline:
             samples = inputspec.typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
             source = str(o.sample_inputs)
         elif o.eval_data or (o.calib and calib is not None):
-            samples = _first(sets["eval"] if o.eval_data else calib, o.samples)
+            samples = _first(sets["eval"] if o.eval_data else calib, max(o.samples, MIN_REAL_SAMPLES))
             count = len(next(iter(samples.values())))
             source = f"first {count} of {o.eval_data or o.calib}"
         else:
@@ -316,9 +337,12 @@ def _first(arrays: dict, count: int) -> dict:
     return {name: arr[:count] for name, arr in arrays.items()}
 
 
-def _ladder_failure(entries: list) -> tuple[int, str]:
+def _ladder_failure(entries: list, mode: str = "") -> tuple[int, str]:
     """Why no rung made a mode's file, and the exit code that says it."""
     tried = [e for e in entries if e["stage"] == "convert"]
+    said = [f"{e['variant']}: {e['modes'][mode]}" for e in tried if mode in e.get("modes", {})]
+    if said and all(e["status"] != "failed" for e in tried if mode in e.get("modes", {})):
+        return EXIT_CONVERSION, "; ".join(said)  # rungs that converted, but not this mode
     failed = [e for e in tried if e["status"] != "skipped"]
     if not failed:
         reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in tried) or "the ladder is empty"

@@ -10,7 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from convertctl.catalog import MODES
+from convertctl.render_quality import artifact_rows, markdown_sections
 from convertctl.report import Report
+from convertctl.validate import FEW_SAMPLES, share
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
@@ -25,7 +27,9 @@ def _check_numbers(check: dict) -> str:
     parts = []
     for out in check.get("outputs", []):
         txt = f"max|Δ| {_fmt(out['max_abs'])}  cos {_fmt(out['cosine'], '.6f')}"
-        if out.get("top1") is not None:
+        if out.get("top1_count") is not None:
+            txt += f"  top-1 {share(out['top1_count'], out['samples'])}"
+        elif out.get("top1") is not None:
             txt += f"  top-1 {out['top1']:.0%}"
         parts.append(txt if len(check["outputs"]) == 1 else f"{out['name']}: {txt}")
     tol = check.get("tolerance") or {}
@@ -49,9 +53,6 @@ def _artifact_numbers(art: dict) -> str:
         parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
         if ops.get("flex_ops"):
             parts.append("FLEX " + ",".join(ops["flex_ops"]))
-    if art.get("latency_ms"):
-        lat = art["latency_ms"]
-        parts.append(f"{lat['median']:.2f} ms ({lat['threads']} thr)")
     return ", ".join(parts)
 
 
@@ -137,22 +138,28 @@ def rows(report: Report) -> list:
         if b:
             label = f"tflite vs {ref} ({b.get('note') or 'batch N'})"
             out.append((label, art["mode"], b["status"] != "failed", _check_numbers(b)))
+        out += artifact_rows(art)
     cached = [st for st in report.stages if st.get("cached")]
     if cached:
         saved = sum(st.get("saved_seconds", 0.0) for st in cached)
         out.append(("stage cache", "", True, f"{len(cached)} of {len(report.stages)} steps reused, {saved:.1f}s saved"))
     acc = report.accuracy
     if acc:
-        out.append(("accuracy", "pytorch", True, f"{acc['pytorch']:.2f}% on {acc['samples']} labelled samples"))
+        where = (
+            "held-out calibration samples (PyTorch's top-1 as labels)"
+            if acc.get("set") == "holdout"
+            else "labelled samples"
+        )
+        base = f"{acc['pytorch']:.2f}%"
+        if acc["samples"] < FEW_SAMPLES:
+            base = share(round(acc["pytorch"] * acc["samples"] / 100.0), acc["samples"])
+        out.append(("accuracy", "pytorch", True, f"{base} on {acc['samples']} {where}"))
         for mode, m in acc["modes"].items():
-            out.append(
-                (
-                    "accuracy",
-                    mode,
-                    m["status"] == "passed",
-                    f"{m['accuracy']:.2f}% (drop {m['drop']:.2f} pts, budget {m['max_drop']})",
-                )
-            )
+            value = f"{m['accuracy']:.2f}%"
+            if acc["samples"] < FEW_SAMPLES:
+                value = share(round(m["accuracy"] * acc["samples"] / 100.0), acc["samples"])
+            budget = f"drop {m['drop']:.2f} pts, budget {m['max_drop']}"
+            out.append(("accuracy", mode, m["status"] == "passed", f"{value} ({budget})"))
     return out
 
 
@@ -230,6 +237,7 @@ def markdown(report: Report) -> str:
     for stage, mode, ok, numbers in rows(report):
         cell = str(numbers).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {stage} | {mode} | {PLAIN[ok]} | {cell} |")
+    lines += markdown_sections(report)
     for stage, tail in failed_logs(report):
         lines += ["", f"Last lines of the log of the {stage}:", "", "```", *tail, "```"]
     return "\n".join(lines) + "\n"

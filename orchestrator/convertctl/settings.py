@@ -24,8 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODES = ("fp32", "dynamic", "int8", "fp16")
-Mode = Literal["fp32", "dynamic", "int8", "fp16"]
+MODES = ("fp32", "dynamic", "int8", "fp16", "int16x8")  # catalog.MODES: a test holds them equal
+Mode = Literal["fp32", "dynamic", "int8", "fp16", "int16x8"]
 # One sample of one input: beyond this the seeded inputs alone take
 # gigabytes (1,3,20000,20000 is 1.2e9 values) and the stages die of memory.
 MAX_INPUT_VALUES = 1 << 26
@@ -54,6 +54,10 @@ FILE_KEYS = {
     "arch",
     "arch_kwargs",
     "code",
+    "resize",
+    "int8_float_layers",
+    "int8_io",
+    "max_int8_latency_cost",
 }
 # Which flag sets a key, for messages about flags.
 FLAGS = {
@@ -81,11 +85,15 @@ FLAGS = {
     "arch": "--arch",
     "arch_kwargs": "--arch-kwargs",
     "code": "--code",
+    "resize": "--resize",
+    "int8_float_layers": "--int8-float-layers",
+    "int8_io": "--int8-io",
+    "max_int8_latency_cost": "--max-int8-latency-cost",
 }
 # What a key takes, in words; "*" stands for a mode.
 EXPECTED = {
     "input_shape": 'a shape such as "1,3,224,224" or [1, 3, 224, 224] (whole numbers > 0), or a list of shapes',
-    "quant": "a mode (fp32, dynamic, int8, fp16) or a list of modes",
+    "quant": "a mode (fp32, dynamic, int8, fp16, int16x8) or a list of modes",
     "opset": "a whole number from 7 to 20",
     "converter": "a variant name, image tag or family (a string)",
     "convert_image": "a variant name or image tag (a string)",
@@ -115,6 +123,10 @@ EXPECTED = {
     "arch": "module:callable (a string)",
     "arch_kwargs": "a table of keyword arguments for --arch",
     "code": "a folder path (a string)",
+    "resize": "stretch or shorter-side+center-crop",
+    "int8_float_layers": 'auto, or layer names (a list, or "a,b,c")',
+    "int8_io": "int8, uint8 or float",
+    "max_int8_latency_cost": 'a share such as "10%" or 0.1',
 }
 
 
@@ -197,6 +209,11 @@ class Settings(BaseModel):
     arch: Text | None = None
     arch_kwargs: dict[str, Any] | None = None
     code: Text | None = None
+    # int8 (see selective.py) and calibration preprocessing
+    resize: Literal["stretch", "shorter-side+center-crop"] | None = None
+    int8_float_layers: Text | list[Text] | None = None
+    int8_io: Literal["int8", "uint8", "float"] | None = None
+    max_int8_latency_cost: Text | Annotated[float, Field(ge=0, le=100)] | None = None
 
     @field_validator("input", mode="before")
     @classmethod

@@ -49,7 +49,10 @@ class Steps:
 
     def run(self, step: Step, mode: str | None = None) -> StageRun:
         parts = self._describe(step)
-        key = step_key(parts) if parts["environment"] is not None else ""
+        # A latency measurement describes this machine now, not the files: never
+        # replayed from the cache, and not a step that verify could reproduce.
+        measuring = step.stage == "measure"
+        key = step_key(parts) if parts["environment"] is not None and not measuring else ""
         hit = self.cache.restore(key, self.run_dir / step.work, self.hasher) if self.cache and key else None
         if hit is not None:
             self.say(f"{step.stage}: cached ({step.variant.name}{', ' + mode if mode else ''})")
@@ -80,7 +83,8 @@ class Steps:
                 "log_tail": [] if result.ok else result.log_tail,
             }
         )
-        self._record(step, mode, parts, key, hit is not None, env, outputs)
+        if not measuring:
+            self._record(step, mode, parts, key, hit is not None, env, outputs)
         return result
 
     # -- cache and manifest -------------------------------------------------

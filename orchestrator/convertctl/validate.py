@@ -16,13 +16,26 @@ from convertctl.errors import UsageError
 
 @dataclass(frozen=True)
 class Tolerance:
-    atol: float | None = None  # max |diff| allowed: atol + rtol * max |reference|
+    """Judged per element, like numpy's allclose: |got - ref| <= atol + rtol
+    * max(|ref|, rms(ref)), for a `quantile` share of the elements, and none
+    beyond `cap` times its own bound. One bound scaled to the largest value
+    failed outputs with many elements on a single unlucky one (FCN-ResNet50:
+    3.2e-4 against 2.7e-4 at cosine 0.99999999); the rms floor keeps
+    elements near zero from being judged on a tolerance meant for none."""
+
+    atol: float | None = None
     rtol: float = 0.0
+    quantile: float = 0.999  # share of elements that must be within their bound
+    cap: float = 10.0  # no element may miss its bound by more than this factor
     cosine: float | None = None  # minimum cosine similarity over all samples
     top1: float | None = None  # minimum top-1 agreement (class scores only)
 
-    def bound(self, ref_peak: float) -> float | None:
-        return None if self.atol is None else self.atol + self.rtol * ref_peak
+    def bounds(self, ref: np.ndarray) -> np.ndarray | None:
+        if self.atol is None:
+            return None
+        ref = np.abs(ref.astype(np.float64))
+        rms = float(np.sqrt(np.mean(ref**2))) if ref.size else 0.0
+        return self.atol + self.rtol * np.maximum(ref, rms)
 
 
 # fp32 paths must match closely; quantized ones are judged on what a
@@ -32,9 +45,20 @@ DEFAULTS = {
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, cosine=0.999, top1=0.9),
     "dynamic": Tolerance(cosine=0.98, top1=0.75),
     "int8": Tolerance(cosine=0.98, top1=0.75),
+    "int16x8": Tolerance(cosine=0.99, top1=0.9),
 }
 # Default accuracy budgets, in percentage points lost against PyTorch.
-DEFAULT_MAX_DROP = {"fp32": 0.5, "fp16": 0.5, "dynamic": 1.0, "int8": 2.0}
+DEFAULT_MAX_DROP = {"fp32": 0.5, "fp16": 0.5, "dynamic": 1.0, "int8": 2.0, "int16x8": 1.0}
+# Below this many samples a share is said as a count ("7 of 8"): 88 % of 8
+# sounds like a measurement and is one sample.
+FEW_SAMPLES = 64
+
+
+def share(hits: int, total: int) -> str:
+    """'7 of 8' when there are few samples, '87.5% (112 of 128)' otherwise."""
+    if total < FEW_SAMPLES:
+        return f"{hits} of {total}"
+    return f"{100.0 * hits / total:.1f}% ({hits} of {total})" if total else "-"
 
 
 def tolerance_for(mode: str, overrides: dict | None = None) -> Tolerance:
@@ -62,6 +86,11 @@ class OutputMetrics:
     cosine: float
     top1: float | None = None
     top5: float | None = None
+    samples: int = 0
+    top1_count: int | None = None  # samples whose top class agrees
+    elements: int = 0
+    within: float | None = None  # share of elements within their elementwise bound
+    worst: float | None = None  # largest |diff| / its bound
 
 
 @dataclass
@@ -82,7 +111,7 @@ class Check:
         return f"{self.stage}:{self.mode}" if self.mode else self.stage
 
 
-def metrics(name: str, ref: np.ndarray, got: np.ndarray) -> OutputMetrics:
+def metrics(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance | None = None) -> OutputMetrics:
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
     diff = np.abs(ref64 - got64)
     peak = float(np.max(np.abs(ref64))) if ref64.size else 0.0
@@ -96,10 +125,17 @@ def metrics(name: str, ref: np.ndarray, got: np.ndarray) -> OutputMetrics:
         float(diff.mean()) if diff.size else 0.0,
         float(diff.max() / peak) if peak > 0 else 0.0,
         cosine,
+        samples=int(len(ref)),
+        elements=int(ref.size),
     )
+    bounds = tol.bounds(ref64) if tol is not None else None
+    if bounds is not None and diff.size:
+        m.within = float(np.mean(diff <= bounds))
+        m.worst = float(np.max(diff / bounds)) if np.all(bounds > 0) else (0.0 if not diff.any() else float("inf"))
     if looks_like_scores(ref.shape[1:]):
         r, g = ref64.reshape(len(ref64), -1), got64.reshape(len(got64), -1)
-        m.top1 = float(np.mean(r.argmax(1) == g.argmax(1)))
+        agree = r.argmax(1) == g.argmax(1)
+        m.top1, m.top1_count = float(np.mean(agree)), int(agree.sum())
         if r.shape[1] > 5:
             top5 = np.argsort(-g, axis=1)[:, :5]
             m.top5 = float(np.mean([r.argmax(1)[i] in top5[i] for i in range(len(r))]))
@@ -117,22 +153,40 @@ def compare(stage: str, mode: str | None, input_set: str, reference: dict, got: 
                 f"structure: output {name!r} has shape {list(out.shape[1:])}, PyTorch's {list(ref.shape[1:])}"
             )
             continue
-        m = metrics(name, ref, out)
+        m = metrics(name, ref, out, tol)
         check.outputs.append(asdict(m))
-        bound = tol.bound(float(np.max(np.abs(ref))) if ref.size else 0.0)
-        if bound is not None and m.max_abs > bound:
-            check.failures.append(
-                f"{name}: max abs diff {m.max_abs:.3g} > {bound:.3g} ({m.max_abs / bound:.1f}x the tolerance)"
-                if bound
-                else f"{name}: max abs diff {m.max_abs:.3g} > 0"
-            )
+        check.failures += _elementwise_failures(name, m, tol)
         if tol.cosine is not None and m.cosine < tol.cosine:
             check.failures.append(f"{name}: cosine similarity {m.cosine:.6f} < {tol.cosine}")
         if tol.top1 is not None and m.top1 is not None and m.top1 < tol.top1:
-            check.failures.append(f"{name}: top-1 agreement {m.top1:.1%} < {tol.top1:.0%}")
+            check.failures.append(
+                f"{name}: top-1 agreement {share(m.top1_count or 0, m.samples)} < {tol.top1:.0%} of {m.samples}"
+            )
     if check.failures:
         check.status = "failed"
     return check
+
+
+def _elementwise_failures(name: str, m: OutputMetrics, tol: Tolerance) -> list[str]:
+    """The worst element first (what a reader looks for), then how many missed."""
+    if m.within is None:
+        return []
+    if not tol.atol and not tol.rtol:  # exact match asked for
+        return [f"{name}: max abs diff {m.max_abs:.3g} > 0"] if m.max_abs > 0 else []
+    bound = f"atol {tol.atol:g} + rtol {tol.rtol:g}·|ref|"
+    out = []
+    if m.worst is not None and m.worst > tol.cap:
+        out.append(
+            f"{name}: max abs diff {m.max_abs:.3g} is {m.worst:.3g}x the tolerance at its element "
+            f"({bound}; at most {tol.cap:g}x)"
+        )
+    if m.within < tol.quantile:
+        outside = round((1.0 - m.within) * m.elements)
+        out.append(
+            f"{name}: {outside} of {m.elements} elements outside {bound} "
+            f"({1.0 - m.within:.2%}; at most {1.0 - tol.quantile:.2%} may be)"
+        )
+    return out
 
 
 def accuracy(scores: dict, labels: np.ndarray) -> float:
