@@ -120,7 +120,12 @@ class ConvertLadder:
         return want if want >= lo else None
 
     def _convert(self, rung: Variant, entry: dict) -> dict | None:
-        request = {**self.ctx["request"], "output_names": self.exports.reference.output_names}
+        # layout: the --layout asked for (None: the converter's own), for families that can give either.
+        request = {
+            **self.ctx["request"],
+            "output_names": self.exports.reference.output_names,
+            "layout": self.ctx.get("layout"),
+        }
         if rung.input == "onnx":
             onnx = self.exports.onnx(self.opset_for(rung))
             entry["opset"] = onnx.opset

@@ -201,12 +201,16 @@ class EnvStore:
             # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
             # without it every stage would compile TensorFlow from source on
             # every run (~6 s of the ~10 s an import takes).
+            # --no-deps (as the images install it): a lock holds every pin, and
+            # may leave out what a package declares but does not need (onnx2tf's
+            # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
             steps = [
                 [uv, "venv", "--quiet", "--python", variant.python, str(path)],
                 [
                     uv,
                     "pip",
                     "install",
+                    "--no-deps",
                     "--compile-bytecode",
                     "--python",
                     str(path / "bin" / "python"),
@@ -218,7 +222,7 @@ class EnvStore:
         else:
             steps = [
                 [f"python{variant.python}", "-m", "venv", str(path)],
-                [str(path / "bin" / "python"), "-m", "pip", "install", "-r", str(variant.lock_path)],
+                [str(path / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-r", str(variant.lock_path)],
             ]
         say(f"creating {variant.stage} environment {variant.name} (Python {variant.python})")
         with open(log, "w") as out:
