@@ -42,6 +42,7 @@ def model(tmp_path) -> Path:
 
 
 def run(model, out, fake=None, **kw):
+    kw.setdefault("converter", "onnx-tf")  # the step names below are the onnx-tf rung's
     opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["fp16"]), out=out, **kw)
     fake = fake or FakeRuntime()
     fake.name = "local"  # whose ladders to use

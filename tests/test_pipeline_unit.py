@@ -88,7 +88,7 @@ def test_tflite_io_layout_differing_from_pytorch_is_structural(model, tmp_path):
 
 def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp_path):
     fake = FakeRuntime(crash="convert")
-    report = run(model, tmp_path, fake)
+    report = run(model, tmp_path, fake, converter="convert-tf2.15")
     assert report.exit_code == EXIT_CONVERSION
     assert fake.calls == ["export", "convert"]
     assert "convert stage" in report.failure and "139" in report.failure
@@ -148,8 +148,8 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     [
         ({"modes": ["int4"]}, "unknown mode"),
         ({"opset": 21}, "opsets 7 to 20"),
-        ({"opset": 17}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
-        ({"layout": "nhwc"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
+        ({"opset": 17, "converter": "onnx-tf"}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
+        ({"layout": "nhwc", "converter": "onnx-tf"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
         ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
         ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
         ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),

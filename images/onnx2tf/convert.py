@@ -21,6 +21,7 @@ to open a network connection fails the stage.
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import socket
 import sys
@@ -109,16 +110,19 @@ def run_onnx2tf(onnx2tf, np, request, work_onnx, inputs, samples, extra, logfile
     if kept:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = kept
     sys.modules["onnx2tf.onnx2tf"].download_test_image_data = local_test_images(np, samples, inputs)
+    code = None
     with open(logfile, "a") as out, contextlib.redirect_stdout(out):
         try:
             return onnx2tf.convert(**kwargs)
         except SystemExit as exc:  # onnx2tf reports many errors by sys.exit(1) after printing them
-            raise StageFailure("onnx2tf stopped (exit %r): %s" % (exc.code, last_error(logfile)))
+            code = exc.code
+    raise StageFailure("onnx2tf stopped (exit %r): %s" % (code, last_error(logfile)))
 
 
 def last_error(logfile):
     with open(logfile) as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in f]
+    lines = [ln for ln in lines if ln]
     said = [ln for ln in lines if "ERROR" in ln or "Error" in ln] or lines
     return said[-1][:400] if said else "no message (see onnx2tf.log)"
 
@@ -254,11 +258,19 @@ def body(run_dir, request, result):
     work_onnx = contract.work_path(run_dir, request, "model.onnx")
     logfile = contract.work_path(run_dir, request, "onnx2tf.log")
     chosen = None
-    for extra in (INT8_FRIENDLY, {}):
+    # onnx2tf refuses the int8-friendly flag for a model with non-float inputs (token ids)
+    floats = all(samples[n].dtype.kind == "f" for n, _ in inputs)
+    for extra in ((INT8_FRIENDLY, {}) if floats else ({},)):
         shutil.copyfile(src, work_onnx)  # onnx2tf overwrites its input with the simplified graph
         tf_keras.backend.clear_session()
         started = time.time()
-        model = run_onnx2tf(onnx2tf, np, request, work_onnx, inputs, samples, extra, logfile)
+        try:
+            model = run_onnx2tf(onnx2tf, np, request, work_onnx, inputs, samples, extra, logfile)
+        except StageFailure as exc:
+            if not extra:
+                raise
+            log("%s; converting again without the int8-friendly graph" % exc)
+            continue
         seconds = time.time() - started
         ins = keras_inputs(model, input_names)
         in_perms, found, err = choose_perms(np, model, ins, input_names, samples, reference, output_names, layout)
