@@ -16,7 +16,8 @@ ALL = ["fp32", "dynamic", "int8", "fp16"]
 @pytest.fixture(scope="module")
 def four_modes(smallcnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("local-out")
-    args = ["run", smallcnn, "--input-shape", "1,3,64,64", "--out", out, "--runtime", "local"]
+    # The onnx-tf family (ONNX, SavedModel and TFLite checked in turn); tests/test_family_litert.py pins litert-torch.
+    args = ["run", smallcnn, "--input-shape", "1,3,64,64", "--out", out, "--runtime", "local", "--converter", "onnx-tf"]
     for mode in ALL:
         args += ["--quant", mode]
     proc = convertctl(*args)
