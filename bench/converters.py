@@ -141,12 +141,15 @@ def convert(model: Path, variant: Variant, args, out: Path) -> dict:
     cmd += ["--runtime", "local", "--out", str(out), "--latency-runs", "0", "--no-cache"]
     for mode in args.quant:
         cmd += ["--quant", mode]
-    wall, code = timed(cmd, out.with_suffix(".log"), env={**os.environ, "CONVERTCTL_NO_CACHE": "1"})
-    report_file = out / "report.json"
-    if not report_file.is_file():
-        text = out.with_suffix(".log").read_text().splitlines()
-        return {m: {"status": "no report: " + (text[-1] if text else f"exit {code}")} for m in args.quant}
-    report = json.loads(report_file.read_text())
+    log = out.parent / f"{out.name}.log"
+    _, code = timed(cmd, log, env={**os.environ, "CONVERTCTL_NO_CACHE": "1"})
+    # A failed run leaves --out alone: its report and files stay in the run directory.
+    found = sorted(out.glob(".convertctl/runs/*/report.json")) or [out / "report.json"]
+    if not found[-1].is_file():
+        text = log.read_text().splitlines()
+        return {m: {"status": "no report: " + (text[-1] if text else f"exit {code}"), "file": None} for m in args.quant}
+    run_dir = found[-1].parent
+    report = json.loads(found[-1].read_text())
     steps = {s["work"]: s["seconds"] for s in report.get("stages", [])}
     convert_s = steps.get(f"convert/{variant.name}", 0.0)
     rows = {}
@@ -159,9 +162,14 @@ def convert(model: Path, variant: Variant, args, out: Path) -> dict:
             "seconds": convert_s + steps.get(f"quantize/{variant.name}/{mode}", 0.0),
             "size": art.get("size_bytes"),
             "transposes": (art.get("ops") or {}).get("transposes"),
-            "file": art.get("path") if art.get("path") and Path(art["path"]).is_file() else None,
+            "file": next((str(p) for p in candidates(art, run_dir) if p.is_file()), None),
         }
     return rows
+
+
+def candidates(art: dict, run_dir: Path) -> list:
+    """Where a mode's file is: placed in --out, or left in the run directory."""
+    return [Path(art[k]) if k == "path" else run_dir / art[k] for k in ("path", "file") if art.get(k)]
 
 
 def ratio(value, base, invert=False) -> str:
@@ -172,29 +180,34 @@ def ratio(value, base, invert=False) -> str:
 
 def table(name: str, results: dict, args) -> None:
     t = Table(title=f"{name} {args.input_shape} (ratios: to onnx-tf, same mode)", show_edge=False)
-    for col in ("family", "mode", "status", "seconds", "size", "transposes", "XNNPACK", "median ms"):
-        t.add_column(col, justify="left" if col in ("family", "mode", "status") else "right")
+    for col in ("family", "mode", "status", "seconds", "size", "transp.", "XNNPACK", "median ms"):
+        t.add_column(col, justify="left" if col in ("family", "mode", "status") else "right", no_wrap=True)
     for col in ("seconds ×", "size ×", "faster ×"):
-        t.add_column(col, justify="right")
+        t.add_column(col, justify="right", no_wrap=True)
     base = results.get(BASE, {})
+    notes: list = []
     for family, rows in results.items():
         for mode, r in rows.items():
             b = base.get(mode, {})
             ms = r.get("median_ms")
+            if r["status"] != "ok" or r.get("measure_error"):
+                notes.append(f"[{len(notes) + 1}] {family} {mode}: {r.get('measure_error') or r['status']}")
             t.add_row(
                 family,
                 mode,
-                "ok" if r["status"] == "ok" else f"[red]{r['status'][:60]}[/]",
+                "ok" if r["status"] == "ok" else f"[red]failed [{len(notes)}][/]",
                 f"{r['seconds']:.1f}" if r.get("seconds") else "-",
                 f"{r['size'] / 1024:.0f} KiB" if r.get("size") else "-",
                 str(r["transposes"]) if r.get("transposes") is not None else "-",
                 str(r["partitions"]) if r.get("partitions") is not None else "-",
-                f"{ms:.2f}" if ms else (r.get("measure_error") or "-")[:40],
+                f"{ms:.2f}" if ms else ("not timed" if r.get("measure_error") else "-"),
                 ratio(r.get("seconds"), b.get("seconds")),
                 ratio(r.get("size"), b.get("size")),
                 ratio(ms, b.get("median_ms"), invert=True),
             )
     console.print(t)
+    for note in notes:  # a failed file that exists is still timed: the row's numbers are its
+        console.print(f"  {note}", highlight=False, markup=False)
 
 
 def verdicts(all_results: dict, chosen: list, catalog) -> None:

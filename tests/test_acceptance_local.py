@@ -72,8 +72,9 @@ def test_quantized_files_are_smaller(four_modes):
 
 def test_second_run_creates_no_environment(smallcnn, four_modes, tmp_path):
     proc = convertctl(
-        "run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path, "--runtime", "local"
-    )
+        "run", smallcnn, "--input-shape", "1,3,64,64", "--quant", "fp16", "--out", tmp_path, "--runtime", "local",
+        "--converter", "onnx-tf",  # four_modes' environments
+    )  # fmt: skip
     assert proc.returncode == EXIT_OK
     envs = load_json(tmp_path / "report.json")["environments"]
     assert len(envs) == 3 and not any(e["created"] for e in envs)
