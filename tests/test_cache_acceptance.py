@@ -32,6 +32,8 @@ class Runs:
 
     def run(self, out: Path, modes, *extra):
         args = ["run", self.model, "--input-shape", SHAPE, "--out", out, "--runtime", self.runtime, *extra]
+        if self.runtime == "local":  # the step and environment names below are the onnx-tf rung's
+            args += ["--converter", "onnx-tf"]
         for mode in modes:
             args += ["--quant", mode]
         proc = convertctl(*args, env=self.env)

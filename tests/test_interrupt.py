@@ -46,7 +46,7 @@ def wait_for(predicate, seconds=600):  # a loaded machine starts stages slowly
 
 def stage_processes(out):
     ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [ln for ln in ps.splitlines() if "convert/convert.py" in ln and str(out) in ln]
+    return [ln for ln in ps.splitlines() if "/convert.py" in ln and str(out) in ln]  # any family's convert stage
 
 
 def interrupt_during_convert(model, tmp_path, runtime, running):

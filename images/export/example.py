@@ -1,6 +1,6 @@
 """Example models convertctl builds itself (no weight downloads).
 
-MobileNetV2 is written out here rather than taken from torchvision: the
+MobileNetV2 and a ConvNeXt-style net are written out here rather than taken from torchvision: the
 export variants do not all ship a torchvision that imports. Random weights
 make every activation collapse towards zero through BatchNorm, which would
 make any comparison meaningless, so BatchNorm statistics are recalibrated on
@@ -74,7 +74,55 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x).mean([2, 3]))
 
 
-BUILDERS = {"mobilenetv2": MobileNetV2, "smallcnn": SmallCNN}
+class ConvNeXtBlock(nn.Module):
+    """7x7 depthwise conv, LayerNorm over channels (channels-last, as ConvNeXt
+    does it: a permute), pointwise MLP with GELU, layer scale, residual."""
+
+    def __init__(self, dim):
+        super(ConvNeXtBlock, self).__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(0.5 * torch.ones(dim))
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.pw2(self.act(self.pw1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of an NCHW tensor (ConvNeXt's stem and downsampling)."""
+
+    def __init__(self, dim, eps=1e-6):
+        super(ChannelNorm, self).__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXt(nn.Module):
+    """ConvNeXt-style (GELU, LayerNorm, 7x7 depthwise), small: ConvNeXt-Atto's widths and depths."""
+
+    def __init__(self, num_classes=1000, in_channels=3, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2)):
+        super(ConvNeXt, self).__init__()
+        layers = [nn.Conv2d(in_channels, dims[0], 4, 4), ChannelNorm(dims[0])]
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            if i > 0:
+                layers += [ChannelNorm(dims[i - 1]), nn.Conv2d(dims[i - 1], dim, 2, 2)]
+            layers += [ConvNeXtBlock(dim) for _ in range(depth)]
+        self.features = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.classifier = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.norm(self.features(x).mean([2, 3])))
+
+
+BUILDERS = {"mobilenetv2": MobileNetV2, "smallcnn": SmallCNN, "convnext": ConvNeXt}
 
 
 def recalibrate_batchnorm(model, shape, batches=8, batch_size=8):

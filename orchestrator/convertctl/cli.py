@@ -252,7 +252,7 @@ def run(
 @handled
 def example(
     path: Annotated[Path, typer.Argument(help="Where to save the TorchScript model.")],
-    name: Annotated[str, typer.Option(help="mobilenetv2 or smallcnn.")] = "mobilenetv2",
+    name: Annotated[str, typer.Option(help="mobilenetv2, smallcnn or convnext.")] = "mobilenetv2",
     input_shape: Annotated[str, typer.Option("--input-shape")] = "1,3,256,256",
     seed: Annotated[int, typer.Option()] = 0,
     runtime: Runtime = "auto",
@@ -264,8 +264,8 @@ def example(
     from convertctl.inputs import parse_shape
     from convertctl.runtimes.base import Step
 
-    if name not in ("mobilenetv2", "smallcnn"):
-        raise UsageError(f"--name {name!r}: choose mobilenetv2 or smallcnn")
+    if name not in ("mobilenetv2", "smallcnn", "convnext"):
+        raise UsageError(f"--name {name!r}: choose mobilenetv2, smallcnn or convnext")
     shape = parse_shape(input_shape)
     with Progress() as say:
         rt = _runtime(runtime, ca_bundle, pip_index_url, say, wheelhouse)

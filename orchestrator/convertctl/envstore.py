@@ -215,6 +215,9 @@ class EnvStore:
             # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
             # without it every stage would compile TensorFlow from source on
             # every run (~6 s of the ~10 s an import takes).
+            # --no-deps (as the images install it): a lock holds every pin, and
+            # may leave out what a package declares but does not need (onnx2tf's
+            # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
             steps = [
                 [uv, "venv", "--quiet", "--python", variant.python, str(path)],
                 [
@@ -222,6 +225,7 @@ class EnvStore:
                     "pip",
                     "install",
                     "--require-hashes",
+                    "--no-deps",
                     "--compile-bytecode",
                     "--python",
                     str(path / "bin" / "python"),
@@ -237,6 +241,7 @@ class EnvStore:
                 "pip",
                 "install",
                 "--require-hashes",
+                "--no-deps",
                 "-r",
                 str(variant.lock_path),
             ]

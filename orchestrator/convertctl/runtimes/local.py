@@ -6,6 +6,7 @@ under ~/.cache/Microsoft otherwise)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterable
@@ -47,6 +48,14 @@ def scratch_environ(run_dir: Path) -> dict:
     return {k: str(v) for k, v in dirs.items()}
 
 
+def venv_environ(venv: Path) -> dict:
+    """The venv's bin first on PATH, as activating it does (and as the images'
+    PATH has /opt/venv/bin): converters run their tools as commands (onnx2tf
+    runs `onnxsim`, and without it silently skips simplifying)."""
+    path = stage_environ().get("PATH", os.defpath)
+    return {"PATH": str(venv / "bin") + os.pathsep + path}
+
+
 class LocalRuntime:
     name = "local"
 
@@ -84,7 +93,7 @@ class LocalRuntime:
                 stdout=procs.PIPE,
                 stderr=procs.STDOUT,
                 text=True,
-                env={**stage_environ(), **scratch_environ(run_dir)},
+                env={**stage_environ(), **scratch_environ(run_dir), **venv_environ(env.path)},
                 cwd=str(run_dir),
             )
             try:
