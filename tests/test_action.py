@@ -60,8 +60,15 @@ def test_passing_conversion_sets_outputs_summary_artifacts_and_cache(pythons, sm
     assert set(upload["path"].splitlines()) == {*files, o["report"], o["report-md"]}
     (restore,), (save,) = calls["restore"], calls["save"]
     assert save["key"] == restore["key"] and save["path"] == restore["path"]
-    # The environments this run used are exactly the ones cached.
-    assert {e["location"] for e in report["environments"]} == set(save["path"].splitlines())
+    # Cached: every environment the local ladders may use, so those this run used among them.
+    from convertctl.catalog import load_catalog
+    from convertctl.envstore import EnvStore
+
+    catalog, store = load_catalog(), EnvStore()
+    ladder = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]
+    ladder += [catalog.get(v.quantize) for v in ladder if getattr(v, "quantize", None)]
+    assert set(save["path"].splitlines()) == {str(store.path_for(v)) for v in ladder}
+    assert {e["location"] for e in report["environments"]} <= set(save["path"].splitlines())
 
 
 def test_failed_validation_fails_the_step_and_uploads_the_run_dir(pythons, smallcnn, tmp_path):

@@ -139,5 +139,5 @@ def test_wheel_installs_and_answers_on_every_python(wheel, version, tmp_path):
     top = answer("--help")
     assert "Show tracebacks." in top and "images" in top and "run" in top
     run_help = answer("run", "--help")
-    for text in ("-q", "--quant", "-o", "--out", "TorchScript file", "Output directory", "Mode, repeatable"):
+    for text in ("-q", "--quant", "-o", "--out", "TorchScript", "Output directory", "Mode, repeatable"):
         assert text in run_help, (version, text)
