@@ -95,16 +95,30 @@ class Plan(object):
         return rows
 
 
-def sample_gen(np, arrays, input_names, layout, count):
-    """Debug samples for the debugger: a list per sample, in the order of
-    the float model's inputs (for several inputs, the signature's names)."""
+def sample_gen(np, arrays, input_names, layout, count, order=None):
+    """Debug samples for the debugger, which feeds them by position into the
+    float model's inputs (and resizes each input to the array it gets): a
+    list per sample in that model's input order, `order` (a list holding the
+    names, filled in once the calibrated model exists), else input_names.
+    Token ids keep their integer type."""
     perms = (layout or {}).get("inputs", {})
     n = min(count, contract.sample_count(arrays))
+    order = order if order is not None else []
 
     def gen():
+        names = order or input_names
         for i in range(n):
-            yield [contract.to_layout(np, arrays[name][i], perms.get(name)).astype(np.float32) for name in input_names]
+            yield [tflite_run.as_model_input(np, contract.to_layout(np, arrays[name][i], perms.get(name)))
+                   for name in names]
     return gen
+
+
+def input_order(tf, model, input_names):
+    """The signature names of a .tflite's inputs, in its input tensors' order."""
+    interp = tf.lite.Interpreter(model_content=bytes(model))
+    by_index = dict((index, name) for name, index in tflite_run.signature_tensors(interp)[0].items())
+    names = [by_index.get(d["index"]) for d in interp.get_input_details()]
+    return names if sorted(n for n in names if n) == sorted(input_names) else list(input_names)
 
 
 def top1_accuracy(np, interpreter_class, path, arrays, labels, request):
@@ -217,7 +231,8 @@ def int8(tf, np, converter, run_dir, request, calib, sets):
     input_names = request["input_names"]
     layout = request.get("layout") or {}
     n_debug = int(request.get("debug_samples", 16))
-    debug_gen = sample_gen(np, calib, input_names, layout, n_debug) if n_debug > 0 else None
+    order = []  # the calibrated model's input order, once it exists (several inputs only)
+    debug_gen = sample_gen(np, calib, input_names, layout, n_debug, order) if n_debug > 0 else None
     record = {"io": io}
     try:
         plan = Plan(tf, np, converter, debug_gen)
@@ -225,6 +240,8 @@ def int8(tf, np, converter, run_dir, request, calib, sets):
         if want:
             raise StageFailure("this TensorFlow cannot keep chosen layers float (%s)" % exc)
         return converter.convert(), record
+    if len(input_names) > 1:
+        order.extend(input_order(tf, plan.calibrated, input_names))
     ranking = []
     if debug_gen is not None:
         ranking = plan.layer_errors()

@@ -195,6 +195,9 @@ class EnvStore:
 
     def _build(self, variant: Variant, path: Path, say: Callable[[str], None]) -> None:
         env = {**os.environ, **self.settings.env(), "UV_PYTHON_DOWNLOADS": "never"}
+        # uv's download cache lives in the store (unless the user points it elsewhere): nothing
+        # is written outside it, and a venv made again from the same lock installs offline.
+        env.setdefault("UV_CACHE_DIR", str(self.root / "uv-cache"))
         env.pop("VIRTUAL_ENV", None)  # the host's venv must not leak into the stage's
         log = self.root / "logs" / f"{path.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -117,5 +117,7 @@ class LocalRuntime:
         env = self.store.ensure(variant)
         uv = find_uv()  # stage venvs made by uv hold no pip
         cmd = [uv, "pip", "freeze", "--python", str(env.python)] if uv else [str(env.python), "-m", "pip", "freeze"]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=stage_environ(), timeout=120)
+        # A query: uv would otherwise cache interpreter facts under the user's home.
+        env = {**stage_environ(), "UV_NO_CACHE": "1"}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         return {"path": str(env.path), "pip_freeze": out.stdout.splitlines()}
