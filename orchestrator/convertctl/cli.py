@@ -227,9 +227,10 @@ def run(
     cfg, _ = settings.load(model, config, flags)
     opts = run_options(cfg, model, out, keep_run, trust_model)
     opts.keep_intermediates, opts.no_cache = keep_intermediates, no_cache
-    if calib and "int8" not in opts.modes:
-        raise UsageError(f"--calib {calib}: calibration is for --quant int8 only, and int8 is not asked for")
-    settings.check_budget(opts.shapes, opts.samples, "int8" in opts.modes and opts.calib is None)
+    calibrated = [m for m in opts.modes if m in ("int8", "int16x8")]
+    if calib and not calibrated:
+        raise UsageError(f"--calib {calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
+    settings.check_budget(opts.shapes, opts.samples, bool(calibrated) and opts.calib is None)
     runtime = cfg.runtime or "auto"
     opts.check()
     with Progress() as say:

@@ -214,11 +214,11 @@ def permuted(shape: list, perm) -> list:
 
 
 # The TFLite input types an input of each PyTorch dtype may have: a float
-# input may be quantized (int8 mode; the mode's own check says whether it
-# must be); token ids may come out as int32, which holds every id a
+# input may be quantized (int8 and int16x8 modes; the mode's own check says
+# whether it must be); token ids may come out as int32, which holds every id a
 # vocabulary has (TFLite narrows int64 in some graphs).
 ACCEPTED_DTYPES = {
-    "float32": ("float32", "int8", "uint8"),
+    "float32": ("float32", "int8", "uint8", "int16"),
     "int64": ("int64", "int32"),
     "int32": ("int32", "int64"),
 }
