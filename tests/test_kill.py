@@ -60,7 +60,20 @@ def start_run(model, out, runtime, marker):
     cmd = [sys.executable, "-m", "convertctl", "run", str(model), "--input-shape", "1,3,64,64"]
     cmd += ["--quant", "fp32", "--out", str(out), "--runtime", runtime]
     env = {**os.environ, "CONVERTCTL_KILL_TEST": marker}
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    log = open(out.parent / "convertctl.log", "w")  # read back if the run ends too early
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def stage_of(proc, marker: str, script: str) -> list[int]:
+    """The run's processes running `script`; an error at once if the run
+    ended before starting it (rather than waiting out the timeout)."""
+    found = [p for p in marked(marker) if script in cmdline(p)]
+    if not found and proc.poll() is not None:
+        said = Path(proc.args[proc.args.index("--out") + 1]).parent / "convertctl.log"
+        raise AssertionError(
+            f"convertctl ended (exit {proc.returncode}) before a {script} stage started: {said.read_text()[-2000:]}"
+        )
+    return found
 
 
 def snapshot(folder: Path) -> dict:
@@ -72,7 +85,7 @@ def test_kill_9_mid_convert_leaves_no_local_stage_running(smallcnn, tmp_path):
     out = tmp_path / "out"
     proc = start_run(smallcnn, out, "local", marker)
     try:
-        wait_for(lambda: [p for p in marked(marker) if "/convert.py" in cmdline(p)])  # any family's convert stage
+        wait_for(lambda: stage_of(proc, marker, "/convert.py"))  # any family's convert stage
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
