@@ -118,6 +118,6 @@ class LocalRuntime:
         uv = find_uv()  # stage venvs made by uv hold no pip
         cmd = [uv, "pip", "freeze", "--python", str(env.python)] if uv else [str(env.python), "-m", "pip", "freeze"]
         # A query: uv would otherwise cache interpreter facts under the user's home.
-        env = {**stage_environ(), "UV_NO_CACHE": "1"}
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        environ = {**stage_environ(), "UV_NO_CACHE": "1"}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=120)
         return {"path": str(env.path), "pip_freeze": out.stdout.splitlines()}
