@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import savedmodel  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
 
@@ -31,20 +32,6 @@ def run_saved_model(tf, np, path, arrays, input_names, output_names):
                                % (sorted(outs), output_names))
         per_sample.append(dict((n, outs[n].numpy()) for n in output_names))
     return per_sample
-
-
-def signature_facts(tf, path, request):
-    """The SavedModel's serving inputs, {name: shape with None where free};
-    with dynamic_batch, a fixed batch dimension is a failure here already."""
-    fn = tf.saved_model.load(path).signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    shapes = dict((n, [None if d is None else int(d) for d in spec.shape.as_list()]) for n, spec in specs.items())
-    if request.get("dynamic_batch"):
-        fixed = sorted(n for n, shape in shapes.items() if not shape or shape[0] is not None)
-        if fixed:
-            raise StageFailure("the SavedModel has a fixed batch dimension for %s (%s), though the ONNX file's is "
-                               "free" % (", ".join(fixed), ", ".join(str(shapes[n]) for n in fixed)))
-    return shapes
 
 
 def drop_empty_trailing_inputs(model):
@@ -87,7 +74,7 @@ def body(run_dir, request, result):
                            % (onnx_tf_version, tf.__version__, type(exc).__name__, text[-1] if text else ""))
     result["saved_model"] = contract.work_rel(request, "saved_model")
     result["layout"] = {"inputs": {}, "outputs": {}}  # no permutation: PyTorch's layout
-    result["signature"] = signature_facts(tf, out_dir, request)
+    result["signature"] = savedmodel.signature_facts(tf, out_dir, request, "onnx-tf")
     log("SavedModel written with onnx-tf %s / TF %s" % (onnx_tf_version, tf.__version__))
     sets = contract.load_sets(run_dir, request, np)
     for set_name, arrays in sorted(sets.items()):

@@ -30,6 +30,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import savedmodel  # noqa: E402
 import gelu  # noqa: E402
 import layouts  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
@@ -200,20 +201,6 @@ def save(tf, tf_keras, model, ins, input_names, output_names, moves, path):
     archive.write_out(path)
 
 
-def signature_facts(tf, path, request):
-    """The SavedModel's serving inputs, {name: shape with None where free};
-    with dynamic_batch, a fixed batch dimension is a failure here already."""
-    fn = tf.saved_model.load(path).signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    shapes = dict((n, [None if d is None else int(d) for d in spec.shape.as_list()]) for n, spec in specs.items())
-    if request.get("dynamic_batch"):
-        fixed = sorted(n for n, shape in shapes.items() if not shape or shape[0] is not None)
-        if fixed:
-            raise StageFailure("onnx2tf made a fixed batch dimension for %s (%s), though the ONNX file's is free"
-                               % (", ".join(fixed), ", ".join(str(shapes[n]) for n in fixed)))
-    return shapes
-
-
 def run_saved_model(tf, np, path, arrays, input_names, output_names, perms):
     fn = tf.saved_model.load(path).signatures["serving_default"]
     per_sample = []
@@ -292,7 +279,7 @@ def body(run_dir, request, result):
     perms = {"inputs": in_perms, "outputs": out_perms}
     result["saved_model"] = contract.work_rel(request, "saved_model")
     result["layout"] = perms
-    result["signature"] = signature_facts(tf, sm_dir, request)
+    result["signature"] = savedmodel.signature_facts(tf, sm_dir, request, "onnx2tf")
     result["onnx2tf"] = {"seconds": round(seconds, 2), "flags": sorted(list(FLAGS) + list(extra)),
                          "maxpool_zero_padding": bool(extra), "max_abs_err_onnxruntime": err,
                          "transposed_outputs": sorted(moves), "gelu_divisors": fused["divisors"]}
