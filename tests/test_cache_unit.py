@@ -43,7 +43,7 @@ def model(tmp_path) -> Path:
 
 def run(model, out, fake=None, **kw):
     kw.setdefault("converter", "onnx-tf")  # steps with an ONNX file and a SavedModel to cache
-    kw.setdefault("latency_runs", 0)  # the measure step is never cached (test_latency_is_measured_every_run)
+    kw.setdefault("latency_runs", 0)  # no measure step (test_latency_is_replayed_... is about it)
     opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["fp16"]), out=out, **kw)
     fake = fake or FakeRuntime()
     fake.name = "local"  # whose ladders to use
@@ -107,13 +107,15 @@ def test_a_rerun_reuses_every_step_and_says_so(model, tmp_path, own_cache):
     assert again.manifest["environments"] == first.manifest["environments"], "taken from the entries"
 
 
-def test_latency_is_measured_every_run_and_never_cached(model, tmp_path, own_cache):
-    run(model, tmp_path / "a", modes=ALL, latency_runs=3)
-    assert [e["stage"] for e in entries(own_cache)].count("measure") == 0
+def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_cache(model, tmp_path, own_cache):
+    first, _ = run(model, tmp_path / "a", modes=ALL, latency_runs=3)
+    assert [e["stage"] for e in entries(own_cache)].count("measure") == 1
     again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
-    assert fake.calls == ["measure"], "a timing describes this machine now: measured again"
+    assert fake.calls == [], "same files, same environment, same settings: the timing is reused"
+    assert [a["latency"] for a in again.artifacts] == [a["latency"] for a in first.artifacts]
     assert not any(s["stage"] == "measure" for s in again.manifest["stages"]), "nothing verify could reproduce"
-    assert all(a["latency"]["configs"] for a in again.artifacts)
+    _, fake = run(model, tmp_path / "c", modes=ALL, latency_runs=3, no_cache=True)
+    assert fake.calls[-1] == "measure"
 
 
 def test_the_model_moved_elsewhere_is_still_the_same_model(model, tmp_path):

@@ -49,10 +49,11 @@ class Steps:
 
     def run(self, step: Step, mode: str | None = None) -> StageRun:
         parts = self._describe(step)
-        # A latency measurement describes this machine now, not the files: never
-        # replayed from the cache, and not a step that verify could reproduce.
+        # A latency measurement is no step verify could reproduce (timings vary), so it
+        # stays out of the manifest; the cache may replay it for the same file bytes,
+        # environment and settings (this machine's store: --no-cache measures afresh).
         measuring = step.stage == "measure"
-        key = step_key(parts) if parts["environment"] is not None and not measuring else ""
+        key = step_key(parts) if parts["environment"] is not None else ""
         hit = self.cache.restore(key, self.run_dir / step.work, self.hasher) if self.cache and key else None
         if hit is not None:
             self.say(f"{step.stage}: cached ({step.variant.name}{', ' + mode if mode else ''})")
