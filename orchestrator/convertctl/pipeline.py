@@ -24,10 +24,10 @@ from convertctl.exports import ExportLadder
 from convertctl.measure import measure_artifacts
 from convertctl.report import Report, sha256_file
 from convertctl.runtimes.base import Runtime, Say
+from convertctl.settings import SYNTHETIC_CALIB
 from convertctl.steps import Steps
 from convertctl.validate import DEFAULT_MAX_DROP
 
-SYNTHETIC_CALIB = 200
 # With real data the parity checks take at least this many samples: "top-1
 # 88 %" on 8 samples is 7 of 8.
 MIN_REAL_SAMPLES = 64
