@@ -76,9 +76,9 @@ def test_failed_validation_fails_the_step_and_uploads_the_run_dir(pythons, small
     model_dir.mkdir()
     model = model_dir / "strict.pt"
     shutil.copyfile(smallcnn, model)
-    # A tolerance no fp16 file can meet: cosine similarity is at most 1.
+    # A tolerance no fp16 file can meet: float16 weights move outputs by ~1e-4.
     (model_dir / "convertctl.toml").write_text(
-        'input_shape = "1,3,64,64"\nquant = "fp16"\n[tolerance.fp16]\ncosine = 1.5\n'
+        'input_shape = "1,3,64,64"\nquant = "fp16"\n[tolerance.fp16]\natol = 1e-9\nrtol = 0.0\n'
     )
     out = tmp_path / "out"
     run, calls, summary = run_action(pythons, tmp_path, model=str(model), runtime="local", out=str(out))
