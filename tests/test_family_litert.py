@@ -106,7 +106,8 @@ def test_no_transpose_between_the_first_and_the_last_layer(family, smallcnn, nch
         (out, _, _), (out_nhwc, _, _) = nchw, nhwc
     else:
         out, out_nhwc = tmp_path / "nchw", tmp_path / "nhwc"
-        for where, extra in ((out, []), (out_nhwc, ["--layout", "nhwc"])):
+        # onnx2tf gives NHWC unless asked: NCHW I/O is --layout nchw there.
+        for where, extra in ((out, ["--layout", "nchw"]), (out_nhwc, ["--layout", "nhwc"])):
             convertctl("run", smallcnn, "--input-shape", SHAPE, "--converter", family, "--out", where,
                        "--runtime", "local", *extra, check=True)  # fmt: skip
     inside = tflite_layout(out / "smallcnn_fp32.tflite")
