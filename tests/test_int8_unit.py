@@ -348,3 +348,22 @@ def test_a_float_layer_renamed_by_quantize_ops_is_still_the_one_chosen():
     u8 = [io("uint8")]
     assert q.contract_problems("int8", u8, u8, ops, False, "uint8", ["P:0"]) == []
     assert "FULLY_CONNECTED" in q.contract_problems("int8", u8, u8, ops, False, "uint8", [])[0]
+
+
+def test_a_rung_that_cannot_keep_layers_float_hands_int8_to_the_next(net, tmp_path, monkeypatch):
+    catalog = load_catalog()
+    monkeypatch.setitem(catalog.ladders["local"], "convert", ["litert-torch0.10", "convert-tf2.15"])
+    assert catalog.get("quantize-litert0.10").float_layers is False  # as the catalog says of ai-edge-quantizer
+    int8 = selective.Int8Options(float_layers=["layer3"])
+    opts = RunOptions(model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int8"], out=tmp_path / "out", int8=int8)
+    fake = FakeRuntime()
+    fake.name = "local"
+    report = Pipeline(opts, fake, catalog, lambda _: None).run()
+    assert report.exit_code == EXIT_OK, report.failure
+    litert = next(e for e in report.ladder if e["variant"] == "litert-torch0.10")
+    assert litert["modes"]["int8"] == "the litert-torch family cannot keep int8 layers float (--int8-float-layers)"
+    assert litert["modes"]["fp32"] == "ok"
+    made = {a["mode"]: a["variant"] for a in report.artifacts}
+    assert made == {"fp32": "litert-torch0.10", "int8": "convert-tf2.15"}
+    asked = next(r for r in fake.requests if r.get("mode") == "int8")
+    assert asked["float_layers"] == ["layer3"]

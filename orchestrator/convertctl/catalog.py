@@ -58,6 +58,7 @@ class Variant:
     # quantize variants
     modes: tuple = ()
     mode_notes: dict = field(default_factory=dict, compare=False, hash=False)  # mode -> why the family cannot make it
+    float_layers: bool = True  # can keep chosen layers float in int8 (--int8-float-layers)
 
     @property
     def image_folder(self) -> str:

@@ -39,6 +39,7 @@ class VariantTable(BaseModel):
     layouts: list[Literal["nchw", "nhwc"]] = ["nchw"]
     quantize: str = ""
     modes: list[Mode] = []
+    float_layers: bool = True
 
 
 class CatalogFile(BaseModel):

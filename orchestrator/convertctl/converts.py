@@ -69,18 +69,17 @@ class ConvertLadder:
             entry = {"stage": "convert", "variant": rung.name, "family": rung.family, "status": "skipped"}
             self.entries.append(entry)
             why = self.skip_reason(rung)
-            todo = [m for m in remaining if not quantizer.modes or m in quantizer.modes]
+            cannot = {m: self._cannot(rung, quantizer, m) for m in remaining}
+            todo = [m for m in remaining if not cannot[m]]
             if not why and not todo:
-                why = f"the {rung.family} family cannot make {', '.join(remaining)}"
+                why = "; ".join(dict.fromkeys(cannot.values()))
             if why:
                 entry["reason"] = why
                 continue
             entry.update(status="failed", modes={}, seconds=0.0)
             for mode in remaining:
-                if mode not in todo:
-                    note = quantizer.mode_notes.get(mode)
-                    why = f"the {rung.family} family cannot make {mode}"
-                    entry["modes"][mode] = f"{why}: {note}" if note else why
+                if cannot[mode]:
+                    entry["modes"][mode] = cannot[mode]
             try:
                 converted = self._convert(rung, entry)
                 if converted is not None:
@@ -92,6 +91,17 @@ class ConvertLadder:
                 entry.update(failed_stage="environment", error=_one_line(exc.message))
             if any(v == "ok" for v in entry["modes"].values()):
                 entry["status"] = "used"
+
+    def _cannot(self, rung: Variant, quantizer: Variant, mode: str) -> str:
+        """Why this rung cannot make the mode as asked, or ''."""
+        if quantizer.modes and mode not in quantizer.modes:
+            note = quantizer.mode_notes.get(mode)
+            why = f"the {rung.family} family cannot make {mode}"
+            return f"{why}: {note}" if note else why
+        int8 = self.ctx.get("int8")
+        if mode == "int8" and int8 is not None and int8.float_layers and not quantizer.float_layers:
+            return f"the {rung.family} family cannot keep int8 layers float (--int8-float-layers)"
+        return ""
 
     def skip_reason(self, rung: Variant) -> str:
         if rung.input == "torch" and self.exports.facts.format == "onnx":
