@@ -55,7 +55,10 @@ def code_hash(step: Step) -> str:
     memo = (step.variant.name, step.script_rel)
     if memo not in _CODE:
         root = images_dir()
-        _CODE[memo] = sha256_json({p.relative_to(root).as_posix(): p.read_text() for p in code_files(step)})
+        # A script outside images/ (a catalog of one's own may name one) goes by its full path.
+        _CODE[memo] = sha256_json(
+            {(p.relative_to(root) if p.is_relative_to(root) else p).as_posix(): p.read_text() for p in code_files(step)}
+        )
     return _CODE[memo]
 
 
