@@ -31,7 +31,15 @@ def start(model, out, runtime):
         "--runtime",
         runtime,
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: a shell starts background jobs with SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler (CI may run the tests so).
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(predicate, seconds=600):  # a loaded machine starts stages slowly

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from convertctl.validate import compare, metrics, tolerance_for
+from convertctl.validate import Tolerance, compare, metrics, tolerance_for
 
 
 def ref(n=8, classes=10, seed=0):
@@ -60,3 +60,14 @@ def test_non_score_outputs_have_no_top1():
 def test_overrides_apply_per_mode():
     tol = tolerance_for("fp16", {"fp16": {"atol": 0.5}})
     assert tol.atol == 0.5 and tolerance_for("fp16").atol == 0.01
+
+
+def test_every_element_is_judged_against_the_largest_reference_value():
+    ref = np.array([[2.0, 0.01, 0.02], [0.1, 0.2, 0.05]], np.float32)
+    tol = Tolerance(atol=0.01, rtol=0.01, quantile=1.0)  # bound 0.01 + 0.01 * 2 = 0.03 everywhere
+    # 0.025 off in the sample of small scores: its own peak (0.2) would bound it at 0.012
+    near = ref + np.array([[0.0, 0.0, 0.0], [0.0, 0.025, 0.0]], np.float32)
+    assert compare("tflite", "fp16", "samples", {"y": ref}, {"y": near}, tol).status == "passed"
+    far = ref + np.array([[0.0, 0.0, 0.0], [0.0, 0.035, 0.0]], np.float32)
+    check = compare("tflite", "fp16", "samples", {"y": ref}, {"y": far}, tol)
+    assert check.status == "failed" and "1 of 6 elements outside atol 0.01 + rtol 0.01·max|ref|" in check.failures[0]

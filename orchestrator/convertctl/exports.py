@@ -76,6 +76,15 @@ class ExportLadder:
             else:
                 purpose = "reference" + _and_onnx(want)
             run = self._run(rung, work, {"reference": True, "opset": want}, purpose)
+            if run is None and want and self.facts.format != "onnx" and self.error_kind == "stage":
+                # The model loads but does not export at this opset (torch's exporter
+                # refuses some graphs): the reference alone, so the rungs that read the
+                # PyTorch model (litert-torch) still get their chance.
+                failed = Onnx(want, variant=rung.name, error=self.entries[-1].get("error", ""), kind="stage")
+                work = f"{work}-reference"
+                run = self._run(rung, work, {"reference": True, "opset": None}, "reference (no ONNX)")
+                if run is not None:
+                    self._onnx[want], want = failed, None
             if run is None:
                 continue
             self.reference = Reference(

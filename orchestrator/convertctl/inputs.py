@@ -4,6 +4,7 @@ says what is wrong. (The model file: modelfile.py; input specs: inputspec.py.)""
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -97,9 +98,13 @@ def save_set(path: Path, arrays: dict) -> str:
     the room it took is free again for the report)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    # Zipped in memory first: a zip writer that meets a full disk is left half
+    # closed by older numpy, and its finalizer prints a traceback at exit.
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            f.write(buf.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -104,6 +104,7 @@ def search_spec(run_dir, reference: dict, labels: np.ndarray | None, max_drop: f
     import numpy as np
 
     from convertctl import validate
+    from convertctl.inputs import save_set
 
     set_name = "eval" if labels is not None else "holdout"
     scores = reference.get(set_name)
@@ -114,7 +115,7 @@ def search_spec(run_dir, reference: dict, labels: np.ndarray | None, max_drop: f
         baseline = 100.0
     else:
         baseline = validate.accuracy(scores, labels)
-    np.savez(run_dir / LABELS, y=np.asarray(labels, dtype=np.int64))
+    save_set(run_dir / LABELS, {"y": np.asarray(labels, dtype=np.int64)})
     return {"set": set_name, "labels": LABELS, "target": baseline - max_drop, "baseline": baseline}
 
 
