@@ -15,6 +15,17 @@ from convertctl.runtimes.base import Prepared, StageRun, read_result, write_requ
 WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
 
 
+def torchscript_file(path: Path) -> Path:
+    """A file with the layout torch.jit.save writes (what the host reads to
+    tell formats apart); the fake stages never load it."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
+        z.writestr("net/version", "3\n")
+    return path
+
+
 def model_bytes(request) -> bytes:
     """The model file's bytes: what the fake "converts" carries them along,
     so a changed model changes every file made from it."""

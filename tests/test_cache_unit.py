@@ -19,7 +19,7 @@ from convertctl.errors import UsageError
 from convertctl.pipeline import Pipeline, RunOptions
 from convertctl.render import markdown, rows
 from convertctl.report import SCHEMA_FILE, sha256_file
-from fakes import FakeRuntime
+from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 
@@ -34,11 +34,7 @@ def own_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    path = tmp_path / "net.pt"
-    with zipfile.ZipFile(path, "w") as z:  # the layout torch.jit.save writes
-        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
-        z.writestr("net/version", "3\n")
-    return path
+    return torchscript_file(tmp_path / "net.pt")
 
 
 def run(model, out, fake=None, **kw):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from conftest import ROOT, convertctl, load_json, requires_docker
 from convertctl.catalog import load_catalog
 from convertctl.errors import EXIT_OK, UsageError
 from convertctl.pipeline import Pipeline, RunOptions
-from fakes import FakeRuntime
+from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 SHAPE = "1,3,64,64"
@@ -169,11 +168,7 @@ def test_every_mode_validates_in_docker(tmp_path):
 # -- units: no real stage ------------------------------------------------------------------
 @pytest.fixture
 def fake_model(tmp_path) -> Path:
-    path = tmp_path / "net.pt"
-    with zipfile.ZipFile(path, "w") as z:  # the layout torch.jit.save writes
-        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
-        z.writestr("net/version", "3\n")
-    return path
+    return torchscript_file(tmp_path / "net.pt")
 
 
 def fake_run(model, tmp_path, **kw):

@@ -18,7 +18,7 @@ from convertctl.errors import EXIT_OK, EXIT_VALIDATION, UsageError
 from convertctl.pipeline import Pipeline, RunOptions
 from convertctl.render import markdown, rows
 from convertctl.report import Report
-from fakes import FakeRuntime
+from fakes import FakeRuntime, torchscript_file
 
 
 def state_dict_file(path: Path) -> Path:
@@ -85,10 +85,7 @@ def test_a_state_dict_without_arch_never_reaches_a_stage(tmp_path):
 
 @pytest.fixture
 def torchscript(tmp_path) -> Path:
-    path = tmp_path / "net.pt"
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
-    return path
+    return torchscript_file(tmp_path / "net.pt")
 
 
 class FixedBatchFake(FakeRuntime):

@@ -6,7 +6,6 @@ float-op allowance, the latency cap."""
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -20,7 +19,7 @@ from convertctl.pipeline import Pipeline, RunOptions
 from convertctl.render import markdown, rows
 from convertctl.report import SCHEMA_FILE
 from convertctl.validate import Tolerance, compare, share
-from fakes import FakeRuntime
+from fakes import FakeRuntime, torchscript_file
 from fakes import model as fake_model
 from test_stage_code_unit import io, load
 
@@ -173,10 +172,7 @@ def test_latency_cap_falls_back_to_the_most_accurate_point_within_it():
 # -- the pipeline with the fake runtime ----------------------------------------
 @pytest.fixture
 def net(tmp_path) -> Path:
-    path = tmp_path / "net.pt"
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
-    return path
+    return torchscript_file(tmp_path / "net.pt")
 
 
 @pytest.fixture

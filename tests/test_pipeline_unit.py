@@ -4,7 +4,6 @@ lands in --out and what is kept, all without real stages."""
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -14,18 +13,14 @@ from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDAT
 from convertctl.pipeline import Pipeline, RunOptions
 from convertctl.render import PLAIN, markdown, rows
 from convertctl.report import SCHEMA_FILE, load_report
-from fakes import FakeRuntime
+from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    path = tmp_path / "net.pt"
-    with zipfile.ZipFile(path, "w") as z:  # the layout torch.jit.save writes
-        z.writestr("net/code/__torch__.py", "def forward(self, x): return x\n")
-        z.writestr("net/version", "3\n")
-    return path
+    return torchscript_file(tmp_path / "net.pt")
 
 
 def run(model, tmp_path, runtime=None, plan="local", **kw):
