@@ -199,9 +199,18 @@ class DockerRuntime:
                 except Exception:  # noqa: BLE001 - already gone is fine
                     pass
                 procs.GUARD_PROCESS.release("ctr", container.id)
+            else:  # Ctrl-C while dockerd was still starting it: ours by the run's label (steps run one at a time)
+                self._remove_run_containers(run_dir)
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )
+
+    def _remove_run_containers(self, run_dir: Path) -> None:
+        try:
+            for found in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_dir}"}):
+                found.remove(force=True)
+        except Exception:  # noqa: BLE001 - the next run's sweep removes what is left
+            pass
 
     def identity(self, variant: Variant) -> dict:
         return {"runtime": "docker", "image_key": self.builder.key(variant), "ref": self.builder.ref(variant)}
