@@ -85,22 +85,30 @@ def image_user(image) -> str:
     return NOBODY
 
 
-def remove_orphans(client, say) -> int:
-    """Remove stage containers whose convertctl process is gone (killed
-    before it could remove them). Containers of live runs, and of other
-    hosts sharing the daemon, are left alone."""
+def remove_labelled(client, label: str, wanted=lambda labels: True) -> int:
+    """Force-remove the containers carrying `label` ("key" or "key=value")
+    whose labels `wanted` accepts; how many went. Never raises: what is left
+    is the next sweep's."""
     try:
-        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+        found = client.containers.list(all=True, filters={"label": label})
     except Exception:  # noqa: BLE001 - a sweep never stops a run
         return 0
     removed = 0
     for container in found:
-        if procs.owner_gone(container.labels.get(OWNER_LABEL, "")):
+        if wanted(container.labels):
             try:
                 container.remove(force=True)
                 removed += 1
             except Exception:  # noqa: BLE001 - already gone
                 pass
+    return removed
+
+
+def remove_orphans(client, say) -> int:
+    """Remove stage containers whose convertctl process is gone (killed
+    before it could remove them). Containers of live runs, and of other
+    hosts sharing the daemon, are left alone."""
+    removed = remove_labelled(client, OWNER_LABEL, lambda labels: procs.owner_gone(labels.get(OWNER_LABEL, "")))
     if removed:
         say(f"removed {removed} stage container(s) left running by a convertctl that was killed")
     return removed
@@ -200,17 +208,10 @@ class DockerRuntime:
                     pass
                 procs.GUARD_PROCESS.release("ctr", container.id)
             else:  # Ctrl-C while dockerd was still starting it: ours by the run's label (steps run one at a time)
-                self._remove_run_containers(run_dir)
+                remove_labelled(self.client, f"{RUN_LABEL}={run_dir}")
         return StageRun(
             variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
         )
-
-    def _remove_run_containers(self, run_dir: Path) -> None:
-        try:
-            for found in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_dir}"}):
-                found.remove(force=True)
-        except Exception:  # noqa: BLE001 - the next run's sweep removes what is left
-            pass
 
     def identity(self, variant: Variant) -> dict:
         return {"runtime": "docker", "image_key": self.builder.key(variant), "ref": self.builder.ref(variant)}
