@@ -83,8 +83,9 @@ class ExportLadder:
                 failed = Onnx(want, variant=rung.name, error=self.entries[-1].get("error", ""), kind="stage")
                 work = f"{work}-reference"
                 run = self._run(rung, work, {"reference": True, "opset": None}, "reference (no ONNX)")
-                if run is not None:
+                if run is not None:  # the ONNX failure now lives in _onnx, for the rungs that need it
                     self._onnx[want], want = failed, None
+                    self.error, self.error_kind = "", ""
             if run is None:
                 continue
             self.reference = Reference(
