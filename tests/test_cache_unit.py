@@ -105,13 +105,23 @@ def test_a_rerun_reuses_every_step_and_says_so(model, tmp_path, own_cache):
 
 def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_cache(model, tmp_path, own_cache):
     first, _ = run(model, tmp_path / "a", modes=ALL, latency_runs=3)
-    assert [e["stage"] for e in entries(own_cache)].count("measure") == 1
+    assert [e["stage"] for e in entries(own_cache)].count("measure") == len(ALL), "one per file"
     again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
     assert fake.calls == [], "same files, same environment, same settings: the timing is reused"
     assert [a["latency"] for a in again.artifacts] == [a["latency"] for a in first.artifacts]
     assert not any(s["stage"] == "measure" for s in again.manifest["stages"]), "nothing verify could reproduce"
     _, fake = run(model, tmp_path / "c", modes=ALL, latency_runs=3, no_cache=True)
     assert fake.calls[-1] == "measure"
+
+
+def test_an_added_mode_times_only_its_own_file(model, tmp_path):
+    first, _ = run(model, tmp_path / "out", modes=["fp16"], latency_runs=3)
+    report, fake = run(model, tmp_path / "out", modes=["fp16", "int8"], latency_runs=3)
+    assert fake.calls == ["quantize:int8", "measure"]
+    assert [f["name"] for f in fake.requests[-1]["files"]] == ["int8"], "fp16's timing is replayed"
+    by_mode = {a["mode"]: a for a in report.artifacts}
+    assert by_mode["fp16"]["latency"] == first.artifacts[0]["latency"]
+    assert by_mode["int8"]["latency"]["configs"], "int8 measured"
 
 
 def test_the_model_moved_elsewhere_is_still_the_same_model(model, tmp_path):

@@ -59,11 +59,16 @@ def pick(latency: dict | None, xnnpack: bool = True, threads: int = 1) -> dict |
 
 
 def measure_artifacts(steps: Steps, catalog: Catalog, artifacts: list, runs: int) -> None:
-    """Every final file measured in one step; each artifact gets "latency"."""
+    """Each final file measured in a step of its own; each artifact gets
+    "latency". One step per file, not one for all: the cache then replays a
+    file's timing by its bytes, so a mode added to a finished run times only
+    its own file (a process start, ~0.1 s, is the price on a full run)."""
     files = {a["mode"]: a["file"] for a in artifacts if a.get("file") and a.get("status") == "ok"}
     if runs <= 0 or not files:  # --latency-runs 0: not asked for
         return
-    got = measure(steps, catalog, files, "measure/final", runs)
+    got: dict = {}
+    for mode, file in files.items():
+        got.update(measure(steps, catalog, {mode: file}, f"measure/final/{mode}", runs))
     for art in artifacts:
         if art["mode"] in got:
             art["latency"] = got[art["mode"]]
