@@ -217,6 +217,45 @@ def test_a_corrupt_entry_is_a_miss_and_is_rebuilt(model, tmp_path, own_cache, da
     assert fake.calls == [], "the rebuilt entry is whole again"
 
 
+def test_an_entry_file_changed_in_place_with_its_mtime_set_back_is_still_a_miss(model, tmp_path, own_cache):
+    first, _ = run(model, tmp_path / "a")
+    stored = _entry_of(own_cache, "quantize/convert-tf2.15/fp16") / "files" / "model.tflite"
+    before = stored.stat()
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0x01  # same size
+    time.sleep(0.01)
+    stored.write_bytes(bytes(data))
+    os.utime(stored, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report, fake = run(model, tmp_path / "b")
+    assert fake.calls == ["quantize:fp16"], "the ctime changed: the file was read and did not match"
+    assert report.artifacts[0]["sha256"] == first.artifacts[0]["sha256"]
+
+
+def test_the_users_model_is_hashed_once_per_version(model, tmp_path, own_cache, monkeypatch):
+    import convertctl.digests
+
+    hashed = []
+    real = convertctl.digests.sha256_file
+    monkeypatch.setattr(convertctl.digests, "sha256_file", lambda p: hashed.append(Path(p)) or real(p))
+    run(model, tmp_path / "a")
+    assert model in hashed
+    hashed.clear()
+    _, fake = run(model, tmp_path / "b")
+    assert model not in hashed and fake.calls == [], "unchanged since the last run: its hash is remembered"
+    before = model.stat()
+    time.sleep(0.01)
+    model.write_bytes(model.read_bytes())  # same bytes, a new write: read again, same hash, still a hit
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _, fake = run(model, tmp_path / "c")
+    assert model in hashed and fake.calls == []
+    hashed.clear()
+    run(model, tmp_path / "d", no_cache=True)
+    assert model in hashed, "--no-cache trusts nothing remembered"
+    (own_cache / "files.json").write_text("{not json")
+    _, fake = run(model, tmp_path / "e")
+    assert fake.calls == [], "a damaged state only costs reading the file again"
+
+
 def test_an_entry_appears_whole_or_not_at_all(model, tmp_path, own_cache):
     cache = StageCache(own_cache)
     work = tmp_path / "work"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import pickle
 import struct
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -178,6 +180,26 @@ def test_a_damaged_archive_is_named_before_anything_reads_it(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UsageError, match=r"weights\.pt: a damaged zip archive \(weights/data\.pkl fails its CRC"):
         read_model(path)
+
+
+def test_the_crc_check_is_remembered_only_while_the_file_is_unchanged(tmp_path):
+    from convertctl.filestate import FileState
+
+    path = torch_zip(tmp_path / "weights.pt", STATE_DICT_PKL * 20)
+    state = FileState(tmp_path / "state.json")
+    read_model(path, state)
+    state.save()
+    assert FileState(tmp_path / "state.json").get(path, "zip_crc_ok") is True
+    # Damaged in place, same size, mtime set back: the ctime still tells.
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[data.index(b"OrderedDict") + 5] ^= 0x20
+    time.sleep(0.01)
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(UsageError, match="fails its CRC"):
+        read_model(path, FileState(tmp_path / "state.json"))
 
 
 def test_a_zip_torch_did_not_write(tmp_path):

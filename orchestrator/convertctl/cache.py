@@ -7,9 +7,11 @@ cache works so). An entry is a folder STAGES/<key>/ holding the step's WORK
 files and entry.json (what the step said, how long it took, the hash of every
 file), built in a temporary folder and renamed into place, so a reader sees a
 whole entry or none. entry.json is written last, like pre-commit's marker.
-Every file is checked against its recorded hash while it is copied back: a
-corrupt or partial entry is a miss (and is removed), never a crash, never a
-wrong answer.
+Every file is checked while it is copied back: against its recorded hash,
+or, when it is the very file stored (same size, inode, mtime and ctime, the
+test git's index and DVC's state make; any write changes the ctime), by that.
+A corrupt or partial entry is a miss (and is removed), never a crash, never
+a wrong answer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from convertctl.digests import Hasher, sha256_json, tree_files
 from convertctl.envstore import default_root
+from convertctl.filestate import FileState
 
 # Bump when what an entry holds or how keys are made changes: old entries
 # then simply never match again (and age out through `cache prune`).
@@ -49,6 +52,11 @@ def disabled_by_env() -> bool:
 def open_cache(no_cache: bool = False) -> StageCache | None:
     """The cache a run uses, or None with --no-cache / CONVERTCTL_NO_CACHE=1."""
     return None if no_cache or disabled_by_env() else StageCache(cache_root())
+
+
+def _stat(path: Path) -> list:
+    st = os.stat(path)
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
@@ -80,6 +88,10 @@ class StageCache:
     def entry_dir(self, key: str) -> Path:
         return self.stages_dir / key
 
+    def file_state(self) -> FileState:
+        """What is known of the user's files (hash, CRC check) while unchanged."""
+        return FileState(self.root / "files.json")
+
     # -- read -------------------------------------------------------------
     def get(self, key: str) -> dict | None:
         """The entry's description if it looks whole, else None."""
@@ -110,7 +122,12 @@ class StageCache:
         try:
             for rel, facts in sorted(entry["files"].items()):
                 dst = work_dir / rel
-                digest, size = _copy_hashed(files / rel, dst)
+                if facts.get("stat") is not None and facts["stat"] == _stat(files / rel):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(files / rel, dst)  # untouched since stored: no need to read it twice
+                    digest, size = facts.get("sha256"), facts.get("size")
+                else:
+                    digest, size = _copy_hashed(files / rel, dst)
                 if digest != facts.get("sha256") or size != facts.get("size"):
                     raise ValueError(f"{rel}: content differs from its recorded hash")
                 if hasher is not None:
@@ -140,7 +157,7 @@ class StageCache:
                 if rel in NOT_STORED:
                     continue
                 digest, size = _copy_hashed(src, staging / "files" / rel)
-                files[rel] = {"sha256": digest, "size": size}
+                files[rel] = {"sha256": digest, "size": size, "stat": _stat(staging / "files" / rel)}
             entry = {
                 **meta,
                 "format": CACHE_FORMAT,

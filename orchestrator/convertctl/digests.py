@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from convertctl.filestate import FileState
 from convertctl.report import sha256_file
 
 __all__ = ["Hasher", "canonical", "sha256_file", "sha256_json", "tree_files"]
@@ -37,28 +38,37 @@ def tree_files(root: Path) -> list[Path]:
 class Hasher:
     """sha256 of files and trees, each file read once per run: a SavedModel
     feeds one quantize step per mode, and its hash is asked for each time.
-    A file is known by (size, mtime, inode): rewritten, it is hashed again."""
+    A file is known by (size, mtime, inode): rewritten, it is hashed again.
+    With a FileState, the files asked with remember=True (the user's model
+    and data, not a run's own arrays) are read once per version, across runs."""
 
-    def __init__(self):
+    def __init__(self, state: FileState | None = None):
         self._known: dict = {}
+        self.state = state
 
     def _stamp(self, path: Path) -> tuple:
         st = path.stat()
         return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
 
-    def file(self, path: Path) -> str:
+    def file(self, path: Path, remember: bool = False) -> str:
         stamp = self._stamp(path)
         if stamp not in self._known:
-            self._known[stamp] = sha256_file(path)
+            state = self.state if remember else None
+            digest = state.get(path, "sha256") if state else None
+            if not isinstance(digest, str):
+                digest = sha256_file(path)
+                if state:
+                    state.put(path, "sha256", digest)
+            self._known[stamp] = digest
         return self._known[stamp]
 
     def seed(self, path: Path, digest: str) -> None:
         """A digest computed while the file was written (restored from the cache)."""
         self._known[self._stamp(path)] = digest
 
-    def tree(self, root: Path) -> str:
+    def tree(self, root: Path, remember: bool = False) -> str:
         """A directory: the hash of its sorted (relative path, file hash) list."""
-        return sha256_json([[p.relative_to(root).as_posix(), self.file(p)] for p in tree_files(root)])
+        return sha256_json([[p.relative_to(root).as_posix(), self.file(p, remember)] for p in tree_files(root)])
 
-    def path(self, path: Path) -> str:
-        return self.tree(path) if path.is_dir() else self.file(path)
+    def path(self, path: Path, remember: bool = False) -> str:
+        return self.tree(path, remember) if path.is_dir() else self.file(path, remember)

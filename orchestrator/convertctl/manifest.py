@@ -77,7 +77,7 @@ def request_params(request: dict, run_dir: Path, hasher: Hasher) -> dict:
             absolute = os.path.isabs(value)
             path = Path(value) if absolute else run_dir / value
             if path.exists():
-                digest = hasher.path(path)
+                digest = hasher.path(path, remember=absolute)  # the user's files, not the run's own
                 return {"sha256": digest} if absolute else {"path": value, "sha256": digest}
         return value
 
@@ -165,7 +165,7 @@ def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
     for option, name in INPUT_OPTIONS.items():
         path = getattr(opts, option, None)
         if path:
-            out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path))}
+            out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path), remember=True)}
     folder = run_dir / "inputs"
     if folder.is_dir():
         out["arrays"] = {p.relative_to(run_dir).as_posix(): hasher.file(p) for p in tree_files(folder)}

@@ -22,6 +22,7 @@ from pathlib import Path
 from convertctl import onnxinfo
 from convertctl.catalog import Variant, version_tuple
 from convertctl.errors import UsageError
+from convertctl.filestate import FileState
 from convertctl.picklescan import LEGACY_MAGIC, is_safe_global, pickle_globals
 
 FORMATS = ("torchscript", "exported-program", "state-dict", "pickle", "onnx")
@@ -230,9 +231,10 @@ def _onnx(path: Path) -> ModelFacts | None:
     return facts
 
 
-def read_model(path: Path) -> ModelFacts:
+def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
     """The model's format and provenance; a UsageError naming the file when
-    it is none of the formats convertctl converts."""
+    it is none of the formats convertctl converts. With a FileState, an
+    archive unchanged since its CRC check passed is not read again."""
     _check_readable(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -240,7 +242,10 @@ def read_model(path: Path) -> ModelFacts:
         archive = None
     if archive is not None:
         with archive:
-            _check_crc(path, archive)
+            if not (state and state.get(path, "zip_crc_ok")):
+                _check_crc(path, archive)
+                if state:
+                    state.put(path, "zip_crc_ok", True)
             names = archive.namelist()
             if any("/code/" in n for n in names):
                 return _torchscript(path, archive, names)

@@ -13,6 +13,7 @@ from convertctl.cache import open_cache
 from convertctl.catalog import LAYOUTS, MODES, Catalog
 from convertctl.converts import ConvertLadder
 from convertctl.data import RESIZE_MODES, calibration_notes, labels_fit, load_calibration, load_eval
+from convertctl.digests import Hasher
 from convertctl.errors import (
     EXIT_CONVERSION,
     EXIT_ENVIRONMENT,
@@ -22,7 +23,7 @@ from convertctl.errors import (
 )
 from convertctl.exports import ExportLadder
 from convertctl.measure import measure_artifacts
-from convertctl.report import Report, sha256_file
+from convertctl.report import Report
 from convertctl.runtimes.base import Runtime, Say
 from convertctl.settings import SYNTHETIC_CALIB
 from convertctl.steps import Steps
@@ -106,7 +107,9 @@ class Pipeline:
         convert_rungs = self.catalog.pick(self.runtime.name, "convert", o.converter)
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
-        facts = modelfile.read_model(o.model)
+        cache = open_cache(o.no_cache)
+        hasher = Hasher(cache.file_state() if cache else None)
+        facts = modelfile.read_model(o.model, hasher.state)
         modelflags.check_format(facts, o, self.runtime.name)
         specs = inputspec.resolve(o.input_specs(), facts, o.dynamic_batch)
         if o.dynamic_batch:
@@ -119,7 +122,7 @@ class Pipeline:
         report = Report(
             model={
                 "path": str(facts.path),
-                "sha256": sha256_file(facts.path),
+                "sha256": hasher.file(facts.path, remember=True),
                 "opset": o.opset,
                 "input_shapes": {n: list(s) for n, s in shapes.items()},
                 "inputs": [s.to_dict() for s in specs],
@@ -140,8 +143,7 @@ class Pipeline:
         if calib is not None:
             report.notices += calibration_notes(o.calib, calib)
         report.manifest = manifest.new(o, self.runtime.name)
-        steps = Steps(self.runtime, run_dir, report, self.say, cache=open_cache(o.no_cache))
-        steps.hasher.seed(facts.path, report.model["sha256"])  # hashed once per run, however often asked
+        steps = Steps(self.runtime, run_dir, report, self.say, cache=cache, hasher=hasher)
         try:
             report.inputs = self._write_inputs(run_dir, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
@@ -152,13 +154,16 @@ class Pipeline:
             code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
             report.fail(code, getattr(mapped, "message", "") or f"interrupted ({type(exc).__name__})")
             try:
-                self._place(run_dir, report)
+                self._place(run_dir, report, hasher)
             except OSError:
                 pass  # no room even for the report: the message still names the run directory
             exc.run_dir = str(run_dir)  # type: ignore[attr-defined]  # for the CLI's message
             raise
+        finally:
+            if hasher.state:
+                hasher.state.save()
         report.finish()
-        self._place(run_dir, report)
+        self._place(run_dir, report, hasher)
         return report
 
     def _applicable(self, facts, export_rungs: list, convert_rungs: list) -> None:
@@ -329,8 +334,8 @@ class Pipeline:
         return info
 
     # -- results --------------------------------------------------------
-    def _place(self, run_dir: Path, report: Report) -> None:
-        placement.place(self.opts, run_dir, report)
+    def _place(self, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
+        placement.place(self.opts, run_dir, report, hasher)
 
 
 def _first(arrays: dict, count: int) -> dict:

@@ -18,12 +18,12 @@ from convertctl.digests import Hasher
 from convertctl.report import Report
 
 
-def place(opts, run_dir: Path, report: Report) -> None:
+def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
     from convertctl.render import markdown
 
     out, ok = Path(opts.out), report.status == "passed"
     files = out_files(opts, run_dir, report)
-    hasher = Hasher()
+    hasher = hasher or Hasher()  # the run's: files restored from the cache are hashed already
     for art in report.artifacts:
         if "file" in art:
             path = run_dir / art["file"]

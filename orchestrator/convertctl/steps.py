@@ -20,10 +20,18 @@ from convertctl.runtimes.base import Runtime, Say, StageRun, Step, read_result, 
 
 
 class Steps:
-    def __init__(self, runtime: Runtime, run_dir: Path, report: Report, say: Say, cache: StageCache | None = None):
+    def __init__(
+        self,
+        runtime: Runtime,
+        run_dir: Path,
+        report: Report,
+        say: Say,
+        cache: StageCache | None = None,
+        hasher: Hasher | None = None,
+    ):
         self.runtime, self.run_dir, self.report, self.say = runtime, run_dir, report, say
         self.cache = cache
-        self.hasher = Hasher()
+        self.hasher = hasher or Hasher()
         self._ready: dict = {}  # variant name -> None (ready) or the EnvironmentProblem met
 
     def prepare(self, variant: Variant) -> None:

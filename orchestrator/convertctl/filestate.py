@@ -1,0 +1,72 @@
+"""What is known about a file while it stays unchanged: its sha256, and that
+its zip members passed their CRC check. A rerun then reads a large model
+once per version, not once per run (a 500 MB model costs ~0.6 s to hash and
+as much to CRC-check).
+
+DVC keeps such a state database and git its index: a file is taken to be
+unchanged while its path, size, inode, mtime and ctime are. The ctime is the
+one a user tool cannot set back, so rewriting a file and restoring its mtime
+still shows. One small JSON file in the cache folder, replaced atomically;
+two runs writing at once lose one's additions, and a damaged or missing
+state only costs reading the files again."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+MAX_FILES = 500  # the newest kept: models and data files, not every run's arrays
+
+
+def stamp(path: Path) -> str:
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
+class FileState:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._facts: dict | None = None
+        self._changed = False
+
+    def _load(self) -> dict:
+        if self._facts is None:
+            try:
+                data = json.loads(self.path.read_text())
+                self._facts = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._facts = {}
+        return self._facts
+
+    def get(self, path: Path, fact: str):
+        """What is known of path as it is now, or None."""
+        try:
+            known = self._load().get(stamp(path))
+        except OSError:
+            return None
+        return known.get(fact) if isinstance(known, dict) else None
+
+    def put(self, path: Path, fact: str, value) -> None:
+        try:
+            key = stamp(path)
+        except OSError:
+            return
+        facts = self._load()
+        facts[key] = {**facts.pop(key, {}), fact: value}  # re-inserted: the newest last
+        self._changed = True
+
+    def save(self) -> None:
+        """Write what was learnt (the newest MAX_FILES files); never raises."""
+        if not self._changed or self._facts is None:
+            return
+        kept = dict(list(self._facts.items())[-MAX_FILES:])
+        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(kept))
+            os.replace(tmp, self.path)
+            self._changed = False
+        except OSError:
+            tmp.unlink(missing_ok=True)
