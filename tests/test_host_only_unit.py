@@ -57,3 +57,16 @@ def test_help_works_without_ml_libraries():
         "import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom convertctl.cli import main\nmain()"
     )
     assert proc.returncode == 0 and "--quant" in proc.stdout and "--input-shape" in proc.stdout
+
+
+def test_the_cli_does_not_import_pydantic():
+    """Settings and the catalog are checked by schema.py: importing pydantic
+    and building the models cost ~90 ms on every command, --help included.
+    Nothing of convertctl's may bring it back unnoticed. (typer >= 0.29
+    imports pydantic itself, but only once it parses a command's options.)"""
+    proc = run_blocked(
+        "import convertctl.cli, convertctl.settings, convertctl.catalog_schema\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

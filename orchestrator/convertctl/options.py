@@ -52,7 +52,7 @@ def run_options(
         samples=cfg.samples if cfg.samples is not None else RunOptions.samples,
         seed=cfg.seed or 0,
         allow_flex=bool(cfg.allow_flex),
-        tolerances={m: t.model_dump(exclude_none=True) for m, t in cfg.tolerance.items()},
+        tolerances={m: t.given() for m, t in cfg.tolerance.items()},
         eval_data=Path(cfg.eval_data) if cfg.eval_data else None,
         max_drop=dict(cfg.max_accuracy_drop),
         latency_runs=cfg.latency_runs if cfg.latency_runs is not None else RunOptions.latency_runs,

@@ -1,6 +1,6 @@
-"""Every setting of a run in one typed schema (pydantic, strict): the
+"""Every setting of a run in one strict schema (schema.py): the
 convertctl.toml next to the model and the command-line flags are validated
-by the same model, so a wrong type or range is one usage error naming the
+by the same rules, so a wrong type or range is one usage error naming the
 key (or flag), what was expected, and the file. Flags win over the file.
 
 Strict on purpose: TOML's `allow_flex = "no"` is a string, not false, and
@@ -11,13 +11,28 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from typing import Any
 
 from convertctl.errors import UsageError
+from convertctl.schema import (
+    Invalid,
+    anything,
+    at_least,
+    before,
+    boolean,
+    checked,
+    dict_of,
+    either,
+    integer,
+    list_of,
+    number,
+    one_of,
+    optional,
+    table,
+    text,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +40,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODES = ("fp32", "dynamic", "int8", "fp16", "int16x8")  # catalog.MODES: a test holds them equal
-Mode = Literal["fp32", "dynamic", "int8", "fp16", "int16x8"]
 # One sample of one input: beyond this the seeded inputs alone take
 # gigabytes (1,3,20000,20000 is 1.2e9 values) and the stages die of memory.
 MAX_INPUT_VALUES = 1 << 26
@@ -137,21 +151,21 @@ def _shape(value: Any) -> tuple:
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")]
         if not all(p.lstrip("+").isdigit() for p in parts):
-            raise PydanticCustomError("shape", "not comma-separated whole numbers")
+            raise Invalid("shape", "not comma-separated whole numbers")
         dims = tuple(int(p) for p in parts)
     elif isinstance(value, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         dims = tuple(value)
     else:
-        raise PydanticCustomError("shape", "not a shape")
+        raise Invalid("shape", "not a shape")
     if not dims or any(d <= 0 for d in dims):
-        raise PydanticCustomError("shape", "every dimension must be a whole number > 0")
+        raise Invalid("shape", "every dimension must be a whole number > 0")
     values = math.prod(dims)
     if values > MAX_INPUT_VALUES:
         why = (
             f"{values:.3g} values per sample ({values * 4 / 1e9:.1f} GB as float32); "
             f"convertctl takes at most {MAX_INPUT_VALUES} values per input"
         )
-        raise PydanticCustomError("shape", why)
+        raise Invalid("shape", why)
     return dims
 
 
@@ -160,79 +174,129 @@ def _floats(value: Any) -> Any:
         try:
             return [float(p) for p in value.split(",") if p.strip()]
         except ValueError:
-            raise PydanticCustomError("floats", "not comma-separated numbers") from None
+            raise Invalid("floats", "not comma-separated numbers") from None
     return value
 
 
-Shape = Annotated[tuple, BeforeValidator(_shape)]
-Text = Annotated[str, Field(min_length=1)]
-Floats = Annotated[list[float], BeforeValidator(_floats), Field(min_length=1)]
-Positive = Annotated[float, Field(gt=0)]
-PositiveFloats = Annotated[list[Positive], BeforeValidator(_floats), Field(min_length=1)]
-STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+def _one(value: Any) -> Any:
+    """quant = "int8" or --input "x:1,3": a list of one."""
+    return [value] if isinstance(value, str) else value
 
 
-class Tolerance(BaseModel):
-    model_config = STRICT
-    atol: float | None = Field(None, ge=0)
-    rtol: float | None = Field(None, ge=0)
-    cosine: float | None = Field(None, ge=-1, le=1)
-    top1: float | None = Field(None, ge=0, le=1)
+def _one_shape(value: Any) -> Any:
+    """One shape ("1,3,8,8" or [1, 3, 8, 8]) -> a list of it; [[1, 3], "1,5"] is two already."""
+    if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, int) for v in value)):
+        return [value]
+    return value
 
 
-class Settings(BaseModel):
-    """What a run may be told, from the file or from flags."""
+TEXT = text(min_length=1)
+MODE = one_of(*MODES)
+PERCENT = number(ge=0, le=100)
 
-    model_config = STRICT
-    input_shape: list[Shape] | None = None
-    quant: list[Mode] | None = None
-    opset: int | None = Field(None, ge=7, le=20)
-    converter: Text | None = None
-    convert_image: Text | None = None
-    export_image: Text | None = None
-    calib: Text | None = None
-    mean: Floats | None = None
-    std: PositiveFloats | None = None
-    tolerance: dict[Mode, Tolerance] = {}
-    max_accuracy_drop: dict[Mode, Annotated[float, Field(ge=0, le=100)]] = {}
+
+@dataclass
+class Tolerance:
+    """A mode's bounds as the user gave them; None: the mode's default (validate.py)."""
+
+    atol: float | None = None
+    rtol: float | None = None
+    cosine: float | None = None
+    top1: float | None = None
+
+    def given(self) -> dict:
+        """The bounds that are set, without the Nones."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+TOLERANCE_KEYS = ("atol", "rtol", "cosine", "top1")
+TOLERANCE = table(
+    "Tolerance",
+    {
+        "atol": optional(number(ge=0)),
+        "rtol": optional(number(ge=0)),
+        "cosine": optional(number(ge=-1, le=1)),
+        "top1": optional(number(ge=0, le=1)),
+    },
+    make=Tolerance,
+)
+
+
+@dataclass
+class Settings:
+    """What a run may be told, from the file or from flags. RULES says what
+    each field takes; None (or empty for the per-mode tables): not told."""
+
+    input_shape: list[tuple] | None = None
+    quant: list[str] | None = None
+    opset: int | None = None
+    converter: str | None = None
+    convert_image: str | None = None
+    export_image: str | None = None
+    calib: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    tolerance: dict[str, Tolerance] = field(default_factory=dict)
+    max_accuracy_drop: dict[str, float] = field(default_factory=dict)
     allow_flex: bool | None = None
-    runtime: Literal["auto", "local", "docker"] | None = None
-    layout: Literal["nchw", "nhwc"] | None = None
+    runtime: str | None = None
+    layout: str | None = None
     # flags only
-    samples: int | None = Field(None, ge=1, le=10000)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    latency_runs: int | None = Field(None, ge=0, le=10000)
-    threads: int | None = Field(None, ge=1, le=256)
-    sample_inputs: Text | None = None
-    eval_data: Text | None = None
+    samples: int | None = None
+    seed: int | None = None
+    latency_runs: int | None = None
+    threads: int | None = None
+    sample_inputs: str | None = None
+    eval_data: str | None = None
     # what the model is and takes (see inputspec.py, modelfile.py)
-    input: list[Text] | None = None
+    input: list[str] | None = None
     dynamic_batch: bool | None = None
-    arch: Text | None = None
+    arch: str | None = None
     arch_kwargs: dict[str, Any] | None = None
-    code: Text | None = None
+    code: str | None = None
     # int8 (see selective.py) and calibration preprocessing
-    resize: Literal["stretch", "shorter-side+center-crop"] | None = None
-    int8_float_layers: Text | list[Text] | None = None
-    int8_io: Literal["int8", "uint8", "float"] | None = None
-    max_int8_latency_cost: Text | Annotated[float, Field(ge=0, le=100)] | None = None
+    resize: str | None = None
+    int8_float_layers: str | list[str] | None = None
+    int8_io: str | None = None
+    max_int8_latency_cost: str | float | None = None
 
-    @field_validator("input", mode="before")
-    @classmethod
-    def _one_input(cls, value):
-        return [value] if isinstance(value, str) else value
 
-    @field_validator("quant", mode="before")
-    @classmethod
-    def _one_mode(cls, value):
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("input_shape", mode="before")
-    @classmethod
-    def _one_shape(cls, value):
-        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, int) for v in value)):
-            return [value]
-        return value
+# One rule per Settings field, in the order problems are listed. The union
+# members carry pydantic's names for their types ("constrained-str"): the
+# file messages quote them (max_int8_latency_cost.constrained-float = 500).
+RULES = {
+    "input_shape": before(_one_shape, optional(list_of(before(_shape, anything)))),
+    "quant": before(_one, optional(list_of(MODE))),
+    "opset": optional(integer(ge=7, le=20)),
+    "converter": optional(TEXT),
+    "convert_image": optional(TEXT),
+    "export_image": optional(TEXT),
+    "calib": optional(TEXT),
+    # "" is no numbers at all: refused, quoting the "" (at_least around before)
+    "mean": optional(at_least(1, before(_floats, list_of(number())))),
+    "std": optional(at_least(1, before(_floats, list_of(number(gt=0))))),
+    "tolerance": dict_of(MODE, TOLERANCE),
+    "max_accuracy_drop": dict_of(MODE, PERCENT),
+    "allow_flex": optional(boolean),
+    "runtime": optional(one_of("auto", "local", "docker")),
+    "layout": optional(one_of("nchw", "nhwc")),
+    "samples": optional(integer(ge=1, le=10000)),
+    "seed": optional(integer(ge=0, le=2**32 - 1)),
+    "latency_runs": optional(integer(ge=0, le=10000)),
+    "threads": optional(integer(ge=1, le=256)),
+    "sample_inputs": optional(TEXT),
+    "eval_data": optional(TEXT),
+    "input": before(_one, optional(list_of(TEXT))),
+    "dynamic_batch": optional(boolean),
+    "arch": optional(TEXT),
+    "arch_kwargs": optional(dict_of(text(), anything)),
+    "code": optional(TEXT),
+    "resize": optional(one_of("stretch", "shorter-side+center-crop")),
+    "int8_float_layers": optional(either(("constrained-str", TEXT), ("list[constrained-str]", list_of(TEXT)))),
+    "int8_io": optional(one_of("int8", "uint8", "float")),
+    "max_int8_latency_cost": optional(either(("constrained-str", TEXT), ("constrained-float", PERCENT))),
+}
+SETTINGS = table("Settings", RULES, make=Settings)
 
 
 def _pattern(loc: tuple) -> str:
@@ -250,7 +314,7 @@ def _describe(error: dict, source: Path | None, raw: dict) -> str:
     elif error["type"] == "literal_error" and key == "quant":
         what = f"unknown mode (choose from {', '.join(MODES)})"
     elif error["type"] == "extra_forbidden":
-        what = f"unknown key (known: {', '.join(sorted(Tolerance.model_fields))})"
+        what = f"unknown key (known: {', '.join(sorted(TOLERANCE_KEYS))})"
     else:
         what = "expected " + EXPECTED.get(_pattern(loc), error["msg"])
         if error["type"] in ("shape", "floats"):
@@ -279,11 +343,10 @@ def as_toml(value) -> str:
 
 def validate(values: dict, source: Path | None = None) -> Settings:
     """The typed settings, or one UsageError listing every bad key."""
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        problems = list(dict.fromkeys(_describe(dict(e), source, values) for e in exc.errors(include_url=False)))
-        raise UsageError("; ".join(problems)) from None
+    settings, problems = checked(SETTINGS, values)
+    if problems:
+        raise UsageError("; ".join(dict.fromkeys(_describe(p, source, values) for p in problems)))
+    return settings
 
 
 def read_file(model: Path, explicit: Path | None = None) -> tuple[dict, Path | None]:
@@ -316,11 +379,13 @@ def load(model: Path, explicit: Path | None, flags: dict) -> tuple[Settings, Pat
     if flags.get("input") and not flags.get("input_shape"):
         from_file.input_shape = None  # --input replaces the file's shapes, as --input-shape does
     from_flags = validate({k: v for k, v in flags.items() if v is not None})
-    merged = from_file.model_copy(update=from_flags.model_dump(exclude_unset=True, exclude_defaults=True))
+    # A flag overrides only what it was given: every field not at its default.
+    unset = Settings()
+    merged = replace(from_file, **{k: v for k, v in vars(from_flags).items() if v != getattr(unset, k)})
     tolerance: dict = {}
     for source in (from_file, from_flags):
         for mode, tol in source.tolerance.items():
-            given = tol.model_dump(exclude_none=True)
+            given = tol.given()
             if "atol" in given and "rtol" not in given:
                 given["rtol"] = 0.0
             tolerance[mode] = {**tolerance.get(mode, {}), **given}
