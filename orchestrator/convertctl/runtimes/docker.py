@@ -23,10 +23,12 @@ from pathlib import Path
 
 from convertctl import procs, rundir
 from convertctl.catalog import Variant
+from convertctl.envstore import default_root
 from convertctl.errors import ConversionError, EnvironmentProblem
 from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes import images
 from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, Step, read_result, write_request
+from convertctl.runtimes.freezes import remembered
 
 RUN_MOUNT = "/rundir"
 RUN_LABEL = "org.convertctl.run"
@@ -219,11 +221,20 @@ class DockerRuntime:
     def freeze(self, variant: Variant) -> dict:
         ref = self.builder.ref(variant)
         image = self.client.images.get(ref)
-        said = self.client.containers.run(
-            ref, command=["-m", "pip", "freeze"], remove=True, stderr=False, **hardening(self.memory, user=self.user)
-        )
+
+        def ask() -> list[str]:
+            said = self.client.containers.run(
+                ref,
+                command=["-m", "pip", "freeze"],
+                remove=True,
+                stderr=False,
+                **hardening(self.memory, user=self.user),
+            )
+            return said.decode("utf-8", "replace").splitlines()
+
+        memo = default_root() / "freeze" / (image.id.replace(":", "-") + ".json")
         return {
             "image_id": image.id,
             "repo_digests": image.attrs.get("RepoDigests") or [],
-            "pip_freeze": said.decode("utf-8", "replace").splitlines(),
+            "pip_freeze": remembered(memo, image.id, ask) or [],
         }

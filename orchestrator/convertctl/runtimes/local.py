@@ -25,9 +25,11 @@ from convertctl.runtimes.base import (
     stage_environ,
     write_request,
 )
+from convertctl.runtimes.freezes import remembered, venv_stamp
 
 # Where a stage's home, caches and temp files go, inside the run directory.
 SCRATCH = ".stage-home"
+FREEZE_MEMO = ".convertctl-freeze.json"  # in the venv: it goes when the venv does
 
 
 def scratch_environ(run_dir: Path) -> dict:
@@ -115,9 +117,14 @@ class LocalRuntime:
 
     def freeze(self, variant: Variant) -> dict:
         env = self.store.ensure(variant)
-        uv = find_uv()  # stage venvs made by uv hold no pip
-        cmd = [uv, "pip", "freeze", "--python", str(env.python)] if uv else [str(env.python), "-m", "pip", "freeze"]
-        # A query: uv would otherwise cache interpreter facts under the user's home.
-        environ = {**stage_environ(), "UV_NO_CACHE": "1"}
-        out = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=120)
-        return {"path": str(env.path), "pip_freeze": out.stdout.splitlines()}
+
+        def ask() -> list[str] | None:
+            uv = find_uv()  # stage venvs made by uv hold no pip
+            cmd = [uv, "pip", "freeze", "--python", str(env.python)] if uv else [str(env.python), "-m", "pip", "freeze"]
+            # A query: uv would otherwise cache interpreter facts under the user's home.
+            environ = {**stage_environ(), "UV_NO_CACHE": "1"}
+            out = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=120)
+            return out.stdout.splitlines() if out.returncode == 0 else None
+
+        lines = remembered(env.path / FREEZE_MEMO, venv_stamp(env.path, MARKER), ask)
+        return {"path": str(env.path), "pip_freeze": lines or []}
