@@ -30,13 +30,13 @@ class Runs:
         self.model, self.runtime, self.root = model, runtime, root
         self.env = {"CONVERTCTL_CACHE_DIR": str(root / "cache"), "CONVERTCTL_NO_CACHE": ""}
 
-    def run(self, out: Path, modes, *extra):
+    def run(self, out: Path, modes, *extra, env: dict | None = None):
         args = ["run", self.model, "--input-shape", SHAPE, "--out", out, "--runtime", self.runtime, *extra]
         if self.runtime == "local":  # the step and environment names below are the onnx-tf rung's
             args += ["--converter", "onnx-tf"]
         for mode in modes:
             args += ["--quant", mode]
-        proc = convertctl(*args, env=self.env)
+        proc = convertctl(*args, env={**self.env, **(env or {})})
         assert proc.returncode == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc, load_json(out / "report.json")
 
@@ -97,8 +97,12 @@ def test_two_clean_runs_give_identical_files(local):
 
 def test_a_rerun_takes_every_stage_from_the_cache(local):
     runs, (_, first), _ = local
-    proc, again = runs.run(runs.root / "c", FIRST)
+    proc, again = runs.run(runs.root / "c", FIRST, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert ran(again) == []
+    imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "convertctl.pipeline" in imported and "numpy" not in imported, (
+        "inputs and comparisons come from the cache: no array is made or read"
+    )
     assert hashes(again) == hashes(first)
     steps = [st for st in first["stages"] if st["stage"] != "measure"]
     assert [st["saved_seconds"] for st in again["stages"] if st["stage"] != "measure"] == [

@@ -256,6 +256,50 @@ def test_the_users_model_is_hashed_once_per_version(model, tmp_path, own_cache, 
     assert fake.calls == [], "a damaged state only costs reading the file again"
 
 
+def test_a_rerun_neither_makes_inputs_nor_compares_again(model, tmp_path, own_cache, monkeypatch):
+    import convertctl.inputspec
+    import convertctl.validate
+
+    first, _ = run(model, tmp_path / "a", modes=["fp16", "int8"])
+
+    def refuse(*_a, **_k):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(convertctl.inputspec, "synthetic", refuse)
+    monkeypatch.setattr(convertctl.validate, "compare", refuse)
+    again, fake = run(model, tmp_path / "b", modes=["fp16", "int8"])
+    assert fake.calls == [] and again.status == "passed"
+    assert again.checks == first.checks, "the same comparisons, from the cache"
+    assert again.manifest["inputs"]["arrays"] == first.manifest["inputs"]["arrays"], "the same input bytes"
+    # Another tolerance is another comparison; no cache, nothing remembered.
+    with pytest.raises(AssertionError, match="computed again"):
+        run(model, tmp_path / "c", modes=["fp16"], tolerances={"fp16": {"atol": 0.5}})
+    with pytest.raises(AssertionError, match="computed again"):
+        run(model, tmp_path / "d", modes=["fp16"], no_cache=True)
+
+
+def test_a_damaged_kept_input_file_is_made_again(model, tmp_path, own_cache):
+    first, _ = run(model, tmp_path / "a")
+    kept = next((own_cache / "memo" / "inputs").glob("*.npz"))
+    kept.write_bytes(b"PK damaged")
+    again, fake = run(model, tmp_path / "b")
+    assert fake.calls == [] and again.manifest["inputs"]["arrays"] == first.manifest["inputs"]["arrays"]
+    assert kept.read_bytes() != b"PK damaged", "kept again, whole"
+
+
+def test_prune_removes_what_the_host_kept_too(model, tmp_path, own_cache):
+    from convertctl.cli import app
+    from typer.testing import CliRunner
+
+    run(model, tmp_path / "a")
+    assert list((own_cache / "memo").glob("*/*.json"))
+    listed = CliRunner().invoke(app, ["cache", "list"])
+    assert "host results" in listed.output
+    pruned = CliRunner().invoke(app, ["cache", "prune"])
+    assert pruned.exit_code == 0, pruned.output
+    assert not list((own_cache / "memo").glob("*/*"))
+
+
 def test_an_entry_appears_whole_or_not_at_all(model, tmp_path, own_cache):
     cache = StageCache(own_cache)
     work = tmp_path / "work"

@@ -28,6 +28,7 @@ from pathlib import Path
 from convertctl.digests import Hasher, sha256_json, tree_files
 from convertctl.envstore import default_root
 from convertctl.filestate import FileState
+from convertctl.memo import Memo
 
 # Bump when what an entry holds or how keys are made changes: old entries
 # then simply never match again (and age out through `cache prune`).
@@ -87,6 +88,11 @@ class StageCache:
 
     def entry_dir(self, key: str) -> Path:
         return self.stages_dir / key
+
+    @property
+    def memo(self) -> Memo:
+        """What the host computed from files (comparisons, generated inputs)."""
+        return Memo(self.root / "memo")
 
     def file_state(self) -> FileState:
         """What is known of the user's files (hash, CRC check) while unchanged."""
@@ -219,7 +225,19 @@ class StageCache:
                 if not dry_run:
                     self.discard(row["key"])
                 removed.append(row)
+        for row in self.memo.rows():
+            if older_than is None or now - row["last_used"] > older_than:
+                if not dry_run:
+                    self.memo.remove(row["kind"], row["key"])
+                removed.append({**row, "stage": "memo"})
         tmp = self.root / "tmp"
+        if not dry_run:  # leftovers of killed memo writers
+            for leftover in (self.root / "memo").glob("*/*.tmp"):
+                try:
+                    if now - leftover.stat().st_mtime > TMP_MAX_AGE:
+                        leftover.unlink()
+                except OSError:
+                    pass
         if not dry_run and tmp.is_dir():
             for leftover in tmp.iterdir():
                 try:

@@ -35,8 +35,12 @@ def _age(seconds: float) -> str:
 
 
 def cache_summary() -> str:
-    rows = StageCache(cache_root()).entries()
-    return f"stage cache: {len(rows)} entries, {_mb(sum(r['size_bytes'] for r in rows))} in {cache_root()}"
+    cache = StageCache(cache_root())
+    rows, memos = cache.entries(), cache.memo.rows()
+    return (
+        f"stage cache: {len(rows)} entries, {_mb(sum(r['size_bytes'] for r in rows))} in {cache_root()}"
+        f" (and {len(memos)} host results, {_mb(sum(r['size_bytes'] for r in memos))})"
+    )
 
 
 def envs_summary() -> str:

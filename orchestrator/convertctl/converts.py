@@ -159,10 +159,10 @@ class ConvertLadder:
             return None
         converted = dict(run.result)
         converted["work"] = work
-        got = self.steps.outputs(f"{work}/outputs_samples.npz")
-        if got is not None:  # families with an intermediate model (a SavedModel) check it too
-            ref = self.steps.outputs(f"{self.exports.reference.work}/reference_samples.npz")
-            check = validate.compare("savedmodel", None, "samples", ref, got, self.ctx["tolerance"]("fp32"))
+        ref = f"{self.exports.reference.work}/reference_samples.npz"
+        tol = self.ctx["tolerance"]("fp32")
+        check = self.steps.compare("savedmodel", None, "samples", ref, f"{work}/outputs_samples.npz", tol)
+        if check is not None:  # families with an intermediate model (a SavedModel) check it too
             check.variant = rung.name
             self.steps.report.checks.append(check.__dict__)
             if check.failures:
@@ -259,11 +259,12 @@ class ConvertLadder:
 
     def _check(self, attempt: Attempt, work: str) -> None:
         mode, art = attempt.mode, attempt.artifact
-        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_samples.npz")
-        got = self.steps.outputs(f"{work}/outputs_samples.npz")
-        if ref is None or got is None:
+        ref = f"{self.exports.reference.work}/reference_samples.npz"
+        check = self.steps.compare(
+            "tflite", mode, "samples", ref, f"{work}/outputs_samples.npz", self.ctx["tolerance"](mode)
+        )
+        if check is None:
             return
-        check = validate.compare("tflite", mode, "samples", ref, got, self.ctx["tolerance"](mode))
         check.variant = attempt.variant
         check.failures += validate.io_contract(
             art,
@@ -288,14 +289,14 @@ class ConvertLadder:
     def _batch_check(self, attempt: Attempt, work: str) -> list:
         """--dynamic-batch: the file run at batch N against the reference at
         batch N, recorded as its own check; its failures fail the mode."""
-        ref = self.steps.outputs(f"{self.exports.reference.work}/reference_batch.npz")
-        got = self.steps.outputs(f"{work}/outputs_batch.npz")
-        if ref is None:
+        ref = f"{self.exports.reference.work}/reference_batch.npz"
+        got = f"{work}/outputs_batch.npz"
+        if not (self.steps.run_dir / ref).is_file():
             return []
         batch = self.steps.report.inputs.get("batch", {}).get("batch", "N")
-        if got is None:
+        check = self.steps.compare("tflite", attempt.mode, "batch", ref, got, self.ctx["tolerance"](attempt.mode))
+        if check is None:
             return [f"batch {batch}: the file did not run at batch {batch}"]
-        check = validate.compare("tflite", attempt.mode, "batch", ref, got, self.ctx["tolerance"](attempt.mode))
         check.variant, check.note = attempt.variant, f"batch {batch}"
         self.steps.report.checks.append(check.__dict__)
         return [f"batch {batch}: {f}" for f in check.failures]

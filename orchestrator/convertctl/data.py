@@ -4,11 +4,16 @@ Pillow only), for int8 calibration (--calib) and accuracy (--eval-data)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from convertctl import lazy
 from convertctl.errors import UsageError
 from convertctl.inputs import check_numbers, fit_arrays, load_arrays
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy.numpy
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

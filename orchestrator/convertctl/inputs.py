@@ -8,11 +8,16 @@ import io
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from convertctl import lazy
 from convertctl.errors import UsageError
 from convertctl.inputspec import parse_shape  # noqa: F401 - the CLI's --input-shape parser lives there
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy.numpy
 
 DEFAULT_SAMPLES = 8
 

@@ -19,13 +19,21 @@ e.g. --input image:1,3,224,224 --input tokens:1,16:int64:0..999
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from convertctl import lazy
 from convertctl.errors import UsageError
 from convertctl.settings import BATCH_CHECK
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy.numpy
 
 DTYPES = ("float32", "int64", "int32")
 DEFAULT_INT_RANGE = (0, 9)
@@ -214,6 +222,30 @@ def check_dynamic_batch(specs: list) -> None:
                 f"--dynamic-batch: input {spec.name!r} has batch {spec.shape[0]}; give batch 1 "
                 f"(it is checked at batch 1 and {BATCH_CHECK})"
             )
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """Seeded synthetic inputs not made yet: generated (with numpy) when a
+    stage needs their file and the cache does not hold it already (the key:
+    what generates them, this module's code included)."""
+
+    specs: tuple
+    count: int
+    seed: int
+
+    def key(self) -> str:
+        parts = {"specs": [s.to_dict() for s in self.specs], "count": self.count, "seed": self.seed}
+        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps({**parts, "code": code}, sort_keys=True).encode()).hexdigest()
+
+    def arrays(self) -> dict:
+        return synthetic(list(self.specs), self.count, self.seed)
+
+
+def as_arrays(data) -> dict:
+    """A set's arrays, made now if it is a Synthetic."""
+    return data.arrays() if isinstance(data, Synthetic) else data
 
 
 def synthetic(specs: list, count: int, seed: int) -> dict:

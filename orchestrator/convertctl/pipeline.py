@@ -145,7 +145,7 @@ class Pipeline:
         report.manifest = manifest.new(o, self.runtime.name)
         steps = Steps(self.runtime, run_dir, report, self.say, cache=cache, hasher=hasher)
         try:
-            report.inputs = self._write_inputs(run_dir, sets, labels, calib)
+            report.inputs = self._write_inputs(steps, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
             report.manifest["inputs"] = manifest.input_hashes(o, run_dir, steps.hasher)
             self._ladders(steps, facts, export_rungs, convert_rungs, specs, sets, labels)
@@ -293,10 +293,10 @@ class Pipeline:
             calib = (
                 inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std, resize=o.resize), specs, o.calib)
                 if o.calib
-                else inputspec.synthetic(specs, SYNTHETIC_CALIB, o.seed + 1)
+                else inputspec.Synthetic(tuple(specs), SYNTHETIC_CALIB, o.seed + 1)
             )
             if o.int8.auto and labels is None:  # judged on data it was not calibrated on
-                calib, sets["holdout"] = selective.split_holdout(calib)
+                calib, sets["holdout"] = selective.split_holdout(inputspec.as_arrays(calib))
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
@@ -308,26 +308,27 @@ class Pipeline:
             count = len(next(iter(samples.values())))
             source = f"first {count} of {o.eval_data or o.calib}"
         else:
-            samples, source = inputspec.synthetic(specs, o.samples, o.seed), f"synthetic (seed {o.seed})"
+            samples, source = inputspec.Synthetic(tuple(specs), o.samples, o.seed), f"synthetic (seed {o.seed})"
         sets["samples"] = samples
         if o.dynamic_batch:  # one sample of batch N, checked next to the batch-1 samples
-            sets["batch"] = inputspec.batched(samples, inputspec.BATCH_CHECK)
+            sets["batch"] = inputspec.batched(inputspec.as_arrays(samples), inputspec.BATCH_CHECK)
         return sets, labels, calib, source
 
-    def _write_inputs(self, run_dir: Path, sets: dict, labels, calib) -> dict:
+    def _write_inputs(self, steps: Steps, sets: dict, labels, calib) -> dict:
+        run_dir = steps.run_dir
         info = {}
         for name, arrays in sets.items():
-            inputs.save_set(run_dir / "inputs" / f"{name}.npz", arrays)
-            info[name] = {"count": len(next(iter(arrays.values())))}
+            _save(steps, run_dir / "inputs" / f"{name}.npz", arrays)
+            info[name] = {"count": _count(arrays)}
         if "batch" in info:
             info["batch"]["batch"] = inputspec.BATCH_CHECK
         o = self.opts
         if labels is not None:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
         if calib is not None:
-            inputs.save_set(run_dir / "inputs" / "calibration.npz", calib)
+            _save(steps, run_dir / "inputs" / "calibration.npz", calib)
             info["calibration"] = {
-                "count": len(next(iter(calib.values()))),
+                "count": _count(calib),
                 "synthetic": o.calib is None,
                 "source": str(o.calib) if o.calib else "synthetic",
             }
@@ -336,6 +337,24 @@ class Pipeline:
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
         placement.place(self.opts, run_dir, report, hasher)
+
+
+def _count(data) -> int:
+    return data.count if isinstance(data, inputspec.Synthetic) else len(next(iter(data.values())))
+
+
+def _save(steps: Steps, path: Path, data) -> None:
+    """A set's npz; synthetic sets are taken from the cache when it holds
+    them (generating and writing them is the rerun's biggest host cost)."""
+    if not isinstance(data, inputspec.Synthetic):
+        inputs.save_set(path, data)
+        return
+    memo = steps.cache.memo if steps.cache else None
+    if memo is not None and memo.recall_file("inputs", data.key(), path, steps.hasher):
+        return
+    inputs.save_set(path, data.arrays())
+    if memo is not None:
+        memo.keep_file("inputs", data.key(), path, steps.hasher)
 
 
 def _first(arrays: dict, count: int) -> dict:

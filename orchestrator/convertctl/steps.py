@@ -6,17 +6,23 @@ step (same code, environment, parameters and input bytes) ran before."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from convertctl import manifest
+from convertctl import lazy, manifest, validate
 from convertctl.cache import StageCache, step_key
 from convertctl.catalog import Variant
-from convertctl.digests import Hasher
+from convertctl.digests import Hasher, sha256_json
 from convertctl.errors import EnvironmentProblem
 from convertctl.report import Report
 from convertctl.runtimes.base import Runtime, Say, StageRun, Step, read_result, write_request
+from convertctl.validate import Check, Tolerance
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy.numpy
 
 
 class Steps:
@@ -151,6 +157,37 @@ class Steps:
                 "outputs": {rel: f["sha256"] for rel, f in sorted(outputs.items()) if rel not in manifest.NOT_OUTPUTS},
             }
         )
+
+    def compare(self, stage: str, mode, input_set: str, ref_rel: str, got_rel: str, tol: Tolerance) -> Check | None:
+        """validate.compare of two npz files of the run directory (None when
+        either is missing), remembered by their bytes, the tolerance and the
+        comparing code: a rerun whose steps all come from the cache compares
+        (and loads) nothing again."""
+        ref, got = self.run_dir / ref_rel, self.run_dir / got_rel
+        if not (ref.is_file() and got.is_file()):
+            return None
+        memo = self.cache.memo if self.cache else None
+        key = ""
+        if memo is not None:
+            key = sha256_json(
+                {
+                    "compare": [stage, mode, input_set],
+                    "ref": self.hasher.file(ref),
+                    "got": self.hasher.file(got),
+                    "tolerance": asdict(tol),
+                    "code": validate.code_hash(),
+                }
+            )
+            known = memo.recall("compare", key)
+            if known is not None:
+                try:
+                    return Check(**known)
+                except TypeError:  # written by another version of Check
+                    pass
+        check = validate.compare(stage, mode, input_set, self.outputs(ref_rel) or {}, self.outputs(got_rel) or {}, tol)
+        if memo is not None:
+            memo.keep("compare", key, check.__dict__)
+        return check
 
     def outputs(self, rel: str) -> dict | None:
         """An npz of stacked outputs in the run directory, or None."""
