@@ -232,3 +232,9 @@ def test_the_catalog_checks_inside_lists_and_ladders():
         'ladders.docker.export: Input should be a valid list (got "a"); '
         "ladders.cloud: Input should be 'docker' or 'local' (got \"cloud\")"
     )
+
+
+def test_a_shape_beyond_a_floats_range_is_a_usage_error_not_a_crash():
+    huge = "9" * 400
+    with pytest.raises(UsageError, match=r"about 1e400 values per sample \(more than any disk as float32\)"):
+        settings.validate({"input_shape": f"1,3,{huge}"})

@@ -161,10 +161,11 @@ def _shape(value: Any) -> tuple:
         raise Invalid("shape", "every dimension must be a whole number > 0")
     values = math.prod(dims)
     if values > MAX_INPUT_VALUES:
-        why = (
-            f"{values:.3g} values per sample ({values * 4 / 1e9:.1f} GB as float32); "
-            f"convertctl takes at most {MAX_INPUT_VALUES} values per input"
-        )
+        # Beyond a float's range (a 400-digit dimension) it is said without one
+        count = f"{values:.3g}" if values < 10**300 else f"about 1e{len(str(values)) - 1}"
+        size = f"{values * 4 / 1e9:.1f} GB" if values < 10**300 else "more than any disk"
+        limit = f"convertctl takes at most {MAX_INPUT_VALUES} values per input"
+        why = f"{count} values per sample ({size} as float32); {limit}"
         raise Invalid("shape", why)
     return dims
 
