@@ -75,8 +75,13 @@ def cache_prune(older_than: OlderThan = None, dry_run: DryRun = False):
     """Remove entries not used for --older-than (all of them without it), and broken ones."""
     age = parse_age(older_than) if older_than else None
     removed = StageCache(cache_root()).prune(age, dry_run)
+    memos = [r for r in removed if r.get("stage") == "memo"]
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(removed)} entries, {_mb(sum(r['size_bytes'] for r in removed))}", highlight=False)
+    console.print(
+        f"{verb} {len(removed) - len(memos)} entries and {len(memos)} host results, "
+        f"{_mb(sum(r['size_bytes'] for r in removed))}",
+        highlight=False,
+    )
     console.print(cache_summary(), highlight=False)
 
 
