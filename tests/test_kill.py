@@ -198,6 +198,41 @@ def test_kill_9_mid_convert_removes_the_stage_container(docker_model, tmp_path):
 
 @pytest.mark.docker
 @requires_docker
+def test_the_guard_removes_a_container_it_knew_only_by_its_owner_label():
+    """A kill -9 between dockerd creating a stage container and convertctl
+    learning its ID (the CI race of test_kill_9_mid_convert_...): the guard
+    was told the owner label before the container existed."""
+    import docker
+    from convertctl.catalog import load_catalog
+    from convertctl.pipconfig import load_settings
+    from convertctl.runtimes.docker import OWNER_LABEL, hardening
+    from convertctl.runtimes.images import ImageBuilder
+
+    client = docker.from_env()
+    variant = load_catalog().ladder("docker", "export")[0]
+    builder = ImageBuilder(client, load_settings())
+    builder.ensure(variant, lambda _: None)
+    owner = f"test-{uuid.uuid4().hex}:1:1"
+    guard = procs.Guard()
+    guard.watch("label", f"{OWNER_LABEL}={owner}")
+    made = client.containers.run(
+        builder.ref(variant), ["-c", "import time; time.sleep(600)"], detach=True, labels={OWNER_LABEL: owner},
+        **hardening(),
+    )  # fmt: skip
+    try:
+        assert guard.proc is not None and guard.proc.stdin is not None
+        guard.proc.stdin.close()  # what convertctl's death does to the pipe
+        guard.proc.wait(timeout=120)
+        assert made.id not in {c.id for c in client.containers.list(all=True)}
+    finally:
+        try:
+            made.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.mark.docker
+@requires_docker
 def test_next_run_removes_containers_whose_owner_is_gone(tmp_path):
     import docker
     from convertctl.catalog import load_catalog

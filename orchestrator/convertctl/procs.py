@@ -25,13 +25,13 @@ PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 GUARD = r"""
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-groups, containers = set(), set()
+groups, containers, labels = set(), set(), set()
 for line in sys.stdin:
     parts = line.split()
     if len(parts) != 3:
         continue
     verb, kind, ident = parts
-    bucket = groups if kind == "pg" else containers
+    bucket = {"pg": groups, "ctr": containers}.get(kind, labels)
     if verb == "add":
         bucket.add(ident)
     else:
@@ -41,13 +41,19 @@ for group in groups:
         os.killpg(int(group), signal.SIGKILL)
     except OSError:
         pass
-if containers:
+if containers or labels:
     try:
         import docker
         client = docker.from_env(timeout=30)
         for ident in containers:
             try:
                 client.containers.get(ident).remove(force=True)
+            except Exception:
+                pass
+        for label in labels:
+            try:
+                for container in client.containers.list(all=True, filters={"label": label}):
+                    container.remove(force=True)
             except Exception:
                 pass
     except Exception:

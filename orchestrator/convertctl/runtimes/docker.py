@@ -177,13 +177,17 @@ class DockerRuntime:
         tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         container = None
+        # Before the container exists: a kill -9 between dockerd creating it
+        # and this process learning its ID still has it removed, by its label.
+        owner = f"{OWNER_LABEL}={procs.owner_token()}"
+        procs.GUARD_PROCESS.watch("label", owner)
         try:
             container = self.client.containers.run(
                 ref,
                 command=[f"{CODE_ROOT}/{step.script_rel}", RUN_MOUNT, step.work],
                 detach=True,
                 mounts=mounts,
-                labels={RUN_LABEL: str(run_dir), OWNER_LABEL: procs.owner_token()},
+                labels={RUN_LABEL: str(run_dir), OWNER_LABEL: owner.split("=", 1)[1]},
                 **hardening(self.memory, user=user),
             )
             procs.GUARD_PROCESS.watch("ctr", container.id)
