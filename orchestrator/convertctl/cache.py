@@ -16,7 +16,6 @@ a wrong answer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from convertctl.digests import Hasher, sha256_json, tree_files
 from convertctl.envstore import default_root
-from convertctl.filestate import FileState
+from convertctl.filestate import FileState, copy_checked, copy_hashed, file_stat
 from convertctl.memo import Memo
 
 # Bump when what an entry holds or how keys are made changes: old entries
@@ -53,23 +52,6 @@ def disabled_by_env() -> bool:
 def open_cache(no_cache: bool = False) -> StageCache | None:
     """The cache a run uses, or None with --no-cache / CONVERTCTL_NO_CACHE=1."""
     return None if no_cache or disabled_by_env() else StageCache(cache_root())
-
-
-def _stat(path: Path) -> list:
-    st = os.stat(path)
-    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy a file, hashing what was read: (sha256, size)."""
-    digest, size = hashlib.sha256(), 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        for block in iter(lambda: fin.read(1 << 20), b""):
-            digest.update(block)
-            fout.write(block)
-            size += len(block)
-    return digest.hexdigest(), size
 
 
 @dataclass
@@ -128,16 +110,10 @@ class StageCache:
         try:
             for rel, facts in sorted(entry["files"].items()):
                 dst = work_dir / rel
-                if facts.get("stat") is not None and facts["stat"] == _stat(files / rel):
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(files / rel, dst)  # untouched since stored: no need to read it twice
-                    digest, size = facts.get("sha256"), facts.get("size")
-                else:
-                    digest, size = _copy_hashed(files / rel, dst)
-                if digest != facts.get("sha256") or size != facts.get("size"):
+                if not copy_checked(files / rel, dst, facts):
                     raise ValueError(f"{rel}: content differs from its recorded hash")
                 if hasher is not None:
-                    hasher.seed(dst, digest)
+                    hasher.seed(dst, facts["sha256"])
         except (OSError, ValueError):
             for rel in entry["files"]:  # leave no mix of cached and missing files
                 (work_dir / rel).unlink(missing_ok=True)
@@ -162,8 +138,8 @@ class StageCache:
                 rel = src.relative_to(work_dir).as_posix()
                 if rel in NOT_STORED:
                     continue
-                digest, size = _copy_hashed(src, staging / "files" / rel)
-                files[rel] = {"sha256": digest, "size": size, "stat": _stat(staging / "files" / rel)}
+                digest, size = copy_hashed(src, staging / "files" / rel)
+                files[rel] = {"sha256": digest, "size": size, "stat": file_stat(staging / "files" / rel)}
             entry = {
                 **meta,
                 "format": CACHE_FORMAT,
@@ -231,20 +207,16 @@ class StageCache:
                     self.memo.remove(row["kind"], row["key"])
                 removed.append({**row, "stage": "memo"})
         tmp = self.root / "tmp"
-        if not dry_run:  # leftovers of killed memo writers
-            for leftover in (self.root / "memo").glob("*/*.tmp"):
-                try:
-                    if now - leftover.stat().st_mtime > TMP_MAX_AGE:
-                        leftover.unlink()
-                except OSError:
-                    pass
-        if not dry_run and tmp.is_dir():
-            for leftover in tmp.iterdir():
-                try:
-                    if now - leftover.stat().st_mtime > TMP_MAX_AGE:
+        leftovers = [*(tmp.iterdir() if tmp.is_dir() else []), *self.memo.root.glob("*/*.tmp")]
+        for leftover in [] if dry_run else leftovers:  # of killed writers (staging, discards, memos)
+            try:
+                if now - leftover.stat().st_mtime > TMP_MAX_AGE:
+                    if leftover.is_dir():
                         shutil.rmtree(leftover, ignore_errors=True)
-                except OSError:
-                    pass
+                    else:
+                        leftover.unlink()
+            except OSError:
+                pass
         return removed
 
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from convertctl.filestate import FileState
+from convertctl.filestate import FileState, stamp
 from convertctl.report import sha256_file
 
 __all__ = ["Hasher", "canonical", "sha256_file", "sha256_json", "tree_files"]
@@ -38,7 +38,8 @@ def tree_files(root: Path) -> list[Path]:
 class Hasher:
     """sha256 of files and trees, each file read once per run: a SavedModel
     feeds one quantize step per mode, and its hash is asked for each time.
-    A file is known by (size, mtime, inode): rewritten, it is hashed again.
+    A file is known by its stamp (path, size, inode, mtime, ctime): rewritten,
+    it is hashed again.
     With a FileState, the files asked with remember=True (the user's model
     and data, not a run's own arrays) are read once per version, across runs."""
 
@@ -46,25 +47,21 @@ class Hasher:
         self._known: dict = {}
         self.state = state
 
-    def _stamp(self, path: Path) -> tuple:
-        st = path.stat()
-        return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
-
     def file(self, path: Path, remember: bool = False) -> str:
-        stamp = self._stamp(path)
-        if stamp not in self._known:
+        key = stamp(path)
+        if key not in self._known:
             state = self.state if remember else None
             digest = state.get(path, "sha256") if state else None
             if not isinstance(digest, str):
                 digest = sha256_file(path)
                 if state:
                     state.put(path, "sha256", digest)
-            self._known[stamp] = digest
-        return self._known[stamp]
+            self._known[key] = digest
+        return self._known[key]
 
     def seed(self, path: Path, digest: str) -> None:
         """A digest computed while the file was written (restored from the cache)."""
-        self._known[self._stamp(path)] = digest
+        self._known[stamp(path)] = digest
 
     def tree(self, root: Path, remember: bool = False) -> str:
         """A directory: the hash of its sorted (relative path, file hash) list."""

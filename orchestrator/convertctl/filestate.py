@@ -12,17 +12,61 @@ state only costs reading the files again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 MAX_FILES = 500  # the newest kept: models and data files, not every run's arrays
 
 
-def stamp(path: Path) -> str:
+def file_stat(path: Path) -> list:
+    """What changes when a file's bytes do: size, inode, mtime, ctime."""
     st = os.stat(path)
-    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def stamp(path: Path) -> str:
+    return "|".join(map(str, [os.path.abspath(path), *file_stat(path)]))
+
+
+def copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
+    """Copy a file, hashing what was read: (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(block)
+            fout.write(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def copy_checked(src: Path, dst: Path, facts: dict) -> bool:
+    """Copy a stored file to dst; True when it is what facts ({sha256, size,
+    stat} recorded when it was stored) say: the very file stored (same stat),
+    else read and found to have that hash and size. Raises OSError."""
+    if facts.get("stat") is not None and facts["stat"] == file_stat(src):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)  # untouched since stored: no need to read it twice
+        return True
+    return copy_hashed(src, dst) == (facts.get("sha256"), facts.get("size"))
+
+
+def write_quietly(path: Path, text: str) -> bool:
+    """Write whole or not at all (a temporary name, then renamed); False
+    instead of an error: what it keeps only saves work."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
 
 
 class FileState:
@@ -62,11 +106,5 @@ class FileState:
         if not self._changed or self._facts is None:
             return
         kept = dict(list(self._facts.items())[-MAX_FILES:])
-        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(kept))
-            os.replace(tmp, self.path)
+        if write_quietly(self.path, json.dumps(kept)):
             self._changed = False
-        except OSError:
-            tmp.unlink(missing_ok=True)

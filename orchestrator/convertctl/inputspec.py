@@ -19,14 +19,13 @@ e.g. --input image:1,3,224,224 --input tokens:1,16:int64:0..999
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convertctl import lazy
+from convertctl.digests import sha256_file, sha256_json
 from convertctl.errors import UsageError
 from convertctl.settings import BATCH_CHECK
 
@@ -235,9 +234,8 @@ class Synthetic:
     seed: int
 
     def key(self) -> str:
-        parts = {"specs": [s.to_dict() for s in self.specs], "count": self.count, "seed": self.seed}
-        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-        return hashlib.sha256(json.dumps({**parts, "code": code}, sort_keys=True).encode()).hexdigest()
+        specs, code = [s.to_dict() for s in self.specs], sha256_file(Path(__file__))
+        return sha256_json({"specs": specs, "count": self.count, "seed": self.seed, "code": code})
 
     def arrays(self) -> dict:
         return synthetic(list(self.specs), self.count, self.seed)

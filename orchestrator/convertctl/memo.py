@@ -18,12 +18,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from convertctl.digests import Hasher, sha256_file
-
-
-def _stat(path: Path) -> list:
-    st = os.stat(path)
-    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+from convertctl.digests import Hasher
+from convertctl.filestate import copy_checked, file_stat, write_quietly
 
 
 class Memo:
@@ -32,15 +28,6 @@ class Memo:
 
     def _json(self, kind: str, key: str) -> Path:
         return self.root / kind / f"{key}.json"
-
-    def _write(self, path: Path, text: str) -> None:
-        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except OSError:  # a memo that cannot be written costs a recomputation, never the run
-            tmp.unlink(missing_ok=True)
 
     def recall(self, kind: str, key: str) -> dict | None:
         path = self._json(kind, key)
@@ -52,7 +39,7 @@ class Memo:
         return value if isinstance(value, dict) else None
 
     def keep(self, kind: str, key: str, value: dict) -> None:
-        self._write(self._json(kind, key), json.dumps(value, sort_keys=True))
+        write_quietly(self._json(kind, key), json.dumps(value, sort_keys=True))  # else computed again
 
     def recall_file(self, kind: str, key: str, dst: Path, hasher: Hasher) -> bool:
         """Copy the kept file to dst (its hash seeded in hasher); False on a miss."""
@@ -60,9 +47,7 @@ class Memo:
         if not facts or not src.is_file():
             return False
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            if facts.get("stat") != _stat(src) and sha256_file(dst) != facts.get("sha256"):
+            if not copy_checked(src, dst, facts):
                 dst.unlink()
                 return False
         except OSError:
@@ -77,7 +62,8 @@ class Memo:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
-            self.keep(kind, key, {"sha256": hasher.file(src), "stat": _stat(dst)})
+            stat = file_stat(dst)
+            self.keep(kind, key, {"sha256": hasher.file(src), "size": stat[0], "stat": stat})
         except OSError:
             tmp.unlink(missing_ok=True)
 

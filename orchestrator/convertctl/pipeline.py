@@ -350,11 +350,12 @@ def _save(steps: Steps, path: Path, data) -> None:
         inputs.save_set(path, data)
         return
     memo = steps.cache.memo if steps.cache else None
-    if memo is not None and memo.recall_file("inputs", data.key(), path, steps.hasher):
+    key = data.key() if memo is not None else ""
+    if memo is not None and memo.recall_file("inputs", key, path, steps.hasher):
         return
     inputs.save_set(path, data.arrays())
     if memo is not None:
-        memo.keep_file("inputs", data.key(), path, steps.hasher)
+        memo.keep_file("inputs", key, path, steps.hasher)
 
 
 def _first(arrays: dict, count: int) -> dict:

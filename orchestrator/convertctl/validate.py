@@ -8,13 +8,13 @@ tolerance miss marks it failed and says by how much.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convertctl import lazy
 from convertctl.errors import UsageError
+from convertctl.report import sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,7 +73,7 @@ def share(hits: int, total: int) -> str:
 def code_hash() -> str:
     """This module's source: a remembered comparison (steps.Steps.compare)
     made by other comparing code is not reused."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return sha256_file(Path(__file__))
 
 
 def tolerance_for(mode: str, overrides: dict | None = None) -> Tolerance:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from convertctl.filestate import write_quietly
 
 
 def remembered(memo: Path, stamp, ask: Callable[[], list[str] | None]) -> list[str] | None:
@@ -28,13 +29,7 @@ def remembered(memo: Path, stamp, ask: Callable[[], list[str] | None]) -> list[s
         pass
     lines = ask()
     if lines is not None:
-        tmp = memo.with_name(f"{memo.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"stamp": stamp, "pip_freeze": lines}))
-            os.replace(tmp, memo)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        write_quietly(memo, json.dumps({"stamp": stamp, "pip_freeze": lines}))
     return lines
 
 
