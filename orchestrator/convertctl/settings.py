@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,7 @@ class Tolerance:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-TOLERANCE_KEYS = ("atol", "rtol", "cosine", "top1")
+TOLERANCE_KEYS = tuple(f.name for f in fields(Tolerance))
 TOLERANCE = table(
     "Tolerance",
     {
