@@ -98,6 +98,7 @@ class FakeRuntime:
 
     def convert(self, work, request, sets, result, run_dir=None):
         if "onnx" not in request:  # a family that reads the PyTorch model: a .tflite, no intermediate model
+            (work / "model_fp32.tflite").write_bytes(b"TFL3" + model_bytes(request))
             result.update(tflite=f"{request['work']}/model_fp32.tflite", layout={"inputs": {}, "outputs": {}})
             return
         for name, arrays in sets.items():

@@ -124,7 +124,7 @@ def test_torchscript_saved_by_a_current_torch(tmp_path):
     path = tmp_path / "net.pt"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("net/code/__torch__.py", "")
-        z.writestr("net/data.pkl", b"")
+        z.writestr("net/data.pkl", b"\x80\x02}q\x00.")
         z.writestr("net/version", "3\n")
         z.writestr("net/byteorder", "little")
     facts = read_model(path)

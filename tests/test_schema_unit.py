@@ -164,7 +164,7 @@ def test_a_flag_overrides_only_what_it_gave(tmp_path):
         'quant = "fp16"\nopset = 13\narch_kwargs = {n = 1}\n[tolerance.fp16]\natol = 0.5\ncosine = 0.9\n'
     )
     flags = {"opset": 17, "quant": None, "arch_kwargs": {}, "tolerance": {"fp16": {"rtol": 0.1}}}
-    merged, path = settings.load(tmp_path / "m.pt", None, flags)
+    merged, path = settings.load(tmp_path / "m.pt", None, flags, trust_config=True)
     assert path == tmp_path / "convertctl.toml"
     assert (merged.quant, merged.opset, merged.arch_kwargs) == (["fp16"], 17, {})
     assert merged.tolerance["fp16"] == settings.Tolerance(atol=0.5, rtol=0.1, cosine=0.9)

@@ -65,11 +65,45 @@ def load_torchscript(torch, path):
     return model
 
 
+class _NoCode(object):
+    """While an ExportedProgram loads: torch.load only as tensors and plain data
+    (weights_only=True), and no plain pickle at all. torch.export.load unpickles
+    sample inputs and some constants with weights_only=False, which runs whatever
+    a pickle names; the host refuses such archives before any stage runs, and this
+    holds even if a file got past it."""
+
+    def __init__(self, torch):
+        import pickle
+        self.torch, self.pickle = torch, pickle
+        self.saved = (torch.load, pickle.loads)
+
+    def __enter__(self):
+        torch_load = self.saved[0]
+
+        def load(f, *args, **kwargs):
+            kwargs["weights_only"] = True
+            return torch_load(f, *args, **kwargs)
+
+        def refuse(*args, **kwargs):
+            raise InputProblem("the ExportedProgram holds a plain pickle (an opaque object); convertctl does not "
+                               "unpickle those, since loading one runs code")
+
+        self.torch.load, self.pickle.loads = load, refuse
+        return self
+
+    def __exit__(self, *exc):
+        self.torch.load, self.pickle.loads = self.saved
+        return False
+
+
 def load_exported_program(torch, path):
     if not hasattr(torch, "export"):
         raise StageFailure("torch %s has no torch.export" % torch.__version__)
     try:
-        program = torch.export.load(path)
+        with _NoCode(torch):
+            program = torch.export.load(path)
+    except InputProblem:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise InputProblem("%s is an ExportedProgram torch %s cannot load (%s). Save it again with this torch, "
                            "or pick an export image with the torch that saved it (--export-image)."

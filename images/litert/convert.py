@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 import contract  # noqa: E402
-from contract import InputProblem, StageFailure, log  # noqa: E402
+from contract import StageFailure, log  # noqa: E402
 
 CHANNELS_LAST = [0, 2, 3, 1]  # NCHW -> NHWC, as the PyTorch axes in the file's order
 
@@ -41,44 +41,12 @@ def flatten_outputs(out):
     return [out]
 
 
-def sniff_format(path):
-    import zipfile
-    if not zipfile.is_zipfile(path):
-        return "unknown"
-    with zipfile.ZipFile(path) as archive:
-        tails = [n.split("/", 1)[-1] for n in archive.namelist()]
-    if "archive_format" in tails:
-        return "exported-program"
-    if any(t.startswith("code/") for t in tails):
-        return "torchscript"
-    return "unknown"
-
-
-def load_own(torch, path, fmt):
-    """TorchScript and ExportedProgram files, when no shared loader (modelio)
-    is installed next to the contract."""
-    fmt = fmt or sniff_format(path)
-    try:
-        if fmt == "exported-program":
-            return torch.export.load(path)
-        if fmt == "torchscript":
-            return torch.jit.load(path, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        raise InputProblem("%s is not a %s file torch %s can load (%s)"
-                           % (path, fmt, torch.__version__, lines[0] if lines else type(exc).__name__))
-    raise InputProblem("%s: the litert-torch stage loads TorchScript and ExportedProgram (.pt2) files, "
-                       "not %s" % (path, fmt))
-
-
 def load_model(torch, request):
-    try:
-        import modelio  # images/common/modelio.py: every format the export stage reads
-    except ImportError:
-        modelio = None
-    if modelio is not None and hasattr(modelio, "load_model"):
-        return modelio.load_model(torch, request)
-    return load_own(torch, request["model"], request.get("model_format"))
+    """Every format the export stage reads, through the one shared loader
+    (common/modelio.py): no second loader that could skip its safeguards."""
+    import modelio
+
+    return modelio.load_model(torch, request)
 
 
 def as_module(torch, model, example):

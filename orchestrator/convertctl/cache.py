@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from convertctl import safefs
 from convertctl.digests import Hasher, sha256_json, tree_files
 from convertctl.envstore import default_root
 from convertctl.filestate import FileState, copy_checked, copy_hashed, file_stat
@@ -96,10 +97,16 @@ class StageCache:
         )
         return entry if ok else None
 
-    def restore(self, key: str, work_dir: Path, hasher: Hasher | None = None) -> Hit | None:
-        """Copy the entry's files into work_dir, each checked against its
-        hash. None (and the entry removed, so the next run rebuilds it) when
-        anything is missing or differs."""
+    def restore(self, key: str, dest: Path | str, hasher: Hasher | None = None, root: Path | None = None) -> Hit | None:
+        """Copy the entry's files into dest (with root: dest is a folder name
+        under root, every folder on the way checked to be no link), each
+        checked against its hash. None (and the entry removed, so the next
+        run rebuilds it) when anything is missing or differs."""
+        if root is None:
+            root, prefix = Path(dest), ""
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            prefix = safefs.rel(str(dest), "a step folder") + "/"
         started = time.monotonic()
         entry = self.get(key)
         if entry is None:
@@ -107,16 +114,25 @@ class StageCache:
                 self.discard(key)
             return None
         files = self.entry_dir(key) / "files"
+        written: list = []
         try:
-            for rel, facts in sorted(entry["files"].items()):
-                dst = work_dir / rel
-                if not copy_checked(files / rel, dst, facts):
-                    raise ValueError(f"{rel}: content differs from its recorded hash")
+            for name, facts in sorted(entry["files"].items()):
+                # An entry is a file like any other: its names stay inside the step's folder,
+                # and nothing is read or written through a link.
+                name = safefs.rel(name, "a cache entry's file")
+                if not isinstance(facts, dict) or safefs.kind(files, name) != "file":
+                    raise ValueError(f"{name}: not a stored file")
+                written.append(name)
+                if not copy_checked(files / name, prefix + name, facts, root=root):
+                    raise ValueError(f"{name}: content differs from its recorded hash")
                 if hasher is not None:
-                    hasher.seed(dst, facts["sha256"])
-        except (OSError, ValueError):
-            for rel in entry["files"]:  # leave no mix of cached and missing files
-                (work_dir / rel).unlink(missing_ok=True)
+                    hasher.seed(root / (prefix + name), facts["sha256"])
+        except (OSError, ValueError, TypeError, KeyError):
+            for name in written:  # leave no mix of cached and missing files
+                try:
+                    safefs.remove_file(root, prefix + name)
+                except OSError:
+                    pass
             self.discard(key)
             return None
         try:
@@ -134,11 +150,11 @@ class StageCache:
         staging = tmp_root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         try:
             files = {}
-            for src in tree_files(work_dir):
-                rel = src.relative_to(work_dir).as_posix()
+            for rel in safefs.walk_files(work_dir):  # a link a stage left is never stored (Unsafe: no entry)
                 if rel in NOT_STORED:
                     continue
-                digest, size = copy_hashed(src, staging / "files" / rel)
+                with safefs.open_read(work_dir, rel) as src:
+                    digest, size = copy_hashed(src, staging / "files" / rel)
                 files[rel] = {"sha256": digest, "size": size, "stat": file_stat(staging / "files" / rel)}
             entry = {
                 **meta,

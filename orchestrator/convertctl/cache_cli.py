@@ -111,6 +111,10 @@ def verify_command(
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     base_image: BaseImage = "",
+    trust_config: Annotated[
+        bool,
+        typer.Option("--trust-config", help="Let the report name code to run (arch, code, a pickled module)."),
+    ] = False,
 ):
     """Make the recorded conversion again (no cache) and check every file's sha256: exit 0 only when all match."""
     from convertctl.pipconfig import settings_from_flags
@@ -123,7 +127,7 @@ def verify_command(
             build = {"base_image": base_image} if name == "docker" else None
             return select_runtime(name, settings_from_flags(ca_bundle, pip_index_url), say, build)
 
-        verdict = verify(report, runtime_for, say)
+        verdict = verify(report, runtime_for, say, trust_config)
     table = Table(show_edge=False)
     for column in ("file", "recorded", "in the folder", "re-run", ""):
         table.add_column(column, no_wrap=column == "file")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from convertctl import __version__, rundir, settings
+from convertctl import __version__, rundir, safefs, settings
 from convertctl.cache_cli import cache_app, envs_summary, runs_app, verify_command
 from convertctl.catalog import MODES, load_catalog
 from convertctl.errors import ConvertError, UsageError
@@ -112,7 +112,7 @@ def run(
     opset: Annotated[
         int | None, typer.Option(help="ONNX opset. Default: the highest both the converter and the exporter take.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("convertctl-out"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "convertctl-out",
     calib: Annotated[
         Path | None, typer.Option(help="int8 calibration: image folder, .npy or .npz (100-500 samples).")
     ] = None,
@@ -177,6 +177,13 @@ def run(
     config: Annotated[
         Path | None, typer.Option(help="Settings file. Default: convertctl.toml next to the model.")
     ] = None,
+    trust_config: Annotated[
+        bool,
+        typer.Option(
+            "--trust-config",
+            help="Let the settings file name code to import (arch, arch_kwargs, code); refused otherwise.",
+        ),
+    ] = False,
     ca_bundle: CaBundle = None,
     pip_index_url: IndexUrl = "",
     keep_run: Annotated[bool, typer.Option("--keep-run", help="Keep the run directory after success.")] = False,
@@ -224,8 +231,10 @@ def run(
         "int8_io": int8_io,
         "max_int8_latency_cost": max_int8_latency_cost,
     }
-    cfg, _ = settings.load(model, config, flags)
-    opts = run_options(cfg, model, out, keep_run, trust_model)
+    if not out.strip():  # an unset shell variable: not the working directory
+        raise UsageError("--out '': an empty folder name (an unset variable?); give the output folder")
+    cfg, cfg_path = settings.load(model, config, flags, trust_config)
+    opts = run_options(cfg, model, Path(out), keep_run, trust_model)
     opts.keep_intermediates, opts.no_cache = keep_intermediates, no_cache
     calibrated = [m for m in opts.modes if m in ("int8", "int16x8")]
     if calib and not calibrated:
@@ -234,6 +243,8 @@ def run(
     runtime = cfg.runtime or "auto"
     opts.check()
     with Progress() as say:
+        if trust_config and cfg_path is not None and (cfg.arch or cfg.code) and not (arch or code):
+            say("WARNING: " + settings.code_notice({"arch": cfg.arch, "code": cfg.code}, cfg_path))
         rt = _runtime(
             runtime,
             ca_bundle,
@@ -287,7 +298,8 @@ def example(
             if not result.ok:
                 raise ConvertError(f"could not build the example: {result.error}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run_dir / "model.pt", path)
+            with safefs.open_read(run_dir, "model.pt") as src, open(path, "wb") as dst:  # never through a link
+                shutil.copyfileobj(src, dst)
         finally:
             rundir.release(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)

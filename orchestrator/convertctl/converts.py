@@ -159,6 +159,13 @@ class ConvertLadder:
             return None
         converted = dict(run.result)
         converted["work"] = work
+        bad = next(
+            filter(None, (self.steps.bad_path(converted[k], k) for k in ("saved_model", "tflite") if k in converted)),
+            "",
+        )
+        if bad:
+            entry.update(failed_stage="convert", error=_one_line(bad))
+            return None
         ref = f"{self.exports.reference.work}/reference_samples.npz"
         tol = self.ctx["tolerance"]("fp32")
         check = self.steps.compare("savedmodel", None, "samples", ref, f"{work}/outputs_samples.npz", tol)
@@ -206,6 +213,11 @@ class ConvertLadder:
         artifact = dict(run.result.get("artifact") or {"mode": mode, "status": "failed", "error": run.error})
         if "error" not in artifact and run.error:
             artifact["error"] = run.error
+        named = [artifact["file"]] if "file" in artifact else []
+        named += [p.get("file") for p in (artifact.get("selective") or {}).get("curve") or []]
+        bad = next(filter(None, (self.steps.bad_path(n, "artifact") for n in named)), "")
+        if bad:  # nothing of it is read, timed or placed
+            artifact = {"mode": mode, "status": "failed", "error": bad}
         return artifact, run.seconds
 
     def _search_spec(self, mode: str) -> dict:

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from convertctl import safefs
 from convertctl.filestate import FileState, stamp
 from convertctl.report import sha256_file
 
@@ -69,3 +70,12 @@ class Hasher:
 
     def path(self, path: Path, remember: bool = False) -> str:
         return self.tree(path, remember) if path.is_dir() else self.file(path, remember)
+
+    def inside(self, root: Path, name: str) -> str:
+        """A file or folder a stage wrote (name relative to root): checked to
+        stay inside root and to be no link or special file, then hashed."""
+        name = safefs.rel(name, "an output")
+        if safefs.kind(root, name) == "dir":
+            files = sorted(safefs.walk_files(root, name))
+            return sha256_json([[f[len(name) + 1 :], self.file(root / f)] for f in files])
+        return self.file(root / name)

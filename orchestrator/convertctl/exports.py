@@ -155,6 +155,9 @@ class ExportLadder:
         info = run.result.get("onnx")
         if not info:
             return Onnx(opset, variant=rung.name, error=run.result.get("onnx_error", "no ONNX file written"))
+        bad = self.steps.bad_path(info.get("file"), "ONNX file")
+        if bad:
+            return Onnx(opset, variant=rung.name, error=bad)
         if self.facts.format == "onnx":  # the model file itself: it is the reference, nothing to compare
             return Onnx(info.get("opset", opset), info["file"], rung.name)
         check = None

@@ -17,7 +17,11 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO
+
+from convertctl import safefs
 
 MAX_FILES = 500  # the newest kept: models and data files, not every run's arrays
 
@@ -32,11 +36,20 @@ def stamp(path: Path) -> str:
     return "|".join(map(str, [os.path.abspath(path), *file_stat(path)]))
 
 
-def copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy a file, hashing what was read: (sha256, size)."""
+def _writer(dst: Path | str, root: Path | None):
+    """dst opened for writing: a path, or (with root) a name under root
+    written without following any link (a run directory a stage may have shaped)."""
+    if root is not None:
+        return safefs.open_write(root, str(dst))
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    return open(dst, "wb")
+
+
+def copy_hashed(src: Path | BinaryIO, dst: Path | str, root: Path | None = None) -> tuple[str, int]:
+    """Copy a file (a path, or a file open for reading) to dst, hashing what
+    was read: (sha256, size)."""
     digest, size = hashlib.sha256(), 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    with open(src, "rb") if isinstance(src, (str, Path)) else nullcontext(src) as fin, _writer(dst, root) as fout:
         for block in iter(lambda: fin.read(1 << 20), b""):
             digest.update(block)
             fout.write(block)
@@ -44,15 +57,16 @@ def copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def copy_checked(src: Path, dst: Path, facts: dict) -> bool:
-    """Copy a stored file to dst; True when it is what facts ({sha256, size,
-    stat} recorded when it was stored) say: the very file stored (same stat),
-    else read and found to have that hash and size. Raises OSError."""
+def copy_checked(src: Path, dst: Path | str, facts: dict, root: Path | None = None) -> bool:
+    """Copy a stored file to dst (with root: a name under root); True when it
+    is what facts ({sha256, size, stat} recorded when it was stored) say: the
+    very file stored (same stat), else read and found to have that hash and
+    size. Raises OSError."""
     if facts.get("stat") is not None and facts["stat"] == file_stat(src):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)  # untouched since stored: no need to read it twice
+        with open(src, "rb") as fin, _writer(dst, root) as fout:  # untouched since stored: read once
+            shutil.copyfileobj(fin, fout, 1 << 20)
         return True
-    return copy_hashed(src, dst) == (facts.get("sha256"), facts.get("size"))
+    return copy_hashed(src, dst, root) == (facts.get("sha256"), facts.get("size"))
 
 
 def write_quietly(path: Path, text: str) -> bool:

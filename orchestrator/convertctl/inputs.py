@@ -5,12 +5,11 @@ says what is wrong. (The model file: modelfile.py; input specs: inputspec.py.)""
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convertctl import lazy
+from convertctl import lazy, safefs
 from convertctl.errors import UsageError
 from convertctl.inputspec import parse_shape  # noqa: F401 - the CLI's --input-shape parser lives there
 
@@ -102,16 +101,10 @@ def save_set(path: Path, arrays: dict) -> str:
     """Written whole or not at all: a full disk leaves no half file (and
     the room it took is free again for the report)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # Zipped in memory first: a zip writer that meets a full disk is left half
     # closed by older numpy, and its finalizer prints a traceback at exit.
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Never through a link: the hold-out's labels are written after stages ran.
+    safefs.write_atomic(path.parent, path.name, buf.getvalue())
     return str(path)

@@ -12,9 +12,9 @@ import platform
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from convertctl import __version__
+from convertctl import __version__, safefs
 from convertctl.catalog import Variant, images_dir
-from convertctl.digests import Hasher, sha256_json, tree_files
+from convertctl.digests import Hasher, sha256_json
 from convertctl.inputspec import InputSpec
 from convertctl.runtimes.base import Step
 from convertctl.selective import Int8Options
@@ -74,11 +74,15 @@ def request_params(request: dict, run_dir: Path, hasher: Hasher) -> dict:
         if isinstance(value, list):
             return [visit(v) for v in value]
         if isinstance(value, str) and "/" in value:
-            absolute = os.path.isabs(value)
-            path = Path(value) if absolute else run_dir / value
-            if path.exists():
-                digest = hasher.path(path, remember=absolute)  # the user's files, not the run's own
-                return {"sha256": digest} if absolute else {"path": value, "sha256": digest}
+            if os.path.isabs(value):  # the user's files, named by the host
+                path = Path(value)
+                return {"sha256": hasher.path(path, remember=True)} if path.exists() else value
+            try:  # run-directory files, some named by a stage's result: checked, never followed
+                there = safefs.kind(run_dir, safefs.rel(value))
+            except safefs.Unsafe:
+                there = ""
+            if there:
+                return {"path": value, "sha256": hasher.inside(run_dir, value)}
         return value
 
     return visit(request)
@@ -105,11 +109,7 @@ def environment(runtime, variant: Variant) -> dict:
 
 
 def work_outputs(work_dir: Path, hasher: Hasher) -> dict:
-    return {
-        p.relative_to(work_dir).as_posix(): hasher.file(p)
-        for p in tree_files(work_dir)
-        if p.relative_to(work_dir).as_posix() not in NOT_OUTPUTS
-    }
+    return {rel: hasher.file(work_dir / rel) for rel in safefs.walk_files(work_dir) if rel not in NOT_OUTPUTS}
 
 
 # -- the run's options ------------------------------------------------------------
@@ -166,7 +166,6 @@ def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
         path = getattr(opts, option, None)
         if path:
             out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path), remember=True)}
-    folder = run_dir / "inputs"
-    if folder.is_dir():
-        out["arrays"] = {p.relative_to(run_dir).as_posix(): hasher.file(p) for p in tree_files(folder)}
+    if safefs.kind(run_dir, "inputs") == "dir":
+        out["arrays"] = {rel: hasher.file(run_dir / rel) for rel in safefs.walk_files(run_dir, "inputs")}
     return out

@@ -23,7 +23,7 @@ from convertctl import onnxinfo
 from convertctl.catalog import Variant, version_tuple
 from convertctl.errors import UsageError
 from convertctl.filestate import FileState
-from convertctl.picklescan import LEGACY_MAGIC, is_safe_global, pickle_globals
+from convertctl.picklescan import LEGACY_MAGIC, archive_unsafe, is_safe_global, pickle_globals
 
 FORMATS = ("torchscript", "exported-program", "state-dict", "pickle", "onnx")
 NAMES = {
@@ -113,6 +113,32 @@ def _check_crc(path: Path, archive: zipfile.ZipFile) -> None:
         raise UsageError(f"{path}: a damaged zip archive ({exc}); copy or save the model again") from None
     if bad is not None:
         raise UsageError(f"{path}: a damaged zip archive ({bad} fails its CRC check); copy or save the model again")
+
+
+def _check_pickles(path: Path, archive: zipfile.ZipFile, state: FileState | None, kind: str) -> None:
+    """Every pickle inside a TorchScript or ExportedProgram archive (sample
+    inputs, constants, weights kept as torch.save payloads) through the same
+    allowlist as a torch.save file, before anything loads it: torch.export.load
+    unpickles some of them with weights_only=False, which runs what a pickle
+    names. Remembered per file version, like the CRC check."""
+    if state and state.get(path, "pickles_ok"):
+        return
+    try:
+        found = archive_unsafe(archive, torchscript=kind == "TorchScript")
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        raise UsageError(f"{path}: a damaged zip archive ({exc}); copy or save the model again") from None
+    if found is not None and not found[1]:
+        raise UsageError(f"{path}: member {found[0]} of the archive is not a readable pickle; save the model again")
+    if found is not None:
+        member, name = found
+        article = "an" if kind[0] in "AEIOU" else "a"
+        raise UsageError(
+            f"{path}: {article} {kind} archive whose member {member} would import {name} when loaded, which "
+            "runs code; convertctl loads only tensors and plain data from a model archive. Save the model "
+            "again from code you trust."
+        )
+    if state:
+        state.put(path, "pickles_ok", True)
 
 
 def _torchscript(path: Path, archive: zipfile.ZipFile, names: list) -> ModelFacts:
@@ -248,8 +274,10 @@ def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
                     state.put(path, "zip_crc_ok", True)
             names = archive.namelist()
             if any("/code/" in n for n in names):
+                _check_pickles(path, archive, state, "TorchScript")
                 return _torchscript(path, archive, names)
             if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
+                _check_pickles(path, archive, state, "ExportedProgram")
                 return _exported_program(path, archive, names)
             pkl = next((n for n in names if n.endswith("/data.pkl") and n.count("/") == 1), None)
             if pkl is None:

@@ -64,3 +64,71 @@ def is_safe_global(name: str) -> bool:
     if name in SAFE_GLOBALS or (module == "torch._utils" and attr.startswith("_rebuild_")):
         return True
     return module == "torch" and SAFE_TORCH_NAME.fullmatch(attr) is not None
+
+
+# TorchScript archives are unpickled by TorchScript's own (C++) unpickler,
+# which resolves these names against the archive's compiled code and a
+# fixed table, never by importing Python: they are data there, and only there.
+TORCHSCRIPT_PREFIXES = ("__torch__.", "torch.jit._pickle.")
+PROTOCOL_OPS = {2, 3, 4, 5}
+ZIP_MAGIC = b"PK\x03\x04"
+MAX_NESTING = 3  # an archive inside an archive (a .pt2's sample inputs are a torch.save zip)
+
+
+def _parses_as_pickle(data: bytes) -> bool:
+    """A whole pickle stream, STOP at its very end: a member that is a pickle,
+    told from raw tensor bytes (which do not parse as one)."""
+    if len(data) < 3 or data[0] != 0x80 or data[1] not in PROTOCOL_OPS:
+        return False
+    end = -1
+    try:
+        for op, _, pos in pickletools.genops(data):
+            if op.name == "STOP" and pos is not None:
+                end = pos + 1
+                break
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
+        return False
+    return end == len(data)
+
+
+def archive_unsafe(archive, torchscript: bool = False, depth: int = 0, where: str = "") -> tuple[str, str] | None:
+    """(member, global) of the first pickle inside a zip archive (or an
+    archive inside it) that would import a global the tensor allowlist does
+    not hold ("" for a .pkl member that is no readable pickle), or None when
+    every pickle in it is data. Each member named
+    .pkl is read as a pickle; any other member that parses as one whole is
+    treated as one too (an ExportedProgram keeps torch.save payloads and
+    plain pickles under other names). Nothing is unpickled."""
+    import io
+    import zipfile
+
+    for info in archive.infolist():
+        name = where + info.filename
+        with archive.open(info) as member:
+            head = member.read(4)
+        candidate = info.filename.endswith(".pkl") or head == ZIP_MAGIC
+        if not (candidate or (len(head) >= 2 and head[0] == 0x80 and head[1] in PROTOCOL_OPS)):
+            continue  # raw tensor bytes, JSON, code: never unpickled
+        data = archive.read(info)
+        if data[:4] == ZIP_MAGIC and depth < MAX_NESTING:
+            try:
+                inner = zipfile.ZipFile(io.BytesIO(data))
+            except zipfile.BadZipFile:
+                inner = None
+            if inner is not None:
+                with inner:
+                    found = archive_unsafe(inner, False, depth + 1, name + "!/")
+                if found:
+                    return found
+                continue
+        if not (info.filename.endswith(".pkl") or _parses_as_pickle(data)):
+            continue
+        try:
+            names = pickle_globals(data)
+        except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
+            return name, ""  # a .pkl that is no pickle: nothing can say what it would import
+        for global_name in names:
+            if is_safe_global(global_name) or (torchscript and global_name.startswith(TORCHSCRIPT_PREFIXES)):
+                continue
+            return name, global_name
+    return None

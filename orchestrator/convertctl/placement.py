@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from convertctl import rundir, runs
+from convertctl import rundir, runs, safefs
 from convertctl.catalog import MODES
 from convertctl.digests import Hasher
 from convertctl.report import Report
@@ -26,13 +26,12 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
     hasher = hasher or Hasher()  # the run's: files restored from the cache are hashed already
     for art in report.artifacts:
         if "file" in art:
-            path = run_dir / art["file"]
-            art["sha256"] = hasher.file(path)
-            art["path"] = str(out / files[art["file"]]) if ok else str(path)
+            art["sha256"] = hasher.inside(run_dir, art["file"])  # a name a stage gave: checked, never followed
+            art["path"] = str(out / files[art["file"]]) if ok else str(run_dir / art["file"])
     aside = None
     if ok:
         report.run_dir = ""
-        report.manifest["outputs"] = {name: hasher.path(run_dir / rel) for rel, name in files.items()}
+        report.manifest["outputs"] = {name: hasher.inside(run_dir, rel) for rel, name in files.items()}
         stale = rundir.stale_files(out, set(files.values()), rundir.earlier_outputs(out) | out_names(opts, report))
         if stale:
             aside = rundir.previous_dir(out)
@@ -41,7 +40,7 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
         runs.remember(run_dir)
     report.save(run_dir / "report.json")
     md = markdown(report)
-    (run_dir / "report.md").write_text(md)
+    safefs.write_atomic(run_dir, "report.md", md)
     if ok:
         everything = {**files, "report.md": "report.md", "report.json": "report.json"}
         rundir.promote(run_dir, out, everything, [s["name"] for s in report.stale], aside)
@@ -64,9 +63,9 @@ def out_files(opts, run_dir: Path, report: Report) -> dict:
     for variant in variants:
         work = f"convert/{variant}"
         tag = "" if len(variants) == 1 else f"_{variant}"
-        request, result = read_json(run_dir / work / "request.json"), read_json(run_dir / work / "result.json")
+        request, result = read_json(run_dir, f"{work}/request.json"), read_json(run_dir, f"{work}/result.json")
         for rel, name in ((request.get("onnx"), f"{stem}{tag}.onnx"), (result.get("saved_model"), None)):
-            if rel and (run_dir / rel).exists():
+            if rel and safefs.kind(run_dir, safefs.rel(rel, "an intermediate file")):
                 files[rel] = name or f"{stem}{tag}_saved_model"
     return files
 
@@ -81,9 +80,11 @@ def out_names(opts, report: Report) -> set:
     return names
 
 
-def read_json(path: Path) -> dict:
+def read_json(root: Path, name: str) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(safefs.read_bytes(root, name))
+    except safefs.Unsafe:
+        raise
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

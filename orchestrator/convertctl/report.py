@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from convertctl import __version__
+from convertctl import __version__, safefs
 from convertctl.errors import (
     EXIT_CONVERSION,
     EXIT_ENVIRONMENT,
@@ -80,9 +80,8 @@ class Report:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        """Whole or not at all, never through a link a stage left in the run directory."""
+        safefs.write_atomic(path.parent, path.name, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def load_report(path: Path) -> Report:

@@ -15,12 +15,17 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
+import uuid
 from pathlib import Path
 
+from convertctl import safefs
 from convertctl.errors import ConversionError, ConvertError, EnvironmentProblem, UsageError
 
 RUNS = Path(".convertctl") / "runs"
+SCRATCH = ".stage-home"  # a local stage's home, caches and temp files: the stage's own, never read by the host
+MARKER = ".convertctl-run"  # written when convertctl makes a run directory: only such folders are ever removed
 LOCK = ".lock"
 KILLED = ".killed"
 _held: dict = {}  # run dir -> open lock file, for as long as this process runs it
@@ -34,13 +39,25 @@ def create_run_dir(out: Path) -> Path:
     try:
         run.mkdir(parents=True, mode=0o700)
         run.chmod(0o700)  # whatever the umask: only the owner (and a stage user it is given to) may look
-        probe = run / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        (run / MARKER).write_text(json.dumps({"token": uuid.uuid4().hex, "pid": os.getpid()}))
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     hold(run)
     return run
+
+
+def marker(run: Path) -> str:
+    """The token in a run directory's marker, or '' when the folder is not
+    one convertctl made where it makes them (OUT/.convertctl/runs/NAME),
+    or is a link."""
+    try:
+        if run.is_symlink() or not run.is_dir() or run.parent.parts[-2:] != RUNS.parts:
+            return ""
+        data = json.loads(safefs.read_text(run, MARKER))
+        token = data.get("token") if isinstance(data, dict) else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return ""
+    return token if isinstance(token, str) else ""
 
 
 def hold(run: Path) -> None:
@@ -97,6 +114,19 @@ def killed_runs(out: Path) -> list[str]:
     return notices
 
 
+def left_unsafe(run: Path) -> str:
+    """What a stage left in the run directory that the host must never
+    follow (a symbolic link, a FIFO, a device), in words; '' when nothing.
+    A local stage's scratch home is the stage's own and never read."""
+    try:
+        safefs.walk_files(run, skip=(SCRATCH,))
+    except safefs.Unsafe as exc:
+        return f"the stage left {exc.strerror}"
+    except OSError:
+        return ""
+    return ""
+
+
 def grant(run: Path, work: str, uid: int, gid: int) -> None:
     """Give the run directory and the folders down to WORK to the stage
     user (a container's unprivileged uid when convertctl runs as root), so
@@ -104,12 +134,14 @@ def grant(run: Path, work: str, uid: int, gid: int) -> None:
     if os.getuid() != 0:
         return
     folders = [run]
-    for part in Path(work).parts:
+    for part in Path(safefs.rel(work, "a step folder")).parts:
         folders.append(folders[-1] / part)
     for folder in folders:
-        st = folder.stat()
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode):  # a link a stage left: never chown through it
+            raise safefs.Unsafe(f"{folder} is not a folder; refused", folder)
         if (st.st_uid, st.st_gid) != (uid, gid):
-            os.chown(folder, uid, gid)
+            os.chown(folder, uid, gid, follow_symlinks=False)
 
 
 def promote(run_dir: Path, out: Path, files: dict, stale: list | None = None, aside: Path | None = None) -> None:
@@ -125,11 +157,14 @@ def promote(run_dir: Path, out: Path, files: dict, stale: list | None = None, as
     staged = []
     try:
         for rel, name in files.items():
-            tmp = out / f".{name}.convertctl-tmp"
+            dest = out / name
+            if dest.is_symlink() or (dest.exists() and dest.is_dir() != (safefs.kind(run_dir, rel) == "dir")):
+                kind = "a link" if dest.is_symlink() else "a folder" if dest.is_dir() else "a file"
+                raise UsageError(f"--out {out}: {name} is {kind} there, where this run would put its own; move it")
+            tmp = out / f".{name}.{os.getpid()}.convertctl-tmp"
             _remove(tmp)
-            src = run_dir / rel
-            shutil.copytree(src, tmp) if src.is_dir() else shutil.copyfile(src, tmp)
             staged.append((tmp, name))
+            safefs.copy_out(run_dir, rel, tmp)  # no link a stage left is followed
     except BaseException:
         for tmp, _ in staged:
             _remove(tmp)
@@ -228,6 +263,8 @@ def os_error(exc: BaseException, where: str | Path | None = None) -> BaseExcepti
     names the place when the error does not (numpy's writers do not)."""
     if not isinstance(exc, OSError) or isinstance(exc, ConvertError):
         return exc
+    if isinstance(exc, safefs.Unsafe):  # a stage left a link, or a name leaves its folder
+        return ConversionError(exc.strerror or str(exc))
     where = f" ({exc.filename})" if exc.filename else f" (in {where})" if where else ""
     if exc.errno in ENVIRONMENT_ERRNOS:
         hint = "free some space there and run again" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
 from pathlib import Path
 
-from convertctl import rundir
+from convertctl import rundir, safefs
 from convertctl.cache import cache_root
-from convertctl.digests import tree_files
 
 DEFAULT_AGE = "7d"
 
@@ -26,11 +27,12 @@ def _record(run_dir: Path) -> Path:
 
 
 def remember(run_dir: Path) -> None:
-    """Note a failed run's directory (a note that cannot be written costs
-    only the listing, never the run)."""
+    """Note a failed run's directory with its marker's token (a note that
+    cannot be written costs only the listing, never the run)."""
+    note = {"path": str(run_dir), "token": rundir.marker(run_dir), "created": time.time()}
     try:
         registry().mkdir(parents=True, exist_ok=True)
-        _record(run_dir).write_text(json.dumps({"path": str(run_dir), "created": time.time()}))
+        _record(run_dir).write_text(json.dumps(note))
     except OSError:
         pass
 
@@ -39,8 +41,8 @@ def _failed(run_dir: Path) -> bool:
     """A kept run that did not pass: its report says failed, or it has none
     (killed). Runs kept with --keep-run that passed are the user's to keep."""
     try:
-        return json.loads((run_dir / "report.json").read_text()).get("status") != "passed"
-    except (OSError, ValueError, AttributeError):
+        return json.loads(safefs.read_text(run_dir, "report.json")).get("status") != "passed"
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
         return True
 
 
@@ -52,32 +54,48 @@ def failed_runs(outs: tuple = ()) -> list[dict]:
     if registry().is_dir():
         for note in sorted(registry().glob("*.json")):
             try:
-                path = Path(json.loads(note.read_text())["path"])
-            except (OSError, ValueError, KeyError, TypeError):
+                data = json.loads(note.read_text())
+                path, token = Path(data["path"]), data.get("token")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 note.unlink(missing_ok=True)
                 continue
-            if not path.is_dir():
-                note.unlink(missing_ok=True)  # removed by hand: forget it
+            # A registry is a file like any other: it names a folder to delete
+            # only if that folder is a run directory convertctl made, the same one.
+            if not token or rundir.marker(path) != token:
+                note.unlink(missing_ok=True)  # removed by hand, or not ours: forget it
                 continue
             candidates.append(path)
     for out in outs:
         runs = Path(out).resolve() / rundir.RUNS
-        if runs.is_dir():
-            candidates += sorted(p for p in runs.iterdir() if p.is_dir())
+        if runs.is_dir() and not runs.is_symlink():
+            candidates += sorted(p for p in runs.iterdir() if rundir.marker(p))
     for path in candidates:
         if path in seen or not _failed(path):
             continue
         seen.add(path)
-        size = sum(f.stat().st_size for f in tree_files(path))
+        size = folder_size(path)
         rows.append({"path": str(path), "age_seconds": now - path.stat().st_mtime, "size_bytes": size})
     return rows
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the regular files below path, links not followed."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 def prune(older_than: float, outs: tuple = (), dry_run: bool = False) -> list[dict]:
     removed = []
     for row in failed_runs(outs):
         if row["age_seconds"] > older_than:
-            if not dry_run:
+            if not dry_run and rundir.marker(Path(row["path"])):  # still ours, as listed a moment ago
                 rundir.discard(Path(row["path"]))
                 _record(Path(row["path"])).unlink(missing_ok=True)
             removed.append(row)

@@ -367,11 +367,39 @@ def read_file(model: Path, explicit: Path | None = None) -> tuple[dict, Path | N
     return values, path
 
 
-def load(model: Path, explicit: Path | None, flags: dict) -> tuple[Settings, Path | None]:
+# Keys that name code to import and run inside the export stage. A file
+# that travels with a model (downloaded, shared) must not choose code: these
+# come from the command line, or from the file under --trust-config.
+CODE_KEYS = ("arch", "arch_kwargs", "code")
+
+
+def refuse_code(values: dict, source: Path, flag: str = "--trust-config") -> None:
+    """A UsageError naming the first key of a file that names code, unless allowed."""
+    named = [k for k in CODE_KEYS if values.get(k) not in (None, "", {})]
+    if named:
+        key = named[0]
+        raise UsageError(
+            f"{source}: {key} names code to run ({key} = {values[key]!r}); a file next to a model must not "
+            f"choose code. Give --arch/--arch-kwargs/--code on the command line, or pass {flag} to let this "
+            "file name it"
+        )
+
+
+def code_notice(values: dict, source: Path) -> str:
+    """What a trusted file makes convertctl import, said before it happens."""
+    arch, code = values.get("arch"), values.get("code")
+    where = f" from {code}" if code else ""
+    return f"{source} names code to run (--trust-config): it imports {arch}{where} in the export stage"
+
+
+def load(model: Path, explicit: Path | None, flags: dict, trust_config: bool = False) -> tuple[Settings, Path | None]:
     """File settings, then flags over them (per mode for tolerances and
     accuracy budgets). An atol given without an rtol means exactly that
-    bound: the mode's default relative term is dropped, not silently added."""
+    bound: the mode's default relative term is dropped, not silently added.
+    A file naming code (arch, arch_kwargs, code) is refused unless trust_config."""
     raw, path = read_file(model, explicit)
+    if path is not None and not trust_config:
+        refuse_code(raw, path)
     from_file = validate(raw, path)
     if path is not None:  # paths in the file are relative to the file, not the working directory
         for key in ("calib", "code"):

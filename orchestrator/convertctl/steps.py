@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convertctl import lazy, manifest, validate
+from convertctl import lazy, manifest, rundir, safefs, validate
 from convertctl.cache import StageCache, step_key
 from convertctl.catalog import Variant
 from convertctl.digests import Hasher, sha256_json
@@ -68,7 +68,7 @@ class Steps:
         # environment and settings (this machine's store: --no-cache measures afresh).
         measuring = step.stage == "measure"
         key = step_key(parts) if parts["environment"] is not None else ""
-        hit = self.cache.restore(key, self.run_dir / step.work, self.hasher) if self.cache and key else None
+        hit = self.cache.restore(key, step.work, self.hasher, root=self.run_dir) if self.cache and key else None
         if hit is not None:
             self.say(f"{step.stage}: cached ({step.variant.name}{', ' + mode if mode else ''})")
             write_request(self.run_dir, step.work, step.request)
@@ -79,6 +79,9 @@ class Steps:
             label = f"{step.stage}: running in {step.variant.name}" + (f" ({mode})" if mode else "")
             self.say(label)
             result = self.runtime.run(step, self.run_dir, self.say)
+            unsafe = rundir.left_unsafe(self.run_dir)
+            if unsafe:  # nothing of this step is used, stored or followed
+                result.exit_code, result.result = result.exit_code or 3, {"status": "failed", "error": unsafe}
             env = self._environment(step.variant)
             outputs = self._store(step, key, mode, result, env)
         self.report.stages.append(
@@ -163,9 +166,9 @@ class Steps:
         either is missing), remembered by their bytes, the tolerance and the
         comparing code: a rerun whose steps all come from the cache compares
         (and loads) nothing again."""
-        ref, got = self.run_dir / ref_rel, self.run_dir / got_rel
-        if not (ref.is_file() and got.is_file()):
+        if not (safefs.is_file(self.run_dir, ref_rel) and safefs.is_file(self.run_dir, got_rel)):
             return None
+        ref, got = self.run_dir / ref_rel, self.run_dir / got_rel
         memo = self.cache.memo if self.cache else None
         key = ""
         if memo is not None:
@@ -189,10 +192,18 @@ class Steps:
             memo.keep("compare", key, check.__dict__)
         return check
 
+    def bad_path(self, name, what: str = "file") -> str:
+        """'' when a stage's result names a regular file (or folder) inside the
+        run directory, else why not: such names are data, checked before use."""
+        try:
+            there = safefs.kind(self.run_dir, safefs.rel(name, f"the stage's {what}"))
+        except safefs.Unsafe as exc:
+            return str(exc)
+        return "" if there else f"the stage's {what} {name!r} does not exist"
+
     def outputs(self, rel: str) -> dict | None:
         """An npz of stacked outputs in the run directory, or None."""
-        path = self.run_dir / rel
-        if not path.is_file():
+        if not safefs.is_file(self.run_dir, rel):
             return None
-        with np.load(path) as data:
+        with safefs.open_read(self.run_dir, rel) as f, np.load(f, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

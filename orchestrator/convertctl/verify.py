@@ -82,12 +82,26 @@ def changed_inputs(report: Report) -> list:
     return problems
 
 
-def verify(path: Path, runtime_for, say) -> Verdict:
+def named_code(path: Path, options: dict, trust_config: bool, say) -> None:
+    """A report is a file like any other: the code it names (an --arch to
+    import, a --code folder, a pickled module to unpickle) runs only when the
+    user says so, and is said before it runs."""
+    named = {k: options.get(k) for k in ("arch", "code_dir", "trust_model") if options.get(k)}
+    if not named:
+        return
+    listed = ", ".join(f"{k} = {v!r}" for k, v in named.items())
+    if not trust_config:
+        raise UsageError(f"{path}: the report names code to run ({listed}); verify re-runs it only with --trust-config")
+    say(f"WARNING: {path} names code to run (--trust-config): {listed}")
+
+
+def verify(path: Path, runtime_for, say, trust_config: bool = False) -> Verdict:
     """runtime_for(name) -> a Runtime: the one the report names, built the
     way the CLI builds it (index settings, base image)."""
     from convertctl.pipeline import Pipeline
 
     report = recorded(path)
+    named_code(path, report.manifest["options"], trust_config, say)
     out, hasher = path.resolve().parent, Hasher()
     on_disk = {name: hasher.path(out / name) if (out / name).exists() else "" for name in report.manifest["outputs"]}
     problems = changed_inputs(report)

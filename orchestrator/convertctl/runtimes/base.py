@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from convertctl import safefs
 from convertctl.catalog import Variant
 
 Say = Callable[[str], None]
@@ -120,15 +121,18 @@ class Runtime(Protocol):
 
 
 def write_request(run_dir: Path, work: str, request: dict) -> None:
-    work_dir = run_dir / work
-    work_dir.mkdir(parents=True, exist_ok=True)  # a container's stage user is given it by the runtime
-    (work_dir / "request.json").write_text(json.dumps(request, indent=2, sort_keys=True))
+    """WORK/request.json, folders made as needed (a container's stage user is
+    given them by the runtime), never written through a link a stage left."""
+    safefs.write_atomic(run_dir, f"{work}/request.json", json.dumps(request, indent=2, sort_keys=True))
 
 
 def read_result(run_dir: Path, work: str) -> dict:
-    path = run_dir / work / "result.json"
+    """WORK/result.json as a dict; {} when there is none. A link or special
+    file there is a failed step that says so, never followed."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(safefs.read_bytes(run_dir, f"{work}/result.json"))
+    except safefs.Unsafe as exc:
+        return {"status": "failed", "error": f"the stage left {exc.strerror}"}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -142,17 +146,18 @@ class LogTail:
     def __init__(self, run_dir: Path, step: Step, say: Say, keep: int = 15):
         self.stage, self.say = step.stage, say
         self.lines: deque = deque(maxlen=keep)
-        self.handle = open(run_dir / step.work / "stage.log", "a")
+        self._opened = safefs.open_write(run_dir, f"{step.work}/stage.log", append=True)
+        self.handle = self._opened.__enter__()
 
     def add(self, line: str) -> None:
-        self.handle.write(line if line.endswith("\n") else line + "\n")
+        self.handle.write((line if line.endswith("\n") else line + "\n").encode("utf-8", "replace"))
         if line.strip():
             self.lines.append(line.rstrip())
         if line.startswith("[stage]"):
             self.say(f"{self.stage}: {line[len('[stage]') :].strip()}")
 
     def close(self) -> list:
-        self.handle.close()
+        self._opened.__exit__(None, None, None)
         return list(self.lines)
 
 

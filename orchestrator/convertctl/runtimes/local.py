@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from convertctl import procs
+from convertctl import procs, safefs
 from convertctl.catalog import Variant, images_dir
 from convertctl.envstore import MARKER, EnvStore, env_key, find_uv
+from convertctl.rundir import SCRATCH
 from convertctl.runtimes.base import (
     LogTail,
     Prepared,
@@ -27,27 +28,23 @@ from convertctl.runtimes.base import (
 )
 from convertctl.runtimes.freezes import remembered, venv_stamp
 
-# Where a stage's home, caches and temp files go, inside the run directory.
-SCRATCH = ".stage-home"
 FREEZE_MEMO = ".convertctl-freeze.json"  # in the venv: it goes when the venv does
 
 
 def scratch_environ(run_dir: Path) -> dict:
-    home = run_dir / SCRATCH
     dirs = {
-        "HOME": home,
-        "XDG_CACHE_HOME": home / ".cache",
-        "XDG_CONFIG_HOME": home / ".config",
-        "XDG_DATA_HOME": home / ".local" / "share",
-        "XDG_STATE_HOME": home / ".local" / "state",
-        "TMPDIR": home / "tmp",
-        "MPLCONFIGDIR": home / ".config" / "matplotlib",
-        "KERAS_HOME": home / ".keras",
-        "TORCH_HOME": home / ".cache" / "torch",
+        "HOME": SCRATCH,
+        "XDG_CACHE_HOME": f"{SCRATCH}/.cache",
+        "XDG_CONFIG_HOME": f"{SCRATCH}/.config",
+        "XDG_DATA_HOME": f"{SCRATCH}/.local/share",
+        "XDG_STATE_HOME": f"{SCRATCH}/.local/state",
+        "TMPDIR": f"{SCRATCH}/tmp",
+        "MPLCONFIGDIR": f"{SCRATCH}/.config/matplotlib",
+        "KERAS_HOME": f"{SCRATCH}/.keras",
+        "TORCH_HOME": f"{SCRATCH}/.cache/torch",
     }
-    for path in dirs.values():
-        path.mkdir(parents=True, exist_ok=True)
-    return {k: str(v) for k, v in dirs.items()}
+    # An earlier stage may have left links in its scratch home: made without following any.
+    return {k: str(safefs.make_dirs(run_dir, v)) for k, v in dirs.items()}
 
 
 def venv_environ(venv: Path) -> dict:
