@@ -44,9 +44,9 @@ import tempfile
 from pathlib import Path
 
 from common import console, convertctl_cmd, example_model, fail, med, timed
-from convertctl.catalog import load_catalog
-from convertctl.envstore import EnvStore
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import load_settings
 from rich.table import Table
 
 GOALS = {"hit": 0.02, "added": 0.35}

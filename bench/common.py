@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from convertctl.catalog import STAGES
+from convertctl.config.catalog import STAGES
 from rich.console import Console
 from rich.table import Table
 

@@ -44,9 +44,9 @@ import tempfile
 from pathlib import Path
 
 from common import console, convertctl_cmd, fail, timed
-from convertctl.catalog import MODES, Variant, images_dir, load_catalog
-from convertctl.envstore import EnvStore
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import MODES, Variant, images_dir, load_catalog
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import load_settings
 from rich.table import Table
 
 FAMILIES = ("onnx-tf", "onnx2tf", "litert-torch")  # onnx-tf first: the others are compared with it

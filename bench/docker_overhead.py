@@ -52,10 +52,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
-from convertctl.catalog import load_catalog
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
 from convertctl.runtimes import docker as docker_rt
 from convertctl.runtimes.images import ImageBuilder
+from convertctl.store.pipconfig import load_settings
 from rich.table import Table
 
 CURRENT_TORCH = "export-torch2.13"

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 from common import console, convertctl_cmd, fail, timed
-from convertctl.catalog import load_catalog
-from convertctl.envstore import EnvStore
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import load_settings
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -44,10 +44,10 @@ import time
 from pathlib import Path
 
 from common import console, convertctl_cmd, example_model, fail, med, print_overhead, run_convertctl, timed, warm_up
-from convertctl.catalog import images_dir, load_catalog
-from convertctl.envstore import EnvStore
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import images_dir, load_catalog
 from convertctl.runtimes.base import stage_environ
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import load_settings
 
 
 def run_bare(steps: list, store: EnvStore, template: Path, run_dir: Path) -> dict:
@@ -82,8 +82,8 @@ def run_bare(steps: list, store: EnvStore, template: Path, run_dir: Path) -> dic
 def validation_seconds(run_dir: Path, report: dict) -> float | None:
     """Validation runs inside `convertctl run`; redo its comparisons here on
     the kept run's outputs to see its share (numpy only, no stage)."""
-    from convertctl import validate
-    from convertctl.steps import Steps
+    from convertctl.checks import validate
+    from convertctl.run.steps import Steps
 
     steps = Steps(None, run_dir, None, lambda _: None)
     ref_work = next(s["work"] for s in report["stages"] if s["stage"] == "export")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from convertctl.catalog import images_dir, load_catalog
+from convertctl.config.catalog import images_dir, load_catalog
 
 
 def toml_value(value) -> str:

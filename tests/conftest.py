@@ -72,18 +72,18 @@ requires_docker = pytest.mark.skipif(
 
 def local_export_python() -> Path:
     """The local runtime's export venv (current torch), made if missing."""
-    from convertctl.catalog import load_catalog
-    from convertctl.envstore import EnvStore
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
+    from convertctl.store.envstore import EnvStore
+    from convertctl.store.pipconfig import load_settings
 
     return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "export")[0]).python
 
 
 def local_convert_python() -> Path:
     """The local runtime's convert venv (TensorFlow), made if missing."""
-    from convertctl.catalog import load_catalog
-    from convertctl.envstore import EnvStore
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
+    from convertctl.store.envstore import EnvStore
+    from convertctl.store.pipconfig import load_settings
 
     return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "convert")[0]).python
 

@@ -8,9 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from convertctl.catalog import load_catalog
-from convertctl.envstore import EnvStore
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import load_settings
 
 HERE = Path(__file__).resolve().parent
 

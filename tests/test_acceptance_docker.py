@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import convertctl, load_json, requires_docker
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.docker, requires_docker]

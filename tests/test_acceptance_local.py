@@ -123,7 +123,7 @@ def test_real_report_matches_the_schema_and_re_renders(four_modes):
     import json
 
     import jsonschema
-    from convertctl.report import SCHEMA_FILE
+    from convertctl.report.model import SCHEMA_FILE
 
     proc, out, report = four_modes
     jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
@@ -179,8 +179,8 @@ def test_readme_example_command(tmp_path):
 
 
 def test_envs_list_and_prune(four_modes):
-    from convertctl.catalog import load_catalog
-    from convertctl.envstore import EnvStore
+    from convertctl.config.catalog import load_catalog
+    from convertctl.store.envstore import EnvStore
 
     proc = convertctl("envs", "list")
     assert proc.returncode == EXIT_OK

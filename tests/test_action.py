@@ -61,8 +61,8 @@ def test_passing_conversion_sets_outputs_summary_artifacts_and_cache(pythons, sm
     (restore,), (save,) = calls["restore"], calls["save"]
     assert save["key"] == restore["key"] and save["path"] == restore["path"]
     # Cached: every environment the local ladders may use, so those this run used among them.
-    from convertctl.catalog import load_catalog
-    from convertctl.envstore import EnvStore
+    from convertctl.config.catalog import load_catalog
+    from convertctl.store.envstore import EnvStore
 
     catalog, store = load_catalog(), EnvStore()
     ladder = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import convertctl, load_json, requires_docker
 from convertctl.errors import EXIT_OK, EXIT_VALIDATION
-from convertctl.report import sha256_file
+from convertctl.report.model import sha256_file
 
 pytestmark = pytest.mark.acceptance
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -100,7 +100,7 @@ def test_a_rerun_takes_every_stage_from_the_cache(local):
     proc, again = runs.run(runs.root / "c", FIRST, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert ran(again) == []
     imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "convertctl.pipeline" in imported and "numpy" not in imported, (
+    assert "convertctl.run.pipeline" in imported and "numpy" not in imported, (
         "inputs and comparisons come from the cache: no array is made or read"
     )
     assert hashes(again) == hashes(first)
@@ -222,8 +222,8 @@ def test_the_canonical_layout_undoes_another_valid_order(local, tmp_path):
     another valid order (as TF 2.8 does for fp16) comes back to the same bytes."""
     import subprocess
 
-    from convertctl.catalog import images_dir, load_catalog
-    from convertctl.envstore import EnvStore
+    from convertctl.config.catalog import images_dir, load_catalog
+    from convertctl.store.envstore import EnvStore
 
     runs, _, _ = local
     python = EnvStore().ensure(load_catalog().get("quantize-tf2.15")).python

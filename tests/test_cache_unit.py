@@ -13,12 +13,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from convertctl.cache import StageCache, cache_root, parse_age
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
-from convertctl.pipeline import Pipeline, RunOptions
-from convertctl.render import markdown, rows
-from convertctl.report import SCHEMA_FILE, sha256_file
+from convertctl.report.model import SCHEMA_FILE, sha256_file
+from convertctl.report.render import markdown, rows
+from convertctl.run.pipeline import Pipeline, RunOptions
+from convertctl.store.cache import StageCache, cache_root, parse_age
 from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -166,7 +166,7 @@ def test_another_environment_or_model_misses(model, tmp_path):
 
 
 def test_changed_stage_code_reruns_that_stage_and_what_follows_it(model, tmp_path, monkeypatch):
-    from convertctl import manifest
+    from convertctl.run import manifest
 
     run(model, tmp_path / "out")
     real = manifest.code_hash
@@ -232,11 +232,11 @@ def test_an_entry_file_changed_in_place_with_its_mtime_set_back_is_still_a_miss(
 
 
 def test_the_users_model_is_hashed_once_per_version(model, tmp_path, own_cache, monkeypatch):
-    import convertctl.digests
+    import convertctl.store.digests
 
     hashed = []
-    real = convertctl.digests.sha256_file
-    monkeypatch.setattr(convertctl.digests, "sha256_file", lambda p: hashed.append(Path(p)) or real(p))
+    real = convertctl.store.digests.sha256_file
+    monkeypatch.setattr(convertctl.store.digests, "sha256_file", lambda p: hashed.append(Path(p)) or real(p))
     run(model, tmp_path / "a")
     assert model in hashed
     hashed.clear()
@@ -257,16 +257,16 @@ def test_the_users_model_is_hashed_once_per_version(model, tmp_path, own_cache, 
 
 
 def test_a_rerun_neither_makes_inputs_nor_compares_again(model, tmp_path, own_cache, monkeypatch):
-    import convertctl.inputspec
-    import convertctl.validate
+    import convertctl.checks.validate
+    import convertctl.inputs.inputspec
 
     first, _ = run(model, tmp_path / "a", modes=["fp16", "int8"])
 
     def refuse(*_a, **_k):
         raise AssertionError("computed again")
 
-    monkeypatch.setattr(convertctl.inputspec, "synthetic", refuse)
-    monkeypatch.setattr(convertctl.validate, "compare", refuse)
+    monkeypatch.setattr(convertctl.inputs.inputspec, "synthetic", refuse)
+    monkeypatch.setattr(convertctl.checks.validate, "compare", refuse)
     again, fake = run(model, tmp_path / "b", modes=["fp16", "int8"])
     assert fake.calls == [] and again.status == "passed"
     assert again.checks == first.checks, "the same comparisons, from the cache"
@@ -288,7 +288,7 @@ def test_a_damaged_kept_input_file_is_made_again(model, tmp_path, own_cache):
 
 
 def test_prune_removes_what_the_host_kept_too(model, tmp_path, own_cache):
-    from convertctl.cli import app
+    from convertctl.cli.app import app
     from typer.testing import CliRunner
 
     run(model, tmp_path / "a")
@@ -317,7 +317,7 @@ def test_an_entry_appears_whole_or_not_at_all(model, tmp_path, own_cache):
 
 
 def test_cache_list_and_prune_by_age(model, tmp_path, own_cache):
-    from convertctl.cli import app
+    from convertctl.cli.app import app
     from typer.testing import CliRunner
 
     run(model, tmp_path / "out", modes=["fp16", "int8"])
@@ -383,7 +383,7 @@ def test_files_another_models_report_named_are_moved_too(model, tmp_path):
 
 
 def test_a_failed_run_leaves_out_alone_and_is_remembered(model, tmp_path):
-    from convertctl import runs
+    from convertctl.store import runs
 
     out = tmp_path / "out"
     run(model, out, modes=["fp32"])
@@ -409,7 +409,7 @@ def test_keep_intermediates_puts_the_onnx_and_savedmodel_in_out(model, tmp_path)
 
 # -- failed runs ----------------------------------------------------------------------
 def test_runs_prune_removes_old_failed_runs_and_envs_list_counts_them(model, tmp_path, monkeypatch):
-    from convertctl.cli import app
+    from convertctl.cli.app import app
     from typer.testing import CliRunner
 
     monkeypatch.setenv("CONVERTCTL_HOME", str(tmp_path / "home"))  # no venvs to measure
@@ -431,7 +431,7 @@ def test_runs_prune_removes_old_failed_runs_and_envs_list_counts_them(model, tmp
 
 # -- verify -----------------------------------------------------------------------------
 def _verify(report_json: Path, fake=None):
-    from convertctl.verify import verify
+    from convertctl.run.verify import verify
 
     fake = fake or FakeRuntime()
 
@@ -478,7 +478,7 @@ def test_verify_names_bytes_the_rerun_makes_differently(model, tmp_path):
 
 
 def test_verify_refuses_a_changed_model_and_a_report_without_manifest(model, tmp_path):
-    from convertctl.verify import recorded
+    from convertctl.run.verify import recorded
 
     out = tmp_path / "out"
     run(model, out)
@@ -495,7 +495,7 @@ def test_verify_refuses_a_changed_model_and_a_report_without_manifest(model, tmp
 
 def test_verify_cli_exit_codes(model, tmp_path, monkeypatch):
     from convertctl import runtimes
-    from convertctl.cli import app
+    from convertctl.cli.app import app
     from typer.testing import CliRunner
 
     out = tmp_path / "out"

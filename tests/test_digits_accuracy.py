@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import convertctl, load_json, requires_docker
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK
 
 pytestmark = pytest.mark.acceptance
@@ -60,8 +60,8 @@ def digits(tmp_path_factory) -> dict:
 
 
 def _local_export_python() -> Path:
-    from convertctl.envstore import EnvStore
-    from convertctl.pipconfig import load_settings
+    from convertctl.store.envstore import EnvStore
+    from convertctl.store.pipconfig import load_settings
 
     return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "export")[0]).python
 

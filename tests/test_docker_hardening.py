@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import requires_docker
-from convertctl.catalog import load_catalog
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
 from convertctl.runtimes.images import ImageBuilder
+from convertctl.store.pipconfig import load_settings
 from test_images_docker import venv_layer
 
 pytestmark = [pytest.mark.docker, requires_docker]

@@ -8,10 +8,10 @@ import sys
 import textwrap
 
 import pytest
-from convertctl.catalog import Variant
-from convertctl.envstore import MARKER, EnvStore, env_key
+from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
-from convertctl.pipconfig import load_settings
+from convertctl.store.envstore import MARKER, EnvStore, env_key
+from convertctl.store.pipconfig import load_settings
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 # Hashed locks, as images/lock.py writes them (uv pip compile --generate-hashes).
@@ -88,9 +88,9 @@ def test_concurrent_runs_build_once(store, tmp_path):
     v = variant(tmp_path)
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from convertctl.catalog import Variant
-        from convertctl.envstore import EnvStore
-        from convertctl.pipconfig import load_settings
+        from convertctl.config.catalog import Variant
+        from convertctl.store.envstore import EnvStore
+        from convertctl.store.pipconfig import load_settings
         v = Variant(name="tiny", stage="export", python={PY!r}, requirements={v.requirements!r},
                     tag="t", base_image="b")
         print(EnvStore(Path({str(store.root)!r}), load_settings()).ensure(v).created)

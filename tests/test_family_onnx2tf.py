@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, convertctl, load_json, requires_docker
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK, UsageError
-from convertctl.pipeline import Pipeline, RunOptions
+from convertctl.run.pipeline import Pipeline, RunOptions
 from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -51,8 +51,8 @@ print(json.dumps({
 
 
 def tflite_ops(path: Path) -> dict:
-    from convertctl.envstore import EnvStore
-    from convertctl.pipconfig import load_settings
+    from convertctl.store.envstore import EnvStore
+    from convertctl.store.pipconfig import load_settings
 
     python = EnvStore(settings=load_settings()).ensure(load_catalog().get(VARIANT)).python
     proc = subprocess.run([str(python), "-c", TFLITE_OPS, str(path)], capture_output=True, text=True, timeout=600)

@@ -269,9 +269,9 @@ def hostile_pickle(path: Path, code: str) -> None:
 @requires_docker
 def test_a_hostile_pickle_with_trust_model_does_nothing_it_tries(current_torch_image, tmp_path):
     import docker
-    from convertctl.catalog import load_catalog
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
     from convertctl.runtimes.images import ImageBuilder
+    from convertctl.store.pipconfig import load_settings
 
     client = docker.from_env()
     listener = Listener()

@@ -12,12 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from convertctl import validate
-from convertctl.catalog import load_catalog
+from convertctl.checks import validate
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK, EXIT_VALIDATION, UsageError
-from convertctl.pipeline import Pipeline, RunOptions
-from convertctl.render import markdown, rows
-from convertctl.report import Report
+from convertctl.report.model import Report
+from convertctl.report.render import markdown, rows
+from convertctl.run.pipeline import Pipeline, RunOptions
 from fakes import FakeRuntime, torchscript_file
 
 

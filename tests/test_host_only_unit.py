@@ -33,7 +33,7 @@ def test_every_host_module_imports_without_ml_libraries():
     names = [
         m.name for m in pkgutil.walk_packages(convertctl.__path__, "convertctl.") if not m.name.endswith("__main__")
     ]
-    assert "convertctl.runtimes.docker" in names and "convertctl.cli" in names
+    assert "convertctl.runtimes.docker" in names and "convertctl.cli.app" in names
     proc = run_blocked(
         "import importlib\n"
         + "".join(f"importlib.import_module({n!r})\n" for n in names)
@@ -49,12 +49,12 @@ def test_the_blocker_really_blocks():
 
 
 def test_help_works_without_ml_libraries():
-    proc = run_blocked("import sys; sys.argv = ['convertctl', '--help']\nfrom convertctl.cli import main\nmain()")
+    proc = run_blocked("import sys; sys.argv = ['convertctl', '--help']\nfrom convertctl.cli.app import main\nmain()")
     assert proc.returncode == 0, proc.stderr
     for command in ("run", "envs", "images", "report", "example"):
         assert command in proc.stdout
     proc = run_blocked(
-        "import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom convertctl.cli import main\nmain()"
+        "import sys; sys.argv = ['convertctl', 'run', '--help']\nfrom convertctl.cli.app import main\nmain()"
     )
     assert proc.returncode == 0 and "--quant" in proc.stdout and "--input-shape" in proc.stdout
 
@@ -71,7 +71,7 @@ def test_the_cli_does_not_import_pydantic():
         "if m.split('.')[0] in ('pydantic', 'pydantic_core'))))\n"
         "sys.argv = ['convertctl', 'run', 'missing.pt', '--input-shape', '1,3,8,8', '--quant', 'fp16', "
         "'--quant', 'int8', '--atol', 'fp16=0.1', '--runtime', 'local', '--int8-float-layers', 'auto']\n"
-        "from convertctl.cli import main\nmain()"
+        "from convertctl.cli.app import main\nmain()"
     )
     assert "missing.pt: no such file" in proc.stderr, proc.stderr
     assert "loaded: []" in proc.stdout

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import convertctl
-from convertctl.envstore import MARKER, EnvStore, default_root
+from convertctl.store.envstore import MARKER, EnvStore, default_root
 from test_envstore import SIX16
 
 SHAPE = (20, 3, 8, 8)  # 20 samples of a 1,3,8,8 input
@@ -568,8 +568,8 @@ def test_hostile_input(row: Row, world: Path, request):
 def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
     """Marker present, interpreter gone (its base Python removed): rebuilt,
     not a bare FileNotFoundError at the first stage."""
-    from convertctl.catalog import Variant
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import Variant
+    from convertctl.store.pipconfig import load_settings
 
     lock = tmp_path / "tiny.txt"
     lock.write_text(SIX16)  # locks are hash-checked
@@ -598,7 +598,7 @@ def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
     ],
 )
 def test_the_catalog_is_checked_by_the_same_schema(tmp_path, change, says):
-    from convertctl.catalog import images_dir, load_catalog
+    from convertctl.config.catalog import images_dir, load_catalog
     from convertctl.errors import UsageError
 
     if sys.version_info >= (3, 11):

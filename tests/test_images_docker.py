@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 from conftest import convertctl, load_json, requires_docker
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK
-from convertctl.pipconfig import IndexSettings, load_settings
 from convertctl.runtimes.docker import hardening
 from convertctl.runtimes.images import KEY_LABEL, ImageBuilder
+from convertctl.store.pipconfig import IndexSettings, load_settings
 
 pytestmark = [pytest.mark.docker, requires_docker]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from convertctl.data import ImagePrep, load_calibration, load_eval
+from convertctl.config.settings import mode_values
 from convertctl.errors import UsageError
-from convertctl.inputs import fit_arrays, parse_shape
-from convertctl.settings import mode_values
+from convertctl.inputs.arrays import fit_arrays, parse_shape
+from convertctl.inputs.data import ImagePrep, load_calibration, load_eval
 
 
 @pytest.mark.parametrize("text, dims", [("1,3,256,256", (1, 3, 256, 256)), (" 1, 10 ", (1, 10))])

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from convertctl.errors import UsageError
-from convertctl.inputspec import (
+from convertctl.inputs.inputspec import (
     BATCH_CHECK,
     InputSpec,
     batched,

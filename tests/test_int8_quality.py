@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import convertctl, load_json
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK
 
 pytestmark = pytest.mark.acceptance
@@ -39,8 +39,8 @@ BUDGET = 1.0  # points of agreement int8 may lose against fp32
 
 
 def _local_export_python() -> Path:
-    from convertctl.envstore import EnvStore
-    from convertctl.pipconfig import load_settings
+    from convertctl.store.envstore import EnvStore
+    from convertctl.store.pipconfig import load_settings
 
     return EnvStore(settings=load_settings()).ensure(load_catalog().ladder("local", "export")[0]).python
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from convertctl import selective
-from convertctl.catalog import load_catalog
-from convertctl.data import ImagePrep, calibration_notes, spread_files
+from convertctl.checks.validate import Tolerance, compare, share
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_VALIDATION, UsageError
-from convertctl.pipeline import Pipeline, RunOptions
-from convertctl.render import markdown, rows
-from convertctl.report import SCHEMA_FILE
-from convertctl.validate import Tolerance, compare, share
+from convertctl.inputs.data import ImagePrep, calibration_notes, spread_files
+from convertctl.report.model import SCHEMA_FILE
+from convertctl.report.render import markdown, rows
+from convertctl.run import selective
+from convertctl.run.pipeline import Pipeline, RunOptions
 from fakes import FakeRuntime, torchscript_file
 from fakes import model as fake_model
 from test_stage_code_unit import io, load

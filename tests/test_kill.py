@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import convertctl, requires_docker
-from convertctl import procs, rundir
+from convertctl.store import procs, rundir
 
 pytestmark = pytest.mark.acceptance
 
@@ -116,8 +116,8 @@ def test_kill_9_mid_venv_build_leaves_no_installer(tmp_path):
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from convertctl import envstore
-        from convertctl.catalog import Variant
+        from convertctl.store import envstore
+        from convertctl.config.catalog import Variant
         envstore.find_uv = lambda: {str(uv)!r}
         store = envstore.EnvStore(Path({str(tmp_path / "store")!r}))
         store.check_python = lambda variant: None
@@ -143,7 +143,7 @@ def test_next_run_stops_what_survived_a_killed_convertctl_and_its_guard(tmp_path
     marker = uuid.uuid4().hex
     script = textwrap.dedent("""
         import sys, time
-        from convertctl import procs
+        from convertctl.store import procs
         procs.start(["sh", "-c", "sleep 600 & wait"])
         print(procs.GUARD_PROCESS.proc.pid, flush=True)
         time.sleep(600)
@@ -157,8 +157,8 @@ def test_next_run_stops_what_survived_a_killed_convertctl_and_its_guard(tmp_path
     owner.wait()
     time.sleep(1)
     assert all(Path(f"/proc/{p}").exists() for p in sleeper), "the grandchild survived both"
-    from convertctl.envstore import EnvStore
     from convertctl.runtimes.local import LocalRuntime
+    from convertctl.store.envstore import EnvStore
 
     runtime = LocalRuntime(EnvStore(tmp_path / "store"))  # what the next run does first
     wait_for(lambda: not marked(marker), seconds=10)
@@ -203,10 +203,10 @@ def test_the_guard_removes_a_container_it_knew_only_by_its_owner_label():
     learning its ID (the CI race of test_kill_9_mid_convert_...): the guard
     was told the owner label before the container existed."""
     import docker
-    from convertctl.catalog import load_catalog
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
     from convertctl.runtimes.docker import OWNER_LABEL, hardening
     from convertctl.runtimes.images import ImageBuilder
+    from convertctl.store.pipconfig import load_settings
 
     client = docker.from_env()
     variant = load_catalog().ladder("docker", "export")[0]
@@ -235,10 +235,10 @@ def test_the_guard_removes_a_container_it_knew_only_by_its_owner_label():
 @requires_docker
 def test_next_run_removes_containers_whose_owner_is_gone(tmp_path):
     import docker
-    from convertctl.catalog import load_catalog
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
     from convertctl.runtimes.docker import OWNER_LABEL, DockerRuntime, hardening
     from convertctl.runtimes.images import ImageBuilder
+    from convertctl.store.pipconfig import load_settings
 
     client = docker.from_env()
     variant = load_catalog().ladder("docker", "export")[0]
@@ -274,10 +274,10 @@ def test_next_run_removes_containers_whose_owner_is_gone(tmp_path):
 @pytest.mark.skipif(os.getuid() != 0, reason="checks what happens when convertctl runs as root")
 def test_as_root_stage_containers_do_not_run_as_root(tmp_path):
     import docker
-    from convertctl.catalog import load_catalog
-    from convertctl.pipconfig import load_settings
+    from convertctl.config.catalog import load_catalog
     from convertctl.runtimes.base import Step
     from convertctl.runtimes.docker import DockerRuntime, hardening
+    from convertctl.store.pipconfig import load_settings
 
     client = docker.from_env()
     variant = load_catalog().ladder("docker", "export")[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from catalogs import catalog_file, variant_table
 from conftest import convertctl, load_json
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_CONVERSION, EXIT_OK
 from stage_envs import build_zoo
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 from catalogs import catalog_file
-from convertctl.catalog import catalog_path, images_dir, load_catalog
+from convertctl.config.catalog import catalog_path, images_dir, load_catalog
 from convertctl.errors import UsageError
-from convertctl.render import rows
-from convertctl.report import Report
+from convertctl.report.model import Report
+from convertctl.report.render import rows
 
 
 def test_convertctl_catalog_names_a_catalog_of_ones_own(tmp_path, monkeypatch):

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from convertctl.catalog import load_catalog
-from convertctl.lockfile import local_dirs, read_pins, requirements_in
-from convertctl.pipconfig import load_settings
+from convertctl.config.catalog import load_catalog
+from convertctl.store.lockfile import local_dirs, read_pins, requirements_in
+from convertctl.store.pipconfig import load_settings
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent

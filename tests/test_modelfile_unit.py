@@ -15,12 +15,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from convertctl import onnxinfo
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
-from convertctl.modelfile import read_model
-from convertctl.modelflags import check_format, check_model_flags, load_fields
-from convertctl.picklescan import is_safe_global, pickle_globals
+from convertctl.inputs import onnxinfo
+from convertctl.inputs.modelfile import read_model
+from convertctl.inputs.modelflags import check_format, check_model_flags, load_fields
+from convertctl.inputs.picklescan import is_safe_global, pickle_globals
 
 # What torch 2.13's torch.save(nn.Linear(2, 3).state_dict()) pickles (its
 # data.pkl, protocol 2): an OrderedDict of tensors rebuilt by
@@ -183,7 +183,7 @@ def test_a_damaged_archive_is_named_before_anything_reads_it(tmp_path):
 
 
 def test_the_crc_check_is_remembered_only_while_the_file_is_unchanged(tmp_path):
-    from convertctl.filestate import FileState
+    from convertctl.store.filestate import FileState
 
     path = torch_zip(tmp_path / "weights.pt", STATE_DICT_PKL * 20)
     state = FileState(tmp_path / "state.json")

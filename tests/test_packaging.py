@@ -12,18 +12,19 @@ import sys
 
 import pytest
 from conftest import requires_docker
-from convertctl import images_cli, ui
-from convertctl.catalog import load_catalog
-from convertctl.cli import app
+from convertctl.cli import images_cmd as images_cli
+from convertctl.cli import ui
+from convertctl.cli.app import app
+from convertctl.config.catalog import load_catalog
 from typer.testing import CliRunner
 
-HEAVY = ("numpy", "PIL", "docker", "convertctl.pipeline", "convertctl.validate")
+HEAVY = ("numpy", "PIL", "docker", "convertctl.run.pipeline", "convertctl.checks.validate")
 
 
 def _imported_after(*argv: str) -> tuple[set[str], subprocess.CompletedProcess]:
     code = (
         "import sys\n"
-        "from convertctl.cli import main\n"
+        "from convertctl.cli.app import main\n"
         f"sys.argv = ['convertctl', *{list(argv)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from convertctl.pipconfig import load_settings
+from convertctl.store.pipconfig import load_settings
 
 
 def isolated(tmp_path, **extra) -> dict:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, UsageError
-from convertctl.pipeline import Pipeline, RunOptions
-from convertctl.render import PLAIN, markdown, rows
-from convertctl.report import SCHEMA_FILE, load_report
+from convertctl.report.model import SCHEMA_FILE, load_report
+from convertctl.report.render import PLAIN, markdown, rows
+from convertctl.run.pipeline import Pipeline, RunOptions
 from fakes import FakeRuntime, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
@@ -101,7 +101,7 @@ def test_crashed_stage_is_a_conversion_failure_and_stops_the_pipeline(model, tmp
 
 
 def test_conversion_failure_outranks_validation_failure(model, tmp_path):
-    from convertctl.report import Report
+    from convertctl.report.model import Report
 
     r = Report(model={}, runtime="x", modes=[])
     r.fail(EXIT_VALIDATION, "v")
@@ -183,7 +183,7 @@ def test_parity_samples_come_from_real_data_when_given(model, tmp_path):
 def test_failed_stage_log_tail_is_shown_in_both_renderings(model, tmp_path):
     import io
 
-    from convertctl.render import print_report
+    from convertctl.report.render import print_report
     from rich.console import Console
 
     report = run(model, tmp_path, FakeRuntime(crash="export"))

@@ -9,10 +9,10 @@ import math
 from pathlib import Path
 
 import pytest
-from convertctl import settings
-from convertctl.catalog_schema import check_catalog
+from convertctl.config import settings
+from convertctl.config.catalog_schema import check_catalog
+from convertctl.config.schema import BAD, checked, either, integer, list_of, number, table, text
 from convertctl.errors import UsageError
-from convertctl.schema import BAD, checked, either, integer, list_of, number, table, text
 
 SRC = Path("/models/convertctl.toml")
 SHAPE = 'expected a shape such as "1,3,224,224" or [1, 3, 224, 224] (whole numbers > 0), or a list of shapes'

@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from convertctl import settings
+from convertctl.config import settings
 from convertctl.errors import UsageError
-from convertctl.report import SCHEMA_NAME, SCHEMA_VERSION, Report, load_report
+from convertctl.report.model import SCHEMA_NAME, SCHEMA_VERSION, Report, load_report
 from convertctl.runtimes.base import StageRun, crash_signal, read_result, write_request
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -233,6 +233,6 @@ def test_a_saved_report_loads_back_the_same(tmp_path, runtime, report_modes, not
 
 def test_settings_and_catalog_name_the_same_modes():
     # settings.py keeps its own copy so parsing flags never loads the catalog.
-    from convertctl import catalog
+    from convertctl.config import catalog
 
     assert settings.MODES == catalog.MODES

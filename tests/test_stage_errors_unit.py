@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.runtimes.base import StageRun, crash_signal
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import convertctl
-from convertctl import rundir, runs, safefs
-from convertctl.cache import StageCache
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
-from convertctl.modelfile import read_model
-from convertctl.pipeline import Pipeline, RunOptions
+from convertctl.inputs.modelfile import read_model
+from convertctl.run.pipeline import Pipeline, RunOptions
+from convertctl.store import rundir, runs, safefs
+from convertctl.store.cache import StageCache
 from fakes import FakeRuntime, torchscript_file
 
 
@@ -111,7 +111,7 @@ def test_a_pkl_member_that_is_no_pickle_is_refused_by_name(tmp_path):
     [('arch = "os:system"', "arch"), ('code = "/tmp"', "code"), ("arch_kwargs = {command = 'id'}", "arch_kwargs")],
 )
 def test_a_settings_file_that_names_code_is_refused(tmp_path, line, key):
-    from convertctl import settings
+    from convertctl.config import settings
 
     (tmp_path / "convertctl.toml").write_text(line + "\n")
     with pytest.raises(UsageError) as err:
@@ -123,7 +123,7 @@ def test_a_settings_file_that_names_code_is_refused(tmp_path, line, key):
 
 
 def test_verify_refuses_a_report_that_names_code(tmp_path):
-    from convertctl.verify import named_code
+    from convertctl.run.verify import named_code
 
     report = tmp_path / "report.json"
     with pytest.raises(UsageError, match=r"names code to run \(arch = 'os:system'\).*--trust-config"):

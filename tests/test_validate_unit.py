@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from convertctl.validate import Tolerance, compare, metrics, tolerance_for
+from convertctl.checks.validate import Tolerance, compare, metrics, tolerance_for
 
 
 def ref(n=8, classes=10, seed=0):

@@ -12,7 +12,7 @@ from pathlib import Path
 import convertctl
 import pytest
 from conftest import ROOT, load_json
-from convertctl.envstore import find_uv
+from convertctl.store.envstore import find_uv
 
 pytestmark = pytest.mark.acceptance
 
@@ -43,7 +43,7 @@ def test_wheel_carries_the_stage_side(wheel):
         "base/make-base.sh",
     ):
         assert f"convertctl/_images/{rel}" in names, rel
-    assert "convertctl/report.schema.json" in names
+    assert "convertctl/report/report.schema.json" in names
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -53,7 +53,7 @@ def test_installed_wheel_converts(wheel, smallcnn, tmp_path):
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)], check=True)
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "from convertctl.catalog import images_dir; print(images_dir())"],
+        [str(venv / "bin" / "python"), "-c", "from convertctl.config.catalog import images_dir; print(images_dir())"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

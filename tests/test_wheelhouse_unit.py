@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import convertctl
 from convertctl.errors import UsageError
-from convertctl.lockfile import sources
-from convertctl.pipconfig import settings_from_flags
+from convertctl.store.lockfile import sources
+from convertctl.store.pipconfig import settings_from_flags
 
 INDEX = "https://download.pytorch.org/whl/cpu"
 

@@ -182,7 +182,7 @@ def test_images_workflow_publishes_a_variant_under_its_content_key(registry, pyt
     a local registry instead of ghcr.io (the workflow's REGISTRY): the pushed
     tag is the catalog tag plus the content key, and the image behind it is
     the one convertctl built, label and all (same config digest)."""
-    from convertctl.catalog import load_catalog
+    from convertctl.config.catalog import load_catalog
 
     catalog = load_catalog()
     variant = catalog.get(catalog.ladder("docker", "convert")[0].quantize)  # one every Docker run needs anyway

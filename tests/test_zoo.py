@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import convertctl, load_json
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK
 from stage_envs import build_zoo
 

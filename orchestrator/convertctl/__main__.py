@@ -1,3 +1,3 @@
-from convertctl.cli import main
+from convertctl.cli.app import main
 
 main()

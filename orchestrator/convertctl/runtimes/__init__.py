@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from convertctl.envstore import EnvStore
 from convertctl.errors import UsageError
-from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes.base import Runtime, Say
+from convertctl.store.envstore import EnvStore
+from convertctl.store.pipconfig import IndexSettings
 
 RUNTIMES = ("auto", "local", "docker")
 

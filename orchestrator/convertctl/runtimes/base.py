@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from convertctl import safefs
-from convertctl.catalog import Variant
+from convertctl.config.catalog import Variant
+from convertctl.store import safefs
 
 Say = Callable[[str], None]
 

@@ -21,14 +21,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from convertctl import procs, rundir
-from convertctl.catalog import Variant
-from convertctl.envstore import default_root
+from convertctl.config.catalog import Variant
 from convertctl.errors import ConversionError, EnvironmentProblem
-from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes import images
 from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, Step, read_result, write_request
 from convertctl.runtimes.freezes import remembered
+from convertctl.store import procs, rundir
+from convertctl.store.envstore import default_root
+from convertctl.store.pipconfig import IndexSettings
 
 RUN_MOUNT = "/rundir"
 RUN_LABEL = "org.convertctl.run"

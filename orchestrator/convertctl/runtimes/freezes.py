@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from convertctl.filestate import write_quietly
+from convertctl.store.filestate import write_quietly
 
 
 def remembered(memo: Path, stamp, ask: Callable[[], list[str] | None]) -> list[str] | None:

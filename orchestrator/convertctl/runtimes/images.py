@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from convertctl.catalog import Variant, images_dir
+from convertctl.config.catalog import Variant, images_dir
 from convertctl.errors import EnvironmentProblem
-from convertctl.lockfile import Sources, sources
-from convertctl.pipconfig import IndexSettings
 from convertctl.runtimes.base import Prepared, Say
+from convertctl.store.lockfile import Sources, sources
+from convertctl.store.pipconfig import IndexSettings
 
 KEY_LABEL = "org.convertctl.key"
 VARIANT_LABEL = "org.convertctl.variant"

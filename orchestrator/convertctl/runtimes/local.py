@@ -12,10 +12,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from convertctl import procs, safefs
-from convertctl.catalog import Variant, images_dir
-from convertctl.envstore import MARKER, EnvStore, env_key, find_uv
-from convertctl.rundir import SCRATCH
+from convertctl.config.catalog import Variant, images_dir
 from convertctl.runtimes.base import (
     LogTail,
     Prepared,
@@ -27,6 +24,9 @@ from convertctl.runtimes.base import (
     write_request,
 )
 from convertctl.runtimes.freezes import remembered, venv_stamp
+from convertctl.store import procs, safefs
+from convertctl.store.envstore import MARKER, EnvStore, env_key, find_uv
+from convertctl.store.rundir import SCRATCH
 
 FREEZE_MEMO = ".convertctl-freeze.json"  # in the venv: it goes when the venv does
 

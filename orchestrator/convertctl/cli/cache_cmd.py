@@ -1,0 +1,147 @@
+"""`convertctl cache list|prune`, `convertctl runs prune`, `convertctl
+verify`, and the cache and failed-runs lines of `convertctl envs list`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from convertctl.cli.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
+from convertctl.errors import EXIT_VALIDATION
+from convertctl.store import runs
+from convertctl.store.cache import StageCache, cache_root, parse_age
+
+cache_app = typer.Typer(no_args_is_help=True, help="The stage cache (outputs of steps that ran before).")
+runs_app = typer.Typer(no_args_is_help=True, help="Run directories failed runs left behind.")
+
+OlderThan = Annotated[str | None, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _age(seconds: float) -> str:
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds / span:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cache_summary() -> str:
+    cache = StageCache(cache_root())
+    rows, memos = cache.entries(), cache.memo.rows()
+    return (
+        f"stage cache: {len(rows)} entries, {_mb(sum(r['size_bytes'] for r in rows))} in {cache_root()}"
+        f" (and {len(memos)} host results, {_mb(sum(r['size_bytes'] for r in memos))})"
+    )
+
+
+def envs_summary() -> str:
+    """The lines `convertctl envs list` ends with."""
+    return f"{cache_summary()}\n{runs.summary()}"
+
+
+@cache_app.command("list")
+@handled
+def cache_list():
+    """Every entry: the step it stands for, its size, the time it saves, when last used."""
+    rows = StageCache(cache_root()).entries()
+    table = Table(show_edge=False)
+    for column in ("key", "stage", "variant", "mode", "size", "saves", "last used"):
+        table.add_column(column, no_wrap=column == "key", justify="right" if column in ("size", "saves") else "left")
+    now = time.time()
+    for r in rows:
+        saves = f"{r['seconds']:.1f}s" if r.get("seconds") is not None else "-"
+        name = r.get("variant") or "[red]broken entry[/]"
+        table.add_row(
+            r["key"][:16], r.get("stage") or "-", name, r.get("mode") or "", _mb(r["size_bytes"]), saves,
+            f"{_age(now - r['last_used'])} ago",
+        )  # fmt: skip
+    if rows:
+        console.print(table)
+    console.print(cache_summary(), highlight=False)
+
+
+@cache_app.command("prune")
+@handled
+def cache_prune(older_than: OlderThan = None, dry_run: DryRun = False):
+    """Remove entries not used for --older-than (all of them without it), and broken ones."""
+    age = parse_age(older_than) if older_than else None
+    removed = StageCache(cache_root()).prune(age, dry_run)
+    memos = [r for r in removed if r.get("stage") == "memo"]
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {len(removed) - len(memos)} entries and {len(memos)} host results, "
+        f"{_mb(sum(r['size_bytes'] for r in removed))}",
+        highlight=False,
+    )
+    console.print(cache_summary(), highlight=False)
+
+
+@runs_app.command("prune")
+@handled
+def runs_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 7d, 12h.")] = runs.DEFAULT_AGE,
+    out: Annotated[
+        list[Path] | None, typer.Option("--out", help="Also look in this output folder's .convertctl/runs.")
+    ] = None,
+    dry_run: DryRun = False,
+):
+    """Remove failed runs' directories older than --older-than (passed runs kept with --keep-run stay)."""
+    removed = runs.prune(parse_age(older_than), tuple(out or ()), dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {len(removed)} failed run directories, {_mb(sum(r['size_bytes'] for r in removed))}"
+        + "".join(f"\n  {escape(r['path'])}" for r in removed),
+        highlight=False,
+    )
+    console.print(runs.summary(), highlight=False)
+
+
+@handled
+def verify_command(
+    report: Annotated[Path, typer.Argument(help="report.json of a passed run (in its --out folder).")],
+    ca_bundle: CaBundle = None,
+    pip_index_url: IndexUrl = "",
+    base_image: BaseImage = "",
+    trust_config: Annotated[
+        bool,
+        typer.Option("--trust-config", help="Let the report name code to run (arch, code, a pickled module)."),
+    ] = False,
+):
+    """Make the recorded conversion again (no cache) and check every file's sha256: exit 0 only when all match."""
+    from convertctl.run.verify import verify
+    from convertctl.runtimes import select_runtime
+    from convertctl.store.pipconfig import settings_from_flags
+
+    with Progress() as say:
+
+        def runtime_for(name: str):
+            build = {"base_image": base_image} if name == "docker" else None
+            return select_runtime(name, settings_from_flags(ca_bundle, pip_index_url), say, build)
+
+        verdict = verify(report, runtime_for, say, trust_config)
+    table = Table(show_edge=False)
+    for column in ("file", "recorded", "in the folder", "re-run", ""):
+        table.add_column(column, no_wrap=column == "file")
+    for f in verdict.files:
+        mark = "[green]✓ match[/]" if f.ok else f"[red]✗ {escape(f.problem())}[/]"
+        table.add_row(f.name, f.recorded[:12] or "-", f.on_disk[:12] or "missing", f.rebuilt[:12] or "-", mark)
+    console.print(table)
+    for problem in verdict.inputs:
+        console.print(f"[red]input {escape(problem)}[/]: not re-run", highlight=False)
+    if verdict.rerun is not None and verdict.rerun.status != "passed":
+        console.print(f"[red]the re-run failed:[/] {escape(verdict.rerun.failure)}", highlight=False)
+    if verdict.ok:
+        console.print(f"[bold green]VERIFIED: {len(verdict.files)} file(s) reproduced byte for byte[/]")
+        raise typer.Exit(0)
+    bad = [f.name for f in verdict.files if not f.ok]
+    console.print(f"[bold red]NOT VERIFIED: {', '.join(bad) or 'inputs changed'}[/]", highlight=False)
+    raise typer.Exit(EXIT_VALIDATION)

@@ -1,0 +1,124 @@
+"""`convertctl images`: the catalog's Docker images, listed and built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from convertctl.cli.ui import BaseImage, CaBundle, IndexUrl, Progress, Wheelhouse, console, err, handled
+from convertctl.config.catalog import STAGES, load_catalog
+from convertctl.errors import EnvironmentProblem, UsageError
+from convertctl.store.pipconfig import settings_from_flags
+
+images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
+
+# Columns of `images list`; names, tags and states are copied from here into
+# commands and scripts, so they are never wrapped or cut.
+COLUMNS = ("variant", "python", "tag", "built", "size", "pins")
+WHOLE = ("variant", "python", "tag", "built", "size")
+
+
+def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = "", wheelhouse: Path | None = None):
+    from convertctl.runtimes.docker import require_client
+    from convertctl.runtimes.images import ImageBuilder
+
+    settings = settings_from_flags(ca_bundle, index_url, wheelhouse)
+    return ImageBuilder(require_client(), settings, base_image)
+
+
+def image_rows(builder) -> list[dict]:
+    """One row per catalog variant: what `images list` prints, and its --json.
+    Without a Docker daemon (builder None): the catalog alone, state unknown."""
+    rows = []
+    for v in load_catalog().variants.values():
+        d = builder.describe(v) if builder else {"ref": "", "state": "unknown", "size_bytes": 0}
+        rows.append(
+            {
+                "variant": v.name,
+                "stage": v.stage,
+                "python": v.python,
+                "tag": v.tag,
+                "ref": d["ref"],  # the local image reference of this exact build
+                "key": builder.key(v) if builder else "",  # the org.convertctl.key label a current image carries
+                "state": d["state"],  # not built | current | stale
+                "size_bytes": d["size_bytes"],
+                "pins": dict(v.pins),
+            }
+        )
+    return rows
+
+
+def _cells(row: dict) -> list[str]:
+    size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["state"] not in ("not built", "unknown") else "-"
+    pins = " ".join(f"{k}={val}" for k, val in row["pins"].items())
+    return [row["variant"], row["python"], row["tag"], row["state"], size, pins]
+
+
+@images_app.command("list")
+@handled
+def images_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON: variant, stage, python, tag, ref, key, state, size_bytes, pins.")
+    ] = False,
+):
+    """Every catalog variant: image tag, built or not, current or stale, size.
+    Without a Docker daemon, the catalog alone (state: unknown)."""
+    try:
+        builder = _builder()
+    except EnvironmentProblem as exc:  # no daemon: still the catalog
+        builder, why = None, exc.message
+    rows = image_rows(builder)
+    if builder is None:
+        err.print(f"{why}: whether each image is built is unknown", highlight=False)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))  # verbatim: no wrapping, no markup
+        return
+    cells = [_cells(r) for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *cells)]
+    # The narrowest table that cuts nothing: whole columns at full width, pins
+    # folded at their longest word; each column adds 2 of padding and a border.
+    pins_min = max((len(w) for c in cells for w in c[-1].split()), default=4)
+    if sum(widths[:-1]) + max(pins_min, 4) + 3 * len(COLUMNS) + 1 <= console.width:
+        table = Table()
+        for column in COLUMNS:
+            table.add_column(column, no_wrap=column in WHOLE, overflow="fold")
+        for c in cells:
+            table.add_row(*c)
+        console.print(table)
+        return
+    # Too narrow for a table without cutting a name: aligned plain lines,
+    # never wrapped (a long line runs on rather than breaking a tag).
+    for line in [list(COLUMNS), *cells]:
+        text = "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip()
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+@images_app.command("build")
+@handled
+def images_build(
+    stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages.")] = None,
+    variant: Annotated[list[str] | None, typer.Option("--variant", help="Only these variants (name or tag).")] = None,
+    base_image: BaseImage = "",
+    ca_bundle: CaBundle = None,
+    pip_index_url: IndexUrl = "",
+    wheelhouse: Wheelhouse = None,
+    force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
+):
+    """Build (or refresh) stage images; current ones are left alone."""
+    catalog = load_catalog()
+    for s in stage or []:
+        if s not in STAGES:
+            raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
+    chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
+    chosen = [v for v in chosen if not stage or v.stage in stage]
+    builder = _builder(base_image, ca_bundle, pip_index_url, wheelhouse)
+    with Progress() as say:
+        results = [builder.ensure(v, say, force=force) for v in chosen]
+    for r in results:
+        how = "pulled" if r.location in builder.pulled else "built"
+        verb = f"{how} in {r.seconds:.0f}s" if r.created else "already current"
+        console.print(f"{r.location}: {verb}", highlight=False)

@@ -1,0 +1,154 @@
+"""The report's quality rows and sections: latency as LiteRT measured it,
+int8's worst layers, the layers kept float and the trade-off curve. Rows
+go into both renderings' table; the Markdown sections hold the full lists
+(layer names are long: the terminal shows the first few)."""
+
+from __future__ import annotations
+
+from convertctl.checks.validate import FEW_SAMPLES, share
+
+TERMINAL_LAYERS = 5
+NAME_WIDTH = 48
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.3g} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
+
+
+def latency_text(latency: dict) -> str:
+    """'ai-edge-litert 2.3.0: XNNPACK 1 thr 3.1 ms (p90 3.3), 4 thr …; without XNNPACK …'"""
+    if latency.get("error") and not latency.get("configs"):
+        return f"not measured: {latency['error']}"
+    parts = []
+    for xnn in (True, False):
+        configs = [c for c in latency.get("configs", []) if c["xnnpack"] == xnn]
+        if configs:
+            timed = ", ".join(f"{c['threads']} thr {_ms(c['median_ms'])} (p90 {_ms(c['p90_ms'])})" for c in configs)
+            parts.append(f"{'XNNPACK' if xnn else 'without XNNPACK'} {timed}")
+    runs = next((c["runs"] for c in latency.get("configs", [])), 0)
+    delegated = next((c for c in latency.get("configs", []) if c["xnnpack"] and c.get("nodes")), None)
+    if delegated and delegated.get("delegate_partitions") is not None:
+        parts.append(f"XNNPACK took {delegated['delegate_partitions']} partition(s)")
+    return f"{latency.get('runtime', 'LiteRT')}, median of {runs} runs: " + "; ".join(parts)
+
+
+def _layers_text(errors: dict, count: int) -> str:
+    layers = errors.get("layers", [])[:count]
+    listed = "; ".join(f"{r['op']} {_short(r['name'])} {r['rmse_scale']:.2f}" for r in layers)
+    metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE/scale")
+    return f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
+
+
+def _accuracy(value: float, samples: int) -> str:
+    return share(round(value * samples / 100.0), samples) if 0 < samples < FEW_SAMPLES else f"{value:.1f}%"
+
+
+def _point(p: dict, samples: int = 0) -> str:
+    lat = f", {_ms(p['latency_ms'])}" if p.get("latency_ms") else ""
+    return f"{p['float_layers']} float: {_accuracy(p['accuracy'], samples)}, {p['size_bytes'] / 1e6:.2f} MB{lat}"
+
+
+def _selective_text(sel: dict, floats: dict | None) -> str:
+    names = sel.get("float_layers", [])
+    if sel.get("requested") != "auto":
+        text = f"{len(names)} layer(s) kept float as named"
+    else:
+        chosen = sel.get("chosen") or {}
+        n = sel.get("samples") or 0
+        acc = _accuracy(chosen["accuracy"], n) if chosen else "-"
+        text = (
+            f"auto: {len(names)} layer(s) kept float, {acc} on {sel.get('set')} ({sel.get('samples')} samples, "
+            f"target {sel['target']:.2f}%): {sel.get('stopped', '')}; curve "
+            + " | ".join(_point(p, n) for p in sel["curve"])
+        )
+    if floats:
+        text += (
+            f"; the int8 check allowed exactly these {floats['float_ops']} float op(s)"
+            f" and {floats['glue_ops']} DEQUANTIZE/QUANTIZE next to them, of {floats['total_ops']}"
+        )
+    if names:
+        text += "; kept float: " + ", ".join(_short(n) for n in names[:TERMINAL_LAYERS])
+        text += f" (+{len(names) - TERMINAL_LAYERS} more in report.md)" if len(names) > TERMINAL_LAYERS else ""
+    return text
+
+
+def artifact_rows(art: dict) -> list:
+    """Rows under an artifact's own: latency, worst layers, layers kept float."""
+    mode, out = art["mode"], []
+    if art.get("latency"):
+        out.append(("latency", mode, None, latency_text(art["latency"])))
+    elif art.get("latency_ms"):
+        lat = art["latency_ms"]
+        out.append(
+            ("latency", mode, None, f"{lat['median']:.2f} ms ({lat['threads']} thr), converting TF's interpreter")
+        )
+    if art.get("io"):  # int8 / int16x8: what an app must feed and read
+        io = [
+            f"{t['name']} {t['dtype']}" + (f" scale {t['scale']:.3g} zp {t['zero_point']}" if t["scale"] else "")
+            for t in art.get("inputs", []) + art.get("outputs", [])
+        ]
+        out.append(("io", mode, None, f"{art['io']} I/O: " + "; ".join(io)))
+    if art.get("layer_errors", {}).get("layers"):
+        out.append(("layer errors", mode, None, _layers_text(art["layer_errors"], TERMINAL_LAYERS)))
+    sel = art.get("selective")
+    if sel:
+        ok = sel.get("met") if sel.get("requested") == "auto" else None
+        out.append(("int8 float layers", mode, ok, _selective_text(sel, art.get("float_ops"))))
+    return out
+
+
+def markdown_sections(report) -> list:
+    lines = []
+    for art in report.artifacts:
+        mode = art["mode"]
+        errors = art.get("layer_errors") or {}
+        if errors.get("layers"):
+            metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE / scale")
+            lines += ["", f"### {mode}: layers by quantization error ({metric}, {errors.get('samples')} samples)"]
+            lines += [
+                "",
+                "| # | op | RMSE/scale | max abs error | scale | layer (output tensor) |",
+                "|---|---|---|---|---|---|",
+            ]
+            for i, r in enumerate(errors["layers"], 1):
+                lines.append(
+                    f"| {i} | {r['op']} | {r['rmse_scale']:.3f} | {r['max_abs_error']:.3g} | {r['scale']:.3g} "
+                    f"| `{r['name']}` |"
+                )
+        sel = art.get("selective") or {}
+        if sel.get("curve"):
+            lines += ["", f"### {mode}: trade-off (layers kept float, worst first)", ""]
+            lines += [
+                "| float layers | accuracy | size | latency (XNNPACK, 1 thread, median) | vs full int8 (fastest run) "
+                "| chosen |",
+                "|---|---|---|---|---|---|",
+            ]
+            for p in sel["curve"]:
+                chosen = "✓" if p.get("file") == (sel.get("chosen") or {}).get("file") else ""
+                cost = f"{p['latency_cost']:+.0%}" if p.get("latency_cost") is not None else "-"
+                lines.append(
+                    f"| {p['float_layers']} | {p['accuracy']:.2f}% | {p['size_bytes'] / 1e6:.2f} MB "
+                    f"| {_ms(p.get('latency_ms'))} | {cost} | {chosen} |"
+                )
+            if sel.get("latency_runtime"):
+                lines += ["", f"Latency measured with {sel['latency_runtime']}."]
+        if sel.get("float_layers"):
+            lines += ["", f"{mode}: layers kept float ({len(sel['float_layers'])}):", ""]
+            lines += [f"- `{n}`" for n in sel["float_layers"]]
+    timed = [a for a in report.artifacts if (a.get("latency") or {}).get("configs")]
+    if timed:
+        runtime = timed[0]["latency"].get("runtime", "LiteRT")
+        cpus = timed[0]["latency"].get("cpu_count", 0)
+        configs = [(c["xnnpack"], c["threads"]) for c in timed[0]["latency"]["configs"]]
+        head = " | ".join(f"{'XNNPACK' if x else 'no XNNPACK'} {t} thr" for x, t in configs)
+        lines += ["", f"### Latency: {runtime} on this host ({cpus} CPUs), median (p90)", ""]
+        lines += [f"| mode | {head} |", "|---" * (len(configs) + 1) + "|"]
+        for art in timed:
+            got = {(c["xnnpack"], c["threads"]): c for c in art["latency"]["configs"]}
+            cells = [f"{_ms(got[k]['median_ms'])} ({_ms(got[k]['p90_ms'])})" if k in got else "-" for k in configs]
+            lines.append(f"| {art['mode']} | " + " | ".join(cells) + " |")
+    return lines

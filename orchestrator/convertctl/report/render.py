@@ -1,0 +1,244 @@
+"""The report's two human renderings, from the same rows: a rich table for
+the terminal and Markdown for report.md / GitHub's job summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from convertctl.checks.validate import FEW_SAMPLES, share
+from convertctl.config.catalog import MODES
+from convertctl.report.model import Report
+from convertctl.report.quality import artifact_rows, markdown_sections
+
+HEADERS = ("Stage", "Mode", "", "Numbers")
+MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
+PLAIN = {True: "✓", False: "✗", None: "–"}
+
+
+def _fmt(value, spec=".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _check_numbers(check: dict) -> str:
+    parts = []
+    for out in check.get("outputs", []):
+        txt = f"max|Δ| {_fmt(out['max_abs'])}  cos {_fmt(out['cosine'], '.6f')}"
+        if out.get("top1_count") is not None:
+            txt += f"  top-1 {share(out['top1_count'], out['samples'])}"
+        elif out.get("top1") is not None:
+            txt += f"  top-1 {out['top1']:.0%}"
+        parts.append(txt if len(check["outputs"]) == 1 else f"{out['name']}: {txt}")
+    tol = check.get("tolerance") or {}
+    if parts and tol.get("atol") is not None:  # the bound as set, so a user can see what --atol/--rtol did
+        parts.append(f"bound atol {tol['atol']:g} + rtol {tol.get('rtol') or 0:g}·max|ref|")
+    return "; ".join(parts) or check.get("note", "")
+
+
+def _artifact_numbers(art: dict) -> str:
+    parts = []
+    if art.get("size_bytes"):
+        parts.append(f"{art['size_bytes'] / 1024:.0f} KiB")
+    io = art.get("inputs", []) + art.get("outputs", [])
+    if io:
+        layout = art.get("layout") or {}
+        perms = {**layout.get("inputs", {}), **layout.get("outputs", {})}.values()
+        channels_last = " NHWC" if any(list(p) == [0, 2, 3, 1] for p in perms) else ""
+        parts.append("io " + "/".join(sorted({t["dtype"] for t in io})) + channels_last)
+    ops = art.get("ops") or {}
+    if ops:
+        parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
+        if ops.get("flex_ops"):
+            parts.append("FLEX " + ",".join(ops["flex_ops"]))
+    return ", ".join(parts)
+
+
+def _mode_rank(mode: str) -> int:
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
+def _cache_notes(report: Report) -> list:
+    """Per ladder entry, which of its steps came from the stage cache and
+    the time that saved ("" when none did). An export entry is one step (in
+    order per variant); a convert entry is its convert step and its quantize
+    steps (quantize/<rung>/<mode>)."""
+    exports: dict = {}
+    for st in report.stages:
+        if st["stage"] == "export":
+            exports.setdefault(st["variant"], []).append(st)
+    notes = []
+    for e in report.ladder:
+        if e["status"] == "skipped" or e.get("failed_stage") == "environment":
+            notes.append("")
+            continue
+        if e["stage"] == "export":
+            mine = exports.get(e["variant"], [])[:1]
+            exports[e["variant"]] = exports.get(e["variant"], [])[1:]
+        else:
+            v = e["variant"]
+            mine = [
+                st for st in report.stages if st["work"] == f"convert/{v}" or st["work"].startswith(f"quantize/{v}/")
+            ]
+        cached = [st for st in mine if st.get("cached")]
+        saved = sum(st.get("saved_seconds", 0.0) for st in cached)
+        if not cached:
+            notes.append("")
+        elif len(cached) == len(mine):
+            notes.append(f"; cached, saved {saved:.1f}s")
+        else:
+            which = ", ".join(st["mode"] or st["stage"] for st in cached)
+            notes.append(f"; cached: {which} (saved {saved:.1f}s)")
+    return notes
+
+
+def _ladder_row(entry: dict, cache_note: str = "") -> tuple:
+    what = entry["variant"] + (f" ({entry['family']})" if entry.get("family") else "")
+    seconds = f", {entry['seconds']:.1f}s" if entry.get("seconds") else ""
+    seconds += cache_note
+    if entry["status"] == "skipped":
+        return (f"{entry['stage']} rung", "", None, f"{what}: skipped: {entry.get('reason', '')}")
+    modes = sorted(entry.get("modes", {}).items(), key=lambda kv: _mode_rank(kv[0]))  # JSON sorts keys
+    if entry["status"] == "used":
+        made = [m for m, v in modes if v == "ok"]
+        detail = entry.get("purpose") or ("made " + ", ".join(made) if made else "")
+        extra = "".join(f"; {m}: {v}" for m, v in modes if v != "ok")
+        return (f"{entry['stage']} rung", "", True, f"{what}: {detail}{seconds}{extra}")
+    where = f" at {entry['failed_stage']}" if entry.get("failed_stage") else ""
+    error = entry.get("error") or "; ".join(f"{m}: {v}" for m, v in modes)
+    return (f"{entry['stage']} rung", "", False, f"{what}: failed{where}{seconds}: {error}")
+
+
+def rows(report: Report) -> list:
+    """(stage, mode, ok, numbers) in pipeline order: the facts both
+    renderings show. ok is None for what was skipped."""
+    out = [_ladder_row(e, note) for e, note in zip(report.ladder, _cache_notes(report))]
+    ref = reference_name(report)
+    for c in report.checks:
+        if c["stage"] in ("onnx", "savedmodel"):
+            label = f"{c['stage']} vs {ref}" + (f" (opset {c['opset']})" if c.get("opset") else "")
+            out.append((label, "", c["status"] != "failed", f"{c.get('variant', '')}: {_check_numbers(c)}"))
+    chosen = {(a.get("variant"), a["mode"]) for a in report.artifacts}
+    checks: dict = {}
+    batches: dict = {}
+    for c in report.checks:
+        if c["stage"] == "tflite":
+            into = batches if c.get("input_set") == "batch" else checks
+            into[(c.get("variant"), c["mode"])] = c
+    for art in report.artifacts:
+        ok = art.get("status") == "ok"
+        numbers = _artifact_numbers(art) if ok else art.get("error", "")
+        out.append(("tflite", art["mode"], ok, f"{art.get('variant', '')}: {numbers}"))
+        c = checks.get((art.get("variant"), art["mode"]))
+        if c and (c.get("variant"), c["mode"]) in chosen:
+            out.append((f"tflite vs {ref}", art["mode"], c["status"] != "failed", _check_numbers(c)))
+        b = batches.get((art.get("variant"), art["mode"]))
+        if b:
+            label = f"tflite vs {ref} ({b.get('note') or 'batch N'})"
+            out.append((label, art["mode"], b["status"] != "failed", _check_numbers(b)))
+        out += artifact_rows(art)
+    cacheable = [st for st in report.stages if st.get("stage") != "measure"]  # a timing is never reused
+    cached = [st for st in cacheable if st.get("cached")]
+    if cached:
+        saved = sum(st.get("saved_seconds", 0.0) for st in cached)
+        out.append(("stage cache", "", True, f"{len(cached)} of {len(cacheable)} steps reused, {saved:.1f}s saved"))
+    acc = report.accuracy
+    if acc:
+        where = (
+            "held-out calibration samples (PyTorch's top-1 as labels)"
+            if acc.get("set") == "holdout"
+            else "labelled samples"
+        )
+        base = f"{acc['pytorch']:.2f}%"
+        if acc["samples"] < FEW_SAMPLES:
+            base = share(round(acc["pytorch"] * acc["samples"] / 100.0), acc["samples"])
+        out.append(("accuracy", "pytorch", True, f"{base} on {acc['samples']} {where}"))
+        for mode, m in acc["modes"].items():
+            value = f"{m['accuracy']:.2f}%"
+            if acc["samples"] < FEW_SAMPLES:
+                value = share(round(m["accuracy"] * acc["samples"] / 100.0), acc["samples"])
+            budget = f"drop {m['drop']:.2f} pts, budget {m['max_drop']}"
+            out.append(("accuracy", mode, m["status"] == "passed", f"{value} ({budget})"))
+    return out
+
+
+def reference_name(report: Report) -> str:
+    """What the outputs are compared with: PyTorch, or onnxruntime when the model is an ONNX file."""
+    return "onnxruntime" if report.model.get("reference") == "onnxruntime" else "torch"
+
+
+def reference_line(report: Report) -> str:
+    if reference_name(report) == "onnxruntime":
+        return "Reference: onnxruntime on the ONNX model file (the model is ONNX, not PyTorch)."
+    return ""
+
+
+def failed_logs(report: Report, lines: int = 8) -> list:
+    """(stage, last log lines) of every failed stage: what it said last."""
+    return [
+        (f"{st['stage']} stage ({st['variant']}{', ' + st['mode'] if st.get('mode') else ''})", st["log_tail"][-lines:])
+        for st in report.stages
+        if st["status"] != "ok" and st.get("log_tail")
+    ]
+
+
+def stale_lines(report: Report) -> list:
+    """Files an earlier run left in --out that this run did not make."""
+    if not report.stale:
+        return []
+    where = str(Path(report.stale[0]["moved_to"]).parent)
+    names = ", ".join(s["name"] for s in report.stale)
+    return [f"moved aside (an earlier run's files this run did not make): {names} -> {where}"]
+
+
+def summary_line(report: Report) -> str:
+    if report.status == "passed":
+        return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
+    where = f"; everything is kept in {report.run_dir}" if report.run_dir else ""
+    return f"FAILED (exit {report.exit_code}): {report.failure}{where}"
+
+
+def print_report(report: Report, console: Console) -> None:
+    table = Table(title=f"convertctl: {report.model.get('path', '')}", title_justify="left")
+    for h in HEADERS:
+        table.add_column(h, overflow="fold")
+    for stage, mode, ok, numbers in rows(report):
+        table.add_row(stage, mode, MARKS[ok], escape(str(numbers)))
+    console.print(table)
+    for stage, tail in failed_logs(report):
+        console.print(f"[bold]last lines of the log of the {escape(stage)}:[/]")
+        for line in tail:
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    if reference_line(report):
+        console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
+    for notice in report.notices:
+        console.print(f"[bold yellow]NOTE[/] {notice}")
+    for line in stale_lines(report):
+        console.print(f"[bold yellow]NOTE[/] {escape(line)}", highlight=False)
+    style = "bold green" if report.status == "passed" else "bold red"
+    console.print(f"[{style}]{summary_line(report)}[/]", highlight=False)
+
+
+def markdown(report: Report) -> str:
+    lines = [
+        f"## convertctl: `{report.model.get('path', '')}`",
+        "",
+        f"**{summary_line(report)}**",
+        "",
+        f"Runtime: {report.runtime}; modes: {', '.join(report.modes)}; "
+        f"input shapes: {report.model.get('input_shapes')}",
+        "",
+    ]
+    if reference_line(report):
+        lines += [f"**{reference_line(report)}**", ""]
+    lines += [f"> **Note:** {n}" for n in report.notices + stale_lines(report)]
+    lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
+    for stage, mode, ok, numbers in rows(report):
+        cell = str(numbers).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {stage} | {mode} | {PLAIN[ok]} | {cell} |")
+    lines += markdown_sections(report)
+    for stage, tail in failed_logs(report):
+        lines += ["", f"Last lines of the log of the {stage}:", "", "```", *tail, "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,172 @@
+"""The manifest in report.json: what made a run's files, exactly enough to
+make them again. The tool's version and the run's options; per step its
+code hash, its environment (identity, and `pip freeze` as seen inside), its
+request with every file it names replaced by that file's sha256, the sha256
+of everything it wrote and its cache key; the sha256 of every user input
+and of every file placed in --out. `convertctl verify` re-runs from it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+from convertctl import __version__
+from convertctl.config.catalog import Variant, images_dir
+from convertctl.inputs.inputspec import InputSpec
+from convertctl.run.selective import Int8Options
+from convertctl.runtimes.base import Step
+from convertctl.store import safefs
+from convertctl.store.digests import Hasher, sha256_json
+
+MANIFEST_FORMAT = 1
+# WORK files about one execution, not what the step made.
+NOT_OUTPUTS = {"request.json", "result.json", "stage.log"}
+# Options that name the user's files: hashed into the manifest's inputs.
+INPUT_OPTIONS = {"model": "model", "calib": "calibration", "eval_data": "eval", "sample_inputs": "sample_inputs"}
+
+_CODE: dict = {}
+
+
+def new(opts, runtime: str) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "tool": {"name": "convertctl", "version": __version__, "python": platform.python_version()},
+        "runtime": runtime,
+        "options": options_to_dict(opts),
+        "inputs": {},
+        "environments": {},
+        "stages": [],
+        "outputs": {},
+    }
+
+
+# -- what a step is -----------------------------------------------------------
+def code_files(step: Step) -> list[Path]:
+    """The stage code a step runs: images/common plus the variant's folder
+    (and the script, should it live elsewhere), as the image key counts it."""
+    root = images_dir()
+    files = [p for p in (root / "common").glob("*.py")] + [p for p in step.variant.stage_dir.glob("*.py")]
+    files.append(root / step.script_rel)
+    return sorted(set(files))
+
+
+def code_hash(step: Step) -> str:
+    memo = (step.variant.name, step.script_rel)
+    if memo not in _CODE:
+        root = images_dir()
+        # A script outside images/ (a catalog of one's own may name one) goes by its full path.
+        _CODE[memo] = sha256_json(
+            {(p.relative_to(root) if p.is_relative_to(root) else p).as_posix(): p.read_text() for p in code_files(step)}
+        )
+    return _CODE[memo]
+
+
+def request_params(request: dict, run_dir: Path, hasher: Hasher) -> dict:
+    """The request with every string naming an existing file or folder (the
+    model by its absolute path, run-directory files by relative ones)
+    replaced by its sha256: the key then follows the bytes, not where they
+    sit. A run-directory path is stable and kept; an absolute one is not."""
+
+    def visit(value):
+        if isinstance(value, dict):
+            return {k: visit(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [visit(v) for v in value]
+        if isinstance(value, str) and "/" in value:
+            if os.path.isabs(value):  # the user's files, named by the host
+                path = Path(value)
+                return {"sha256": hasher.path(path, remember=True)} if path.exists() else value
+            try:  # run-directory files, some named by a stage's result: checked, never followed
+                there = safefs.kind(run_dir, safefs.rel(value))
+            except safefs.Unsafe:
+                there = ""
+            if there:
+                return {"path": value, "sha256": hasher.inside(run_dir, value)}
+        return value
+
+    return visit(request)
+
+
+def identity(runtime, variant: Variant) -> dict | None:
+    """What defines the environment, known before it exists; None for a
+    runtime that cannot say (nothing is cached then)."""
+    ident = getattr(runtime, "identity", None)
+    return ident(variant) if ident is not None else None
+
+
+def environment(runtime, variant: Variant) -> dict:
+    """The environment as seen after it ran a step: identity plus what is
+    observed inside (image ID, `pip freeze`)."""
+    info = dict(identity(runtime, variant) or {"runtime": getattr(runtime, "name", "?")})
+    freeze = getattr(runtime, "freeze", None)
+    if freeze is not None:
+        try:
+            info.update(freeze(variant))
+        except Exception as exc:  # noqa: BLE001 - a manifest gap, not a failed run
+            info["pip_freeze_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def work_outputs(work_dir: Path, hasher: Hasher) -> dict:
+    return {rel: hasher.file(work_dir / rel) for rel in safefs.walk_files(work_dir) if rel not in NOT_OUTPUTS}
+
+
+# -- the run's options ------------------------------------------------------------
+def _jsonable(value):
+    if is_dataclass(value) and not isinstance(value, type):  # field by field, so options_from_dict can rebuild it
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def options_to_dict(opts) -> dict:
+    return {f.name: _jsonable(getattr(opts, f.name)) for f in fields(opts)}
+
+
+def options_from_dict(data: dict, cls=None):
+    """RunOptions from a manifest: paths back to Path, shapes back to tuples;
+    options this version does not know are ignored, missing ones default."""
+    if cls is None:
+        from convertctl.run.pipeline import RunOptions as cls
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if value is not None and "Path" in str(f.type):
+            value = Path(value)
+        elif f.name == "shapes":
+            value = [tuple(s) for s in value]
+        elif f.name in ("mean", "std") and value is not None:
+            value = tuple(value)
+        elif f.name == "int8" and isinstance(value, dict):
+            value = _rebuild(Int8Options, value)
+        elif f.name == "inputs":
+            value = [_rebuild(InputSpec, dict(v, shape=tuple(v["shape"]))) if isinstance(v, dict) else v for v in value]
+        values[f.name] = value
+    return cls(**values)
+
+
+def _rebuild(cls, data: dict):
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
+    """sha256 of the user's files (a folder of images: its tree hash) and of
+    the arrays the stages were given (inputs/*.npz)."""
+    out = {}
+    for option, name in INPUT_OPTIONS.items():
+        path = getattr(opts, option, None)
+        if path:
+            out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path), remember=True)}
+    if safefs.kind(run_dir, "inputs") == "dir":
+        out["arrays"] = {rel: hasher.file(run_dir / rel) for rel in safefs.walk_files(run_dir, "inputs")}
+    return out
