@@ -38,8 +38,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from convertctl.envstore import find_uv
-from convertctl.lockfile import (
+from convertctl.store.envstore import find_uv
+from convertctl.store.lockfile import (
     DIGEST_PREFIX,
     input_digest,
     local_dirs,
@@ -47,7 +47,7 @@ from convertctl.lockfile import (
     read_pins,
     recorded_digest,
 )
-from convertctl.pipconfig import load_settings
+from convertctl.store.pipconfig import load_settings
 
 if sys.version_info >= (3, 11):
     import tomllib

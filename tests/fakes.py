@@ -235,3 +235,30 @@ class FakeRuntime:
                 for t in request["threads"]
             ]
             result["measurements"][item["name"]] = {"file": item["file"], "configs": configs}
+
+
+def options(model, out, shapes=None, modes=None, **kw):
+    """A run's Options in the words older tests used (shapes, modes, an
+    Int8Options, Paths): the option table's spelling is what Options takes."""
+    from dataclasses import fields as dc_fields
+
+    from convertctl.config.options import Options
+
+    renames = {"tolerances": "tolerance", "max_drop": "max_accuracy_drop", "code_dir": "code"}
+    values = {"model": str(model), "out": str(out), "input_shape": [tuple(s) for s in shapes or [(1, 3, 8, 8)]]}
+    values["quant"] = list(modes or ["fp32"])
+    int8 = kw.pop("int8", None)
+    if int8 is not None:
+        values.update(int8_float_layers=int8.float_layers, int8_io=int8.io, max_int8_latency_cost=int8.max_latency_cost)
+    for spec in kw.pop("inputs", []):  # InputSpecs back to --input text
+        rng = f":{spec.low:g}..{spec.high:g}" if spec.low is not None else ""
+        values.setdefault("input", []).append(
+            f"{spec.name}:{','.join(map(str, spec.shape))}:{spec.dtype or 'float32'}{rng}"
+        )
+        values["input_shape"] = []
+    for key, value in kw.items():
+        key = renames.get(key, key)
+        values[key] = str(value) if isinstance(value, Path) else value
+    known = {f.name for f in dc_fields(Options)}
+    assert set(values) <= known, set(values) - known
+    return Options(**values)

@@ -17,9 +17,9 @@ from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
 from convertctl.report.model import SCHEMA_FILE, sha256_file
 from convertctl.report.render import markdown, rows
-from convertctl.run.pipeline import Pipeline, RunOptions
+from convertctl.run.pipeline import Pipeline
 from convertctl.store.cache import StageCache, cache_root, parse_age
-from fakes import FakeRuntime, torchscript_file
+from fakes import FakeRuntime, options, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 
@@ -40,7 +40,7 @@ def model(tmp_path) -> Path:
 def run(model, out, fake=None, **kw):
     kw.setdefault("converter", "onnx-tf")  # steps with an ONNX file and a SavedModel to cache
     kw.setdefault("latency_runs", 0)  # no measure step (test_latency_is_replayed_... is about it)
-    opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["fp16"]), out=out, **kw)
+    opts = options(model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["fp16"]), out=out, **kw)
     fake = fake or FakeRuntime()
     fake.name = "local"  # whose ladders to use
     return Pipeline(opts, fake, load_catalog(), lambda _: None).run(), fake
@@ -56,7 +56,7 @@ def test_manifest_records_tool_options_environments_requests_and_hashes(model, t
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
     m = data["manifest"]
     assert m["tool"]["name"] == "convertctl" and m["tool"]["version"] == data["convertctl_version"]
-    assert m["options"]["modes"] == ["fp16", "int8"] and m["options"]["model"] == str(model.resolve())
+    assert m["options"]["quant"] == ["fp16", "int8"] and m["options"]["model"] == str(model.resolve())
     assert m["inputs"]["model"]["sha256"] == sha256_file(model)
     assert set(m["inputs"]["arrays"]) == {"inputs/samples.npz", "inputs/calibration.npz"}
     assert [s["work"] for s in m["stages"]] == [

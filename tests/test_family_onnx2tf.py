@@ -20,8 +20,8 @@ import pytest
 from conftest import ROOT, convertctl, load_json, requires_docker
 from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK, UsageError
-from convertctl.run.pipeline import Pipeline, RunOptions
-from fakes import FakeRuntime, torchscript_file
+from convertctl.run.pipeline import Pipeline
+from fakes import FakeRuntime, options, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 SHAPE = "1,3,64,64"
@@ -172,7 +172,7 @@ def fake_model(tmp_path) -> Path:
 
 
 def fake_run(model, tmp_path, **kw):
-    opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=["fp32"], out=tmp_path / "out", latency_runs=0, **kw)
+    opts = options(model=model, shapes=[(1, 3, 8, 8)], modes=["fp32"], out=tmp_path / "out", latency_runs=0, **kw)
     runtime = FakeRuntime()
     runtime.name = "local"
     return Pipeline(opts, runtime, load_catalog(), lambda _: None).run(), runtime

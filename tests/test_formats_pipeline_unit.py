@@ -17,8 +17,8 @@ from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_OK, EXIT_VALIDATION, UsageError
 from convertctl.report.model import Report
 from convertctl.report.render import markdown, rows
-from convertctl.run.pipeline import Pipeline, RunOptions
-from fakes import FakeRuntime, torchscript_file
+from convertctl.run.pipeline import Pipeline
+from fakes import FakeRuntime, options, torchscript_file
 
 
 def state_dict_file(path: Path) -> Path:
@@ -29,7 +29,7 @@ def state_dict_file(path: Path) -> Path:
 
 
 def run(model, tmp_path, runtime=None, plan="local", **kw):
-    opts = RunOptions(
+    opts = options(
         model=model,
         shapes=kw.pop("shapes", [(1, 3, 8, 8)]),
         modes=kw.pop("modes", ["fp32"]),

@@ -592,7 +592,7 @@ def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path):
     [
         (("export-torch2.13", "max_opset", "20"), "variants.export-torch2.13.max_opset"),
         (("convert-tf2.15", "opsets", [7]), "variants.convert-tf2.15.opsets"),
-        (("quantize-tf2.15", "modes", ["fp32", "int4"]), "variants.quantize-tf2.15.modes"),
+        (("quantize-tf2.15", "kind", "tflite"), "variants.quantize-tf2.15.kind"),
         (("export-torch2.13", "python", 3.11), "variants.export-torch2.13.python"),
         (("convert-tf2.15", "layouts", "nchw"), "variants.convert-tf2.15.layouts"),
     ],

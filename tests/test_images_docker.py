@@ -82,7 +82,7 @@ def venv_layer(client, builder, variant) -> str:
 
 def test_convert_and_quantize_of_one_lock_share_the_venv_layer(client, builder):
     convert = load_catalog().ladder("docker", "convert")[0]
-    quantize = load_catalog().quantizer(convert)
+    quantize = load_catalog().quantizers(convert)[0]
     assert convert.requirements == quantize.requirements
     for v in (convert, quantize):
         builder.ensure(v, lambda _: None)

@@ -5,6 +5,7 @@ float-op allowance, the latency cap."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from convertctl.inputs.data import ImagePrep, calibration_notes, spread_files
 from convertctl.report.model import SCHEMA_FILE
 from convertctl.report.render import markdown, rows
 from convertctl.run import selective
-from convertctl.run.pipeline import Pipeline, RunOptions
-from fakes import FakeRuntime, torchscript_file
+from convertctl.run.pipeline import Pipeline
+from fakes import FakeRuntime, options, torchscript_file
 from fakes import model as fake_model
 from test_stage_code_unit import io, load
 
@@ -188,7 +189,7 @@ LOOSE = {"int8": {"cosine": -1.0, "top1": 0.0}}  # judged on accuracy only
 
 def run(net, tmp_path, fake, **kw):
     kw.setdefault("tolerances", LOOSE)
-    opts = RunOptions(model=net, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["int8"]), out=tmp_path / "out", **kw)
+    opts = options(model=net, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ["int8"]), out=tmp_path / "out", **kw)
     fake.name = "local"
     return Pipeline(opts, fake, load_catalog(), lambda _: None).run()
 
@@ -264,11 +265,12 @@ def test_int8_float_io_and_named_float_layers_reach_the_stage(net, tmp_path):
 
 
 def test_a_mode_the_family_cannot_make_says_so_per_mode(net, tmp_path, monkeypatch):
+    from convertctl.config import modes
+
     catalog = load_catalog()
-    quantizer = catalog.quantizer(catalog.get("convert-tf2.15"))
-    narrowed = type(quantizer)(**{**quantizer.__dict__, "modes": ("fp32", "int8"), "mode_notes": {"int16x8": "why"}})
-    monkeypatch.setitem(catalog.variants, quantizer.name, narrowed)
-    opts = RunOptions(
+    narrowed = dataclasses.replace(modes.MODES["int16x8"], quantizers={"tflite-converter": "why"})
+    monkeypatch.setitem(modes.MODES, "int16x8", narrowed)
+    opts = options(
         model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int16x8"], out=tmp_path / "out", converter="onnx-tf"
     )
     fake = FakeRuntime()
@@ -351,7 +353,7 @@ def test_a_rung_that_cannot_keep_layers_float_hands_int8_to_the_next(net, tmp_pa
     monkeypatch.setitem(catalog.ladders["local"], "convert", ["litert-torch0.10", "convert-tf2.15"])
     assert catalog.get("quantize-litert0.10").float_layers is False  # as the catalog says of ai-edge-quantizer
     int8 = selective.Int8Options(float_layers=["layer3"])
-    opts = RunOptions(model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int8"], out=tmp_path / "out", int8=int8)
+    opts = options(model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int8"], out=tmp_path / "out", int8=int8)
     fake = FakeRuntime()
     fake.name = "local"
     report = Pipeline(opts, fake, catalog, lambda _: None).run()

@@ -303,7 +303,7 @@ def test_the_protobuf_reader_rejects_what_is_not_protobuf():
 
 
 def opts(**kw):
-    values = dict(model=Path("m.pt"), arch=None, arch_kwargs={}, code_dir=None, trust_model=False)
+    values = dict(model=Path("m.pt"), arch=None, arch_kwargs={}, code=None, trust_model=False)
     return SimpleNamespace(**{**values, **kw})
 
 
@@ -334,8 +334,8 @@ def test_a_pickle_needs_trust_and_trust_needs_docker():
         ({"arch": "a b:c"}, "expected module:callable"),
         ({"arch_kwargs": {"n": 1}}, "--arch-kwargs given without --arch"),
         ({"arch": "m:f", "arch_kwargs": [1]}, "expected a JSON object"),
-        ({"code_dir": Path("/nonexistent")}, "no --arch given"),
-        ({"arch": "m:f", "code_dir": Path("/nonexistent")}, "not a directory"),
+        ({"code": Path("/nonexistent")}, "no --arch given"),
+        ({"arch": "m:f", "code": Path("/nonexistent")}, "not a directory"),
     ],
 )
 def test_bad_model_flags(kw, message):
@@ -344,7 +344,7 @@ def test_bad_model_flags(kw, message):
 
 
 def test_load_fields_carry_the_arch_and_make_onnx_names_tensorflow_safe(tmp_path):
-    fields = load_fields(facts_of("state-dict"), opts(arch="m:f", arch_kwargs={"n": 2}, code_dir=tmp_path))
+    fields = load_fields(facts_of("state-dict"), opts(arch="m:f", arch_kwargs={"n": 2}, code=tmp_path))
     assert fields == {"arch": "m:f", "arch_kwargs": {"n": 2}, "code_dir": str(tmp_path.resolve())}
     onnx = facts_of("onnx")
     onnx.inputs = [{"name": "input.1"}, {"name": "mask"}]

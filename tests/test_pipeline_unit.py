@@ -12,8 +12,8 @@ from convertctl.config.catalog import load_catalog
 from convertctl.errors import EXIT_CONVERSION, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, UsageError
 from convertctl.report.model import SCHEMA_FILE, load_report
 from convertctl.report.render import PLAIN, markdown, rows
-from convertctl.run.pipeline import Pipeline, RunOptions
-from fakes import FakeRuntime, torchscript_file
+from convertctl.run.pipeline import Pipeline
+from fakes import FakeRuntime, options, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 
@@ -24,7 +24,7 @@ def model(tmp_path) -> Path:
 
 
 def run(model, tmp_path, runtime=None, plan="local", **kw):
-    opts = RunOptions(
+    opts = options(
         model=model, shapes=[(1, 3, 8, 8)], modes=kw.pop("modes", ALL), out=tmp_path / "out", latency_runs=0, **kw
     )
     runtime = runtime or FakeRuntime()
@@ -152,10 +152,10 @@ def test_github_step_summary_gets_the_markdown(model, tmp_path, monkeypatch):
     "change, message",
     [
         ({"modes": ["int4"]}, "unknown mode"),
-        ({"opset": 21}, "opsets 7 to 20"),
+        ({"opset": 21}, "--opset 21: expected a whole number from 7 to 20"),
         ({"opset": 17, "converter": "onnx-tf"}, "convert-tf2.15: convert-tf2.15 reads opsets 7-13, --opset 17 given"),
         ({"layout": "nhwc", "converter": "onnx-tf"}, "onnx-tf gives NCHW I/O only, --layout nhwc asked for"),
-        ({"tolerances": {"fp16": {"atoll": 1}}}, "unknown tolerance"),
+        ({"tolerances": {"fp16": {"atoll": 1}}}, r"unknown key \(known: atol, cosine, rtol, top1\)"),
         ({"tolerances": {"fp64": {"atol": 1}}}, "unknown mode 'fp64'"),
         ({"max_drop": {"int4": 1.0}}, "unknown mode 'int4'"),
     ],

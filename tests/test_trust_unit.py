@@ -18,10 +18,10 @@ from conftest import convertctl
 from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
 from convertctl.inputs.modelfile import read_model
-from convertctl.run.pipeline import Pipeline, RunOptions
+from convertctl.run.pipeline import Pipeline
 from convertctl.store import rundir, runs, safefs
 from convertctl.store.cache import StageCache
-from fakes import FakeRuntime, torchscript_file
+from fakes import FakeRuntime, options, torchscript_file
 
 
 class Payload:
@@ -163,7 +163,7 @@ def victim(tmp_path):
 
 
 def run(model, out, fake, **kw):
-    opts = RunOptions(model=model, shapes=[(1, 3, 8, 8)], modes=["fp16"], out=out, converter="onnx-tf", **kw)
+    opts = options(model=model, shapes=[(1, 3, 8, 8)], modes=["fp16"], out=out, converter="onnx-tf", **kw)
     fake.name = "local"
     return Pipeline(opts, fake, load_catalog(), lambda _: None).run()
 

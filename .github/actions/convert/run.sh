@@ -42,8 +42,8 @@ prepare() {
 import hashlib, json, os, subprocess, sys
 from pathlib import Path
 
-from convertctl.catalog import load_catalog
-from convertctl.envstore import EnvStore, env_key
+from convertctl.config.catalog import load_catalog
+from convertctl.store.envstore import EnvStore, env_key
 
 runtime = os.environ.get("INPUT_RUNTIME") or "auto"
 if runtime == "auto":

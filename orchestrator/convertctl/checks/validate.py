@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convertctl import lazy
+from convertctl.config import modes
+from convertctl.config.tolerance import Tolerance
 from convertctl.errors import UsageError
 from convertctl.report.model import sha256_file
 
@@ -22,41 +24,6 @@ else:
     np = lazy.numpy
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Judged per element: |got - ref| <= atol + rtol * max|ref| (over all
-    samples) for a `quantile` share of the elements, and none beyond `cap`
-    times the bound: a bound every element had to meet failed outputs with
-    many elements on a single unlucky one (FCN-ResNet50: 3.2e-4 against
-    2.7e-4 at cosine 0.99999999)."""
-
-    atol: float | None = None
-    rtol: float = 0.0
-    quantile: float = 0.999  # share of elements that must be within their bound
-    cap: float = 10.0  # no element may miss its bound by more than this factor
-    cosine: float | None = None  # minimum cosine similarity over all samples
-    top1: float | None = None  # minimum top-1 agreement (class scores only)
-
-    def bound(self, ref_peak: float) -> float | None:
-        """The bound every element is held to, from the largest |ref| over all
-        samples: a float16 or converter error follows the size of the activations
-        that made the outputs, not of the one element or sample (a random-weight
-        MobileNetV2's fp16 file, at cosine 0.9998, missed per-sample bounds on a
-        sample of small scores)."""
-        return None if self.atol is None else self.atol + self.rtol * ref_peak
-
-
-# fp32 paths must match closely; quantized ones are judged on what a
-# classifier's user notices (direction of the scores, the top class).
-DEFAULTS = {
-    "fp32": Tolerance(atol=1e-4, rtol=1e-4, cosine=0.9999, top1=1.0),
-    "fp16": Tolerance(atol=1e-2, rtol=1e-2, cosine=0.999, top1=0.9),
-    "dynamic": Tolerance(cosine=0.98, top1=0.75),
-    "int8": Tolerance(cosine=0.98, top1=0.75),
-    "int16x8": Tolerance(cosine=0.99, top1=0.9),
-}
-# Default accuracy budgets, in percentage points lost against PyTorch.
-DEFAULT_MAX_DROP = {"fp32": 0.5, "fp16": 0.5, "dynamic": 1.0, "int8": 2.0, "int16x8": 1.0}
 # Below this many samples a share is said as a count ("7 of 8"): 88 % of 8
 # sounds like a measurement and is one sample.
 FEW_SAMPLES = 64
@@ -77,7 +44,8 @@ def code_hash() -> str:
 
 
 def tolerance_for(mode: str, overrides: dict | None = None) -> Tolerance:
-    base = asdict(DEFAULTS[mode])
+    """The mode's tolerance (modes.py) with the user's overrides."""
+    base = asdict(modes.get(mode).tolerance)
     for key, value in (overrides or {}).get(mode, {}).items():
         if key not in base:
             raise UsageError(f"unknown tolerance {key!r} for {mode} (known: {', '.join(base)})")

@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from convertctl.cli.ui import BaseImage, CaBundle, IndexUrl, Progress, console, handled
+from convertctl.cli.params import with_options
+from convertctl.cli.ui import Progress, console, handled, options_of, runtime_for
 from convertctl.errors import EXIT_VALIDATION
 from convertctl.store import runs
 from convertctl.store.cache import StageCache, cache_root, parse_age
@@ -106,28 +107,21 @@ def runs_prune(
 
 
 @handled
+@with_options("ca_bundle", "pip_index_url", "wheelhouse", "base_image")
 def verify_command(
     report: Annotated[Path, typer.Argument(help="report.json of a passed run (in its --out folder).")],
-    ca_bundle: CaBundle = None,
-    pip_index_url: IndexUrl = "",
-    base_image: BaseImage = "",
     trust_config: Annotated[
         bool,
         typer.Option("--trust-config", help="Let the report name code to run (arch, code, a pickled module)."),
     ] = False,
+    **flags,
 ):
     """Make the recorded conversion again (no cache) and check every file's sha256: exit 0 only when all match."""
     from convertctl.run.verify import verify
-    from convertctl.runtimes import select_runtime
-    from convertctl.store.pipconfig import settings_from_flags
 
+    opts = options_of(flags)
     with Progress() as say:
-
-        def runtime_for(name: str):
-            build = {"base_image": base_image} if name == "docker" else None
-            return select_runtime(name, settings_from_flags(ca_bundle, pip_index_url), say, build)
-
-        verdict = verify(report, runtime_for, say, trust_config)
+        verdict = verify(report, lambda name: runtime_for(opts, say, name), say, trust_config)
     table = Table(show_edge=False)
     for column in ("file", "recorded", "in the folder", "re-run", ""):
         table.add_column(column, no_wrap=column == "file")

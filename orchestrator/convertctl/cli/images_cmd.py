@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from convertctl.cli.ui import BaseImage, CaBundle, IndexUrl, Progress, Wheelhouse, console, err, handled
+from convertctl.cli.params import with_options
+from convertctl.cli.ui import Progress, console, err, handled, index_settings, options_of
 from convertctl.config.catalog import STAGES, load_catalog
 from convertctl.errors import EnvironmentProblem, UsageError
-from convertctl.store.pipconfig import settings_from_flags
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -22,12 +21,12 @@ COLUMNS = ("variant", "python", "tag", "built", "size", "pins")
 WHOLE = ("variant", "python", "tag", "built", "size")
 
 
-def _builder(base_image: str = "", ca_bundle: Path | None = None, index_url: str = "", wheelhouse: Path | None = None):
+def _builder(base_image: str = "", settings=None):
     from convertctl.runtimes.docker import require_client
     from convertctl.runtimes.images import ImageBuilder
+    from convertctl.store.pipconfig import IndexSettings
 
-    settings = settings_from_flags(ca_bundle, index_url, wheelhouse)
-    return ImageBuilder(require_client(), settings, base_image)
+    return ImageBuilder(require_client(), settings or IndexSettings(), base_image)
 
 
 def image_rows(builder) -> list[dict]:
@@ -99,14 +98,12 @@ def images_list(
 
 @images_app.command("build")
 @handled
+@with_options("base_image", "ca_bundle", "pip_index_url", "wheelhouse")
 def images_build(
     stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages.")] = None,
     variant: Annotated[list[str] | None, typer.Option("--variant", help="Only these variants (name or tag).")] = None,
-    base_image: BaseImage = "",
-    ca_bundle: CaBundle = None,
-    pip_index_url: IndexUrl = "",
-    wheelhouse: Wheelhouse = None,
     force: Annotated[bool, typer.Option("--force", help="Build even when current.")] = False,
+    **flags,
 ):
     """Build (or refresh) stage images; current ones are left alone."""
     catalog = load_catalog()
@@ -115,7 +112,8 @@ def images_build(
             raise UsageError(f"--stage {s!r}: choose from {', '.join(STAGES)}")
     chosen = [catalog.get(v) for v in variant] if variant else list(catalog.variants.values())
     chosen = [v for v in chosen if not stage or v.stage in stage]
-    builder = _builder(base_image, ca_bundle, pip_index_url, wheelhouse)
+    opts = options_of(flags)
+    builder = _builder(opts.base_image or "", index_settings(opts))
     with Progress() as say:
         results = [builder.ensure(v, say, force=force) for v in chosen]
     for r in results:

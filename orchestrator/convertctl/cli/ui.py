@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,32 +34,38 @@ console = make_console()
 err = make_console(stderr=True)
 STATE = {"debug": False}
 
-# Options more than one command takes, spelled and explained once.
-Runtime = Annotated[
-    str, typer.Option("--runtime", help="auto (Docker if a daemon answers, else local), local or docker.")
-]
-CaBundle = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-bundle",
-        help="CA bundle for the package index (TLS-intercepting proxies). "
-        "Default: pip's cert setting, then SSL_CERT_FILE.",
-    ),
-]
-IndexUrl = Annotated[
-    str, typer.Option("--pip-index-url", help="Package index for building environments. Default: pip's configuration.")
-]
-Wheelhouse = Annotated[
-    Path | None,
-    typer.Option(
-        "--wheelhouse",
-        help="Folder of wheels to install from first (air-gapped machines; the CPU torch wheel). "
-        "Docker builds copy in only the files the lock names. Default: pip's find-links.",
-    ),
-]
-BaseImage = Annotated[
-    str, typer.Option("--base-image", help="FROM image for stage image builds (a local base; Docker).")
-]
+ENVIRONMENT = (
+    "runtime",
+    "ca_bundle",
+    "pip_index_url",
+    "wheelhouse",
+    "base_image",
+)  # options of every command that builds
+
+
+def options_of(flags: dict):
+    """A command's table options (those it takes, as typed) as Options."""
+    from convertctl.cli.params import given
+    from convertctl.config.settings import merge
+
+    return merge({}, given(flags))
+
+
+def index_settings(opts):
+    from convertctl.store.pipconfig import settings_from_flags
+
+    return settings_from_flags(
+        Path(opts.ca_bundle) if opts.ca_bundle else None,
+        opts.pip_index_url or "",
+        Path(opts.wheelhouse) if opts.wheelhouse else None,
+    )
+
+
+def runtime_for(opts, say, name: str | None = None):
+    """The runtime the options name (or `name`), built with their index settings and base image."""
+    from convertctl.runtimes import select_runtime
+
+    return select_runtime(name or opts.runtime, index_settings(opts), say, {"base_image": opts.base_image or ""})
 
 
 def handled(fn):

@@ -10,6 +10,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convertctl.config import modes
+from convertctl.config.options import LAYOUTS, RUNTIMES, TEXT
+from convertctl.config.schema import boolean, checked, dict_of, either, integer, list_of, one_of, optional, table, text
+from convertctl.config.settings import as_toml
 from convertctl.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -18,8 +22,6 @@ else:  # pragma: no cover - exercised on older hosts only
     import tomli as tomllib
 
 STAGES = ("export", "convert", "quantize", "measure")
-MODES = ("fp32", "dynamic", "int8", "fp16", "int16x8")
-LAYOUTS = ("nchw", "nhwc")
 
 
 def images_dir() -> Path:
@@ -54,11 +56,14 @@ class Variant:
     opsets: tuple = ()
     opset: int = 0
     layouts: tuple = ("nchw",)
-    quantize: str = ""
+    quantize: tuple = ()  # the quantize variants that make its files, tried per mode in this order
     # quantize variants
-    modes: tuple = ()
-    mode_notes: dict = field(default_factory=dict, compare=False, hash=False)  # mode -> why the family cannot make it
+    kind: str = modes.TFLITE_CONVERTER  # which quantizer it runs: the modes registry says what each kind makes
     float_layers: bool = True  # can keep chosen layers float in int8 (--int8-float-layers)
+
+    def makes(self, mode: str) -> str:
+        """'' when this quantize variant makes the mode, else why not (the modes registry's words)."""
+        return "" if modes.get(mode).made_by(self.kind) else modes.get(mode).why_not(self.kind)
 
     @property
     def image_folder(self) -> str:
@@ -140,17 +145,28 @@ class Catalog:
             return ordered or [v for v in self.variants.values() if v.family == choice]
         return [self.get(choice, stage)]
 
-    def quantizer(self, convert: Variant) -> Variant:
+    def quantizers(self, convert: Variant) -> list[Variant]:
+        """The quantize variants of a convert variant, in the order they are tried for a mode."""
         if not convert.quantize:
             raise UsageError(f"catalog: convert variant {convert.name} names no quantize variant")
-        return self.get(convert.quantize, "quantize")
+        return [self.get(name, "quantize") for name in convert.quantize]
+
+    def quantizer_for(self, convert: Variant, mode: str) -> tuple[Variant | None, str]:
+        """(the quantize variant that makes mode for this convert variant, '') or (None, why none does)."""
+        whys = []
+        for q in self.quantizers(convert):
+            why = q.makes(mode)
+            if not why:
+                return q, ""
+            whys.append(why)
+        return None, f"the {convert.family} family cannot make {mode}: " + "; ".join(dict.fromkeys(whys))
 
     def environments(self, runtime: str) -> list[Variant]:
         """Every variant a runtime's ladders can use (quantize partners included)."""
         out: list[Variant] = []
         for stage in ("export", "convert", "measure"):
             for v in self.ladder(runtime, stage):
-                out += [v] + ([self.quantizer(v)] if stage == "convert" else [])
+                out += [v] + (self.quantizers(v) if stage == "convert" else [])
         return list(dict.fromkeys(out))
 
     def measurer(self, runtime: str) -> Variant | None:
@@ -167,15 +183,11 @@ def _variant(path: Path, name: str, table: dict) -> Variant:
     if unknown:
         raise UsageError(f"{path}: variant {name}: unknown field(s) {', '.join(unknown)}")
     values = dict(table)
-    for key in ("formats", "opsets", "layouts", "modes"):
+    if isinstance(values.get("quantize"), str):  # one quantize variant, or a list of alternatives
+        values["quantize"] = [values["quantize"]]
+    for key in ("formats", "opsets", "layouts", "quantize"):
         if key in values:
             values[key] = tuple(values[key])
-    bad = [m for m in [*values.get("modes", ()), *values.get("mode_notes", {})] if m not in MODES]
-    if bad:
-        raise UsageError(f"{path}: variant {name}: unknown mode(s) {', '.join(bad)}")
-    bad = [layout for layout in values.get("layouts", ()) if layout not in LAYOUTS]
-    if bad:
-        raise UsageError(f"{path}: variant {name}: unknown layout(s) {', '.join(bad)}")
     return Variant(name=name, **values)
 
 
@@ -193,8 +205,6 @@ def load_catalog(path: Path | None = None) -> Catalog:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the image catalog: {exc}") from exc
-    from convertctl.config.catalog_schema import check_catalog  # the same strict terms as convertctl.toml
-
     check_catalog(path, data)
     variants = {name: _variant(path, name, table) for name, table in data.get("variants", {}).items()}
     catalog = Catalog(variants=variants, ladders=data.get("ladders", {}))
@@ -204,5 +214,59 @@ def load_catalog(path: Path | None = None) -> Catalog:
                 if name not in variants or variants[name].stage != stage:
                     raise UsageError(f"{path}: ladders.{runtime}.{stage} names {name!r}, not a {stage} variant")
         for v in catalog.ladder(runtime, "convert"):
-            catalog.quantizer(v)
+            catalog.quantizers(v)
     return catalog
+
+
+# The catalog in the same strict typed terms as convertctl.toml and the flags
+# (schema.py): a wrong type in the catalog is a usage error naming the field
+# and the file, not a crash later. What each field means: catalog.toml's header.
+STAGE = one_of(*STAGES)
+OPSET = integer(ge=0, le=30)  # 0: not pinned
+VARIANT_TABLE = table(
+    "VariantTable",
+    {
+        "stage": STAGE,
+        "python": text(pattern=r"^\d+\.\d+$"),
+        "requirements": TEXT,
+        "tag": TEXT,
+        "base_image": TEXT,
+        "debian": TEXT,
+        "folder": text(),
+        "script": text(),
+        "pins": dict_of(text(), text()),
+        "torch": text(),
+        "formats": list_of(TEXT),
+        "max_opset": OPSET,
+        "torch_index": text(),
+        "family": text(),
+        "input": one_of("onnx", "torch"),
+        "opsets": optional(list_of(integer(ge=1, le=30), min_length=2, max_length=2)),
+        "opset": OPSET,
+        "layouts": list_of(one_of(*LAYOUTS)),
+        "quantize": either(("str", TEXT), ("list[str]", list_of(TEXT, min_length=1))),
+        "kind": one_of(*modes.QUANTIZER_KINDS),
+        "float_layers": boolean,
+    },
+    required=("stage", "python", "requirements", "tag", "base_image"),
+    extra="allow",  # unknown fields are named by _variant, which knows the Variant
+)
+CATALOG_FILE = table(
+    "CatalogFile",
+    {
+        "variants": dict_of(text(), VARIANT_TABLE),
+        "ladders": dict_of(one_of(*RUNTIMES[1:]), dict_of(STAGE, list_of(TEXT))),
+    },
+    required=("variants",),
+)
+
+
+def check_catalog(path: Path, data: dict) -> None:
+    """A UsageError naming every bad field of the catalog, and the file."""
+    _, errors = checked(CATALOG_FILE, data)
+    if errors:
+        problems = []
+        for e in errors:
+            loc = ".".join(str(p) for p in e["loc"] if p != "[key]")
+            problems.append(f"{loc}: {e['msg']} (got {as_toml(e.get('input'))})")
+        raise UsageError(f"{path}: invalid catalog: " + "; ".join(dict.fromkeys(problems))) from None

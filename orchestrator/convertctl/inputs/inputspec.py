@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convertctl import lazy
-from convertctl.config.settings import BATCH_CHECK
+from convertctl.config.options import BATCH_CHECK
 from convertctl.errors import UsageError
 from convertctl.store.digests import sha256_file, sha256_json
 

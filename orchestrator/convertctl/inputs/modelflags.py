@@ -22,18 +22,18 @@ def check_model_flags(opts) -> None:
         raise UsageError("--arch-kwargs given without --arch")
     if not isinstance(opts.arch_kwargs, dict):
         raise UsageError("--arch-kwargs: expected a JSON object, e.g. '{\"num_classes\": 10}'")
-    if opts.code_dir is not None:
+    if opts.code is not None:
         if not opts.arch and not opts.trust_model:
             raise UsageError(
                 "--code DIR holds the module --arch names (or a pickled module's classes); no --arch given"
             )
-        if not Path(opts.code_dir).is_dir():
-            raise UsageError(f"--code {opts.code_dir}: not a directory")
+        if not Path(opts.code).is_dir():
+            raise UsageError(f"--code {opts.code}: not a directory")
 
 
 def check_format(facts: ModelFacts, opts, runtime: str) -> None:
     """What each format needs from the command line, before any work."""
-    path = opts.model
+    path = Path(opts.model)
     if facts.format == "state-dict" and not opts.arch:
         raise UsageError(
             f"{path}: a state_dict/checkpoint holds weights, not the model: give its architecture with "
@@ -61,8 +61,8 @@ def load_fields(facts: ModelFacts, opts) -> dict:
     out: dict = {}
     if opts.arch:
         out.update(arch=opts.arch, arch_kwargs=dict(opts.arch_kwargs or {}))
-    if opts.code_dir:
-        out["code_dir"] = str(Path(opts.code_dir).resolve())
+    if opts.code:
+        out["code_dir"] = str(Path(opts.code).resolve())
     if facts.format == "pickle" and opts.trust_model:
         out["trusted"] = True
     if facts.format == "onnx":

@@ -22,7 +22,7 @@ from convertctl.errors import (
 from convertctl.store import safefs
 
 SCHEMA_NAME = "convertctl.report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Which failure a report names when there are several: the most serious kind.
 SEVERITY = [EXIT_VALIDATION, EXIT_CONVERSION, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_INTERNAL]
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from convertctl.checks.validate import FEW_SAMPLES, share
-from convertctl.config.catalog import MODES
+from convertctl.config.modes import NAMES as MODES
 from convertctl.report.model import Report
 from convertctl.report.quality import artifact_rows, markdown_sections
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from convertctl.checks import validate
+from convertctl.config import modes
 from convertctl.config.catalog import Catalog, Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.run import measure, selective
@@ -66,11 +67,10 @@ class ConvertLadder:
         for rung in self.rungs:
             if not remaining:
                 break
-            quantizer = self.catalog.quantizer(rung)
             entry = {"stage": "convert", "variant": rung.name, "family": rung.family, "status": "skipped"}
             self.entries.append(entry)
             why = self.skip_reason(rung)
-            cannot = {m: self._cannot(rung, quantizer, m) for m in remaining}
+            cannot = {m: self._cannot(rung, m) for m in remaining}
             todo = [m for m in remaining if not cannot[m]]
             if not why and not todo:
                 why = "; ".join(dict.fromkeys(cannot.values()))
@@ -85,7 +85,7 @@ class ConvertLadder:
                 converted = self._convert(rung, entry)
                 if converted is not None:
                     for mode in todo:
-                        attempt = self._mode(rung, quantizer, converted, mode, entry)
+                        attempt = self._mode(rung, converted, mode, entry)
                         if attempt.ok:
                             remaining.remove(mode)
             except EnvironmentProblem as exc:
@@ -93,12 +93,11 @@ class ConvertLadder:
             if any(v == "ok" for v in entry["modes"].values()):
                 entry["status"] = "used"
 
-    def _cannot(self, rung: Variant, quantizer: Variant, mode: str) -> str:
+    def _cannot(self, rung: Variant, mode: str) -> str:
         """Why this rung cannot make the mode as asked, or ''."""
-        if quantizer.modes and mode not in quantizer.modes:
-            note = quantizer.mode_notes.get(mode)
-            why = f"the {rung.family} family cannot make {mode}"
-            return f"{why}: {note}" if note else why
+        quantizer, why = self.catalog.quantizer_for(rung, mode)
+        if quantizer is None:
+            return why
         int8 = self.ctx.get("int8")
         if mode == "int8" and int8 is not None and int8.float_layers and not quantizer.float_layers:
             return f"the {rung.family} family cannot keep int8 layers float (--int8-float-layers)"
@@ -178,20 +177,27 @@ class ConvertLadder:
                 return None
         return converted
 
-    def _mode(self, rung: Variant, quantizer: Variant, converted: dict, mode: str, entry: dict) -> Attempt:
+    def _mode(self, rung: Variant, converted: dict, mode: str, entry: dict) -> Attempt:
         int8 = self.ctx.get("int8") or selective.Int8Options()
+        quantizer, _ = self.catalog.quantizer_for(rung, mode)
+        assert quantizer is not None  # _cannot said so before
         request = {
             **self.ctx["request"],
             **self.ctx["quantize"],
             **selective.request_fields(int8, mode),
             "mode": mode,
+            "mode_spec": modes.get(mode).spec(),
             "output_names": self.exports.reference.output_names,
             "layout": converted.get("layout") or {},
         }
-        for key in ("saved_model", "tflite"):
-            if converted.get(key):
-                request[key] = converted[key]
-        if mode not in ("int8", "int16x8"):  # only calibrated modes read it; the others' cache keys must not
+        reads = modes.QUANTIZER_INPUT[quantizer.kind]
+        source = converted.get(reads) or (self._float_file(rung, converted, entry) if reads == "tflite" else "")
+        if not source:
+            return self._record(
+                rung, mode, {"mode": mode, "status": "failed", "error": f"no {reads} to quantize"}, entry
+            )
+        request[reads] = source
+        if not modes.get(mode).calibrated:  # only calibrated modes read it; the others' cache keys must not
             request.pop("calibration", None)
         if request.get("float_layers") == "auto":
             request["search"] = self._search_spec(mode)
@@ -202,12 +208,39 @@ class ConvertLadder:
             artifact, seconds = extra or artifact, seconds + (extra or {}).pop("seconds", 0.0)
         entry["seconds"] += seconds
         artifact.update(variant=rung.name, family=rung.family, layout=converted.get("layout") or {})
+        return self._record(rung, mode, artifact, entry, work)
+
+    def _record(self, rung: Variant, mode: str, artifact: dict, entry: dict, work: str = "") -> Attempt:
         attempt = Attempt(mode, rung.name, artifact)
         if attempt.made_file:
             self._check(attempt, work)
         entry["modes"][mode] = "ok" if attempt.ok else _one_line(attempt.problem())
         self.attempts.setdefault(mode, []).append(attempt)
         return attempt
+
+    def _float_file(self, rung: Variant, converted: dict, entry: dict) -> str:
+        """The rung's fp32 .tflite, for a quantizer that reads one (LiteRT
+        Quantizer after a family that writes a SavedModel): the fp32 mode's
+        file when it was made, else made now by the rung's first quantizer."""
+        made = next((a for a in self.attempts.get("fp32", []) if a.variant == rung.name and a.made_file), None)
+        if made is not None:
+            return made.artifact["file"]
+        first = self.catalog.quantizers(rung)[0]
+        if modes.QUANTIZER_INPUT[first.kind] != "saved_model" or not converted.get("saved_model"):
+            return ""
+        request = {
+            **self.ctx["request"],
+            **self.ctx["quantize"],
+            "mode": "fp32",
+            "mode_spec": modes.get("fp32").spec(),
+            "output_names": self.exports.reference.output_names,
+            "layout": converted.get("layout") or {},
+            "saved_model": converted["saved_model"],
+        }
+        request.pop("calibration", None)
+        artifact, seconds = self._quantize(first, f"quantize/{rung.name}/fp32", request, "fp32")
+        entry["seconds"] += seconds
+        return artifact.get("file", "") if artifact.get("status") == "ok" else ""
 
     def _quantize(self, quantizer: Variant, work: str, request: dict, mode: str) -> tuple[dict, float]:
         run = self.steps.run(Step(quantizer, work, request), mode=mode)

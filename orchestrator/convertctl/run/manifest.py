@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from pathlib import Path
 
 from convertctl import __version__
 from convertctl.config.catalog import Variant, images_dir
-from convertctl.inputs.inputspec import InputSpec
-from convertctl.run.selective import Int8Options
+from convertctl.config.options import SPECS, Options
 from convertctl.runtimes.base import Step
 from convertctl.store import safefs
 from convertctl.store.digests import Hasher, sha256_json
@@ -114,49 +113,27 @@ def work_outputs(work_dir: Path, hasher: Hasher) -> dict:
 
 
 # -- the run's options ------------------------------------------------------------
-def _jsonable(value):
-    if is_dataclass(value) and not isinstance(value, type):  # field by field, so options_from_dict can rebuild it
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Path):
-        return str(value.resolve())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
+def options_to_dict(opts: Options) -> dict:
+    """The run's Options as the option table spells them (convertctl.toml's
+    keys), paths made absolute so that verify can run them from anywhere."""
+    out = {}
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        if SPECS[f.name].path and value:
+            value = str(Path(value).resolve())
+        out[f.name] = [list(v) for v in value] if f.name == "input_shape" else value
+    out["out"] = str(Path(opts.out).resolve())
+    return out
 
 
-def options_to_dict(opts) -> dict:
-    return {f.name: _jsonable(getattr(opts, f.name)) for f in fields(opts)}
+def options_from_dict(data: dict, source: Path | str = "report.json") -> Options:
+    """Options back from a manifest, validated by the option table's rules like
+    any file's values (a report is data); options this version does not know
+    are ignored."""
+    from convertctl.config import settings
 
-
-def options_from_dict(data: dict, cls=None):
-    """RunOptions from a manifest: paths back to Path, shapes back to tuples;
-    options this version does not know are ignored, missing ones default."""
-    if cls is None:
-        from convertctl.run.pipeline import RunOptions as cls
-    values = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if value is not None and "Path" in str(f.type):
-            value = Path(value)
-        elif f.name == "shapes":
-            value = [tuple(s) for s in value]
-        elif f.name in ("mean", "std") and value is not None:
-            value = tuple(value)
-        elif f.name == "int8" and isinstance(value, dict):
-            value = _rebuild(Int8Options, value)
-        elif f.name == "inputs":
-            value = [_rebuild(InputSpec, dict(v, shape=tuple(v["shape"]))) if isinstance(v, dict) else v for v in value]
-        values[f.name] = value
-    return cls(**values)
-
-
-def _rebuild(cls, data: dict):
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    known = {k: v for k, v in data.items() if k in SPECS}
+    return Options(**settings.validate(known, source))
 
 
 def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
@@ -166,6 +143,7 @@ def input_hashes(opts, run_dir: Path, hasher: Hasher) -> dict:
     for option, name in INPUT_OPTIONS.items():
         path = getattr(opts, option, None)
         if path:
+            path = Path(path)
             out[name] = {"path": str(Path(path).resolve()), "sha256": hasher.path(Path(path), remember=True)}
     if safefs.kind(run_dir, "inputs") == "dir":
         out["arrays"] = {rel: hasher.file(run_dir / rel) for rel in safefs.walk_files(run_dir, "inputs")}

@@ -5,12 +5,13 @@ failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 
 from convertctl.checks import validate
-from convertctl.checks.validate import DEFAULT_MAX_DROP
-from convertctl.config.catalog import LAYOUTS, MODES, Catalog
+from convertctl.config import modes, settings
+from convertctl.config.catalog import Catalog
+from convertctl.config.options import Options
 from convertctl.config.settings import SYNTHETIC_CALIB
 from convertctl.errors import (
     EXIT_CONVERSION,
@@ -21,7 +22,7 @@ from convertctl.errors import (
 )
 from convertctl.inputs import arrays as inputs
 from convertctl.inputs import inputspec, modelfile, modelflags
-from convertctl.inputs.data import RESIZE_MODES, calibration_notes, labels_fit, load_calibration, load_eval
+from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval
 from convertctl.report.model import Report
 from convertctl.run import manifest, placement, selective
 from convertctl.run.converts import ConvertLadder
@@ -38,91 +39,51 @@ from convertctl.store.digests import Hasher
 MIN_REAL_SAMPLES = 64
 
 
-@dataclass
-class RunOptions:
-    model: Path
-    shapes: list
-    modes: list
-    out: Path
-    opset: int | None = None  # None: each converter's own
-    calib: Path | None = None
-    mean: tuple | None = None
-    std: tuple | None = None
-    sample_inputs: Path | None = None
-    samples: int = inputs.DEFAULT_SAMPLES
-    seed: int = 0
-    allow_flex: bool = False
-    tolerances: dict = field(default_factory=dict)
-    eval_data: Path | None = None
-    max_drop: dict = field(default_factory=dict)
-    latency_runs: int = 10
-    threads: int = 1
-    keep_run: bool = False
-    converter: str | None = None  # auto, a family, a variant name or an image tag
-    export_image: str | None = None  # auto, a variant name or an image tag
-    layout: str | None = None  # None: whatever the converter gives
-    inputs: list = field(default_factory=list)  # [InputSpec] from --input; else `shapes` (--input-shape)
-    dynamic_batch: bool = False
-    arch: str | None = None  # "module:callable" building the nn.Module a state_dict fits
-    arch_kwargs: dict = field(default_factory=dict)
-    code_dir: Path | None = None  # the folder holding the --arch module (read-only in Docker)
-    trust_model: bool = False  # unpickle a pickled module (Docker runtime only)
+def check_options(o: Options) -> None:
+    """The option table's rules, on Options however they were made (flags,
+    a file, the Python API, a report), then what no single option's rule can
+    say: how options fit together."""
+    settings.validate({f.name: getattr(o, f.name) for f in fields(o)})
+    if o.input and o.input_shape:
+        raise UsageError("--input and --input-shape both given: use --input NAME:SHAPE[:DTYPE] for every input")
+    for text in o.input:
+        inputspec.parse_input(text)
+    modelflags.check_model_flags(o)
+    int8 = selective.Int8Options.of(o)
+    if int8.float_layers and "int8" not in o.modes:
+        raise UsageError("--int8-float-layers applies to int8: add --quant int8")
 
-    resize: str = "stretch"  # how images become inputs (data.RESIZE_MODES)
-    int8: selective.Int8Options = field(default_factory=selective.Int8Options)
-    no_cache: bool = False  # run every step, reuse nothing from the stage cache
-    keep_intermediates: bool = False  # the ONNX file and SavedModel go to --out too
 
-    def input_specs(self) -> list:
-        """What the user said about the inputs: --input, or --input-shape's unnamed ones."""
-        return list(self.inputs) or inputspec.from_shapes(self.shapes)
-
-    def check(self) -> None:
-        unknown = [m for m in self.modes if m not in MODES]
-        if unknown:
-            raise UsageError(f"--quant {', '.join(unknown)}: unknown mode (choose from {', '.join(MODES)})")
-        if self.inputs and self.shapes:
-            raise UsageError("--input and --input-shape both given: use --input NAME:SHAPE[:DTYPE] for every input")
-        modelflags.check_model_flags(self)
-        if self.opset is not None and not 7 <= self.opset <= 20:
-            raise UsageError(f"--opset {self.opset}: ONNX opsets 7 to 20 are exported")
-        if self.layout is not None and self.layout not in LAYOUTS:
-            raise UsageError(f"--layout {self.layout!r}: choose from {', '.join(LAYOUTS)}")
-        for mode in list(self.tolerances) + list(self.max_drop):
-            if mode not in MODES:
-                raise UsageError(f"tolerance for unknown mode {mode!r} (choose from {', '.join(MODES)})")
-        for mode in self.tolerances:
-            validate.tolerance_for(mode, self.tolerances)  # raises on unknown keys
-        if self.resize not in RESIZE_MODES:
-            raise UsageError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_MODES)}")
-        self.int8.check()
-        if self.int8.float_layers and "int8" not in self.modes:
-            raise UsageError("--int8-float-layers applies to int8: add --quant int8")
+def input_specs(o: Options) -> list:
+    """What the user said about the inputs: --input, or --input-shape's unnamed ones."""
+    return [inputspec.parse_input(t) for t in o.input] or inputspec.from_shapes(o.input_shape)
 
 
 class Pipeline:
-    def __init__(self, opts: RunOptions, runtime: Runtime, catalog: Catalog, say: Say):
+    def __init__(self, opts: Options, runtime: Runtime, catalog: Catalog, say: Say):
         self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
+        self.model, self.out = Path(opts.model), Path(opts.out)
+        self.int8 = selective.Int8Options.of(opts)
 
     def run(self) -> Report:
         o = self.opts
-        o.check()
+        check_options(o)
         export_rungs = self.catalog.pick(self.runtime.name, "export", o.export_image)
         convert_rungs = self.catalog.pick(self.runtime.name, "convert", o.converter)
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         cache = open_cache(o.no_cache)
         hasher = Hasher(cache.file_state() if cache else None)
-        facts = modelfile.read_model(o.model, hasher.state)
+        facts = modelfile.read_model(self.model, hasher.state)
         modelflags.check_format(facts, o, self.runtime.name)
-        specs = inputspec.resolve(o.input_specs(), facts, o.dynamic_batch)
+        specs = inputspec.resolve(input_specs(o), facts, o.dynamic_batch)
         if o.dynamic_batch:
             inputspec.check_dynamic_batch(specs)
         self._applicable(facts, export_rungs, convert_rungs)
         shapes = {s.name: s.shape for s in specs}
         sets, labels, calib, sample_source = self._load_data(specs)  # bad data fails before any work
-        killed = rundir.killed_runs(o.out)
-        run_dir = rundir.create_run_dir(o.out)
+        killed = rundir.killed_runs(self.out)
+        run_dir = rundir.create_run_dir(self.out)
         report = Report(
             model={
                 "path": str(facts.path),
@@ -136,7 +97,7 @@ class Pipeline:
             runtime=self.runtime.name,
             modes=list(o.modes),
             run_dir=str(run_dir),
-            out_dir=str(o.out),
+            out_dir=str(self.out),
         )
         report.notices += getattr(self.runtime, "notices", []) + killed
         if calib is not None and o.calib is None:
@@ -145,7 +106,7 @@ class Pipeline:
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
         if calib is not None:
-            report.notices += calibration_notes(o.calib, calib)
+            report.notices += calibration_notes(o.path("calib"), calib)
         report.manifest = manifest.new(o, self.runtime.name)
         steps = Steps(self.runtime, run_dir, report, self.say, cache=cache, hasher=hasher)
         try:
@@ -175,10 +136,10 @@ class Pipeline:
         export variant loads, or flags (--opset, --layout) no converter meets."""
         exports = ExportLadder(None, export_rungs, facts, {}, None)
         if self.opts.opset is not None and facts.format == "onnx" and self.opts.opset != facts.opset:
-            raise UsageError(f"--opset {self.opts.opset}: {self.opts.model} is an ONNX file at opset {facts.opset}")
+            raise UsageError(f"--opset {self.opts.opset}: {self.model} is an ONNX file at opset {facts.opset}")
         if not exports.usable():
             reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in exports.entries)
-            raise UsageError(f"{self.opts.model}: no export variant can load this model ({reasons})")
+            raise UsageError(f"{self.model}: no export variant can load this model ({reasons})")
         ladder = ConvertLadder(
             None, self.catalog, convert_rungs, exports, {"opset": self.opts.opset, "layout": self.opts.layout}
         )
@@ -201,7 +162,7 @@ class Pipeline:
         # that start from the torch model; --code is mounted for those only.
         model_request = modelflags.load_fields(facts, o)
         exports = ExportLadder(
-            steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances)
+            steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances())
         )
         ctx = {
             "request": request,
@@ -213,8 +174,8 @@ class Pipeline:
             "input_dtypes": {s.name: s.dtype for s in specs},
             "dynamic_batch": o.dynamic_batch,
             "labels": labels,
-            "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances),
-            "max_drop": lambda mode: o.max_drop.get(mode, DEFAULT_MAX_DROP[mode]),
+            "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances()),
+            "max_drop": o.max_drop_for,
             "quantize": {
                 "calibration": "inputs/calibration.npz",
                 "allow_flex": o.allow_flex,
@@ -222,7 +183,7 @@ class Pipeline:
                 "latency_runs": 0 if self.catalog.measurer(self.runtime.name) else o.latency_runs,
                 "threads": o.threads,
             },
-            "int8": o.int8,
+            "int8": self.int8,
             "measure_runs": o.latency_runs,
         }
         ladder = ConvertLadder(steps, self.catalog, convert_rungs, exports, ctx)
@@ -234,7 +195,7 @@ class Pipeline:
                 report.fail(code, self._export_failure(exports))
                 return
             report.model["outputs"] = exports.reference.outputs
-            misfit = labels_fit(o.eval_data, labels, exports.reference.outputs) if labels is not None else ""
+            misfit = labels_fit(o.path("eval_data"), labels, exports.reference.outputs) if labels is not None else ""
             if misfit:
                 report.fail(EXIT_USAGE, misfit)
                 return
@@ -251,8 +212,8 @@ class Pipeline:
 
     def _export_failure(self, exports: ExportLadder) -> str:
         if exports.error_kind == "input":
-            model = str(self.opts.model.resolve())
-            return exports.error if model in exports.error else f"{self.opts.model}: {exports.error}"
+            model = str(self.model.resolve())
+            return exports.error if model in exports.error else f"{self.model}: {exports.error}"
         rung = next((e["variant"] for e in reversed(exports.entries) if e["status"] == "failed"), "")
         return f"export stage ({rung}): {exports.error}" if rung else exports.error
 
@@ -289,28 +250,29 @@ class Pipeline:
         o = self.opts
         shapes = {s.name: s.shape for s in specs}
         sets, labels = {}, None
-        if o.eval_data:
-            sets["eval"], labels, _ = load_eval(o.eval_data, shapes, o.mean, o.std, o.resize)
-            sets["eval"] = inputspec.typed(sets["eval"], specs, o.eval_data)
+        eval_data, calib_path, sample_path = o.path("eval_data"), o.path("calib"), o.path("sample_inputs")
+        if eval_data:
+            sets["eval"], labels, _ = load_eval(eval_data, shapes, o.mean, o.std, o.resize)
+            sets["eval"] = inputspec.typed(sets["eval"], specs, eval_data)
         calib = None
-        if "int8" in o.modes or "int16x8" in o.modes:
+        if modes.calibrated(o.modes):
             calib = (
-                inputspec.typed(load_calibration(o.calib, shapes, o.mean, o.std, resize=o.resize), specs, o.calib)
-                if o.calib
+                inputspec.typed(load_calibration(calib_path, shapes, o.mean, o.std, resize=o.resize), specs, calib_path)
+                if calib_path
                 else inputspec.Synthetic(tuple(specs), SYNTHETIC_CALIB, o.seed + 1)
             )
-            if o.int8.auto and labels is None:  # judged on data it was not calibrated on
+            if self.int8.auto and labels is None:  # judged on data it was not calibrated on
                 calib, sets["holdout"] = selective.split_holdout(inputspec.as_arrays(calib))
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
-        if o.sample_inputs:
-            samples = inputspec.typed(inputs.load_sample_inputs(o.sample_inputs, shapes), specs, o.sample_inputs)
-            source = str(o.sample_inputs)
-        elif o.eval_data or (o.calib and calib is not None):
-            samples = _first(sets["eval"] if o.eval_data else calib, max(o.samples, MIN_REAL_SAMPLES))
+        if sample_path:
+            samples = inputspec.typed(inputs.load_sample_inputs(sample_path, shapes), specs, sample_path)
+            source = str(sample_path)
+        elif eval_data or (calib_path and calib is not None):
+            samples = _first(sets["eval"] if eval_data else calib, max(o.samples, MIN_REAL_SAMPLES))
             count = len(next(iter(samples.values())))
-            source = f"first {count} of {o.eval_data or o.calib}"
+            source = f"first {count} of {eval_data or calib_path}"
         else:
             samples, source = inputspec.Synthetic(tuple(specs), o.samples, o.seed), f"synthetic (seed {o.seed})"
         sets["samples"] = samples

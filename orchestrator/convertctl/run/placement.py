@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from convertctl.config.catalog import MODES
+from convertctl.config.modes import NAMES as MODES
 from convertctl.report.model import Report
 from convertctl.store import rundir, runs, safefs
 from convertctl.store.digests import Hasher
@@ -55,7 +55,7 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
 def out_files(opts, run_dir: Path, report: Report) -> dict:
     """{run-dir source: name in --out}: one .tflite per mode, and with
     --keep-intermediates the ONNX file and SavedModel the files came from."""
-    stem = opts.model.stem
+    stem = Path(opts.model).stem
     files = {a["file"]: f"{stem}_{a['mode']}.tflite" for a in report.artifacts if "file" in a}
     if not getattr(opts, "keep_intermediates", False) or report.status != "passed":
         return files
@@ -72,8 +72,8 @@ def out_files(opts, run_dir: Path, report: Report) -> dict:
 
 def out_names(opts, report: Report) -> set:
     """Every name a run of this model may place in --out."""
-    stem = opts.model.stem
-    names = {f"{stem}_{m}.tflite" for m in (*MODES, "int16x8")} | {f"{stem}.onnx", f"{stem}_saved_model"}
+    stem = Path(opts.model).stem
+    names = {f"{stem}_{m}.tflite" for m in MODES} | {f"{stem}.onnx", f"{stem}_saved_model"}
     for entry in report.ladder:
         if entry.get("stage") == "convert":
             names |= {f"{stem}_{entry['variant']}.onnx", f"{stem}_{entry['variant']}_saved_model"}

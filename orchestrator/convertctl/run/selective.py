@@ -18,7 +18,6 @@ from convertctl.errors import UsageError
 if TYPE_CHECKING:  # numpy only where arrays are handled: `convertctl --help` imports this module
     import numpy as np
 
-IO_TYPES = ("int8", "uint8", "float")
 DEBUG_SAMPLES = 16  # the debugger's per-layer error settles well before 16 samples
 HOLDOUT_SHARE = 4  # without --eval-data, 1 calibration sample in 4 is held out to judge the search
 MIN_HOLDOUT = 16
@@ -32,11 +31,14 @@ class Int8Options:
     max_latency_cost: float | None = None  # 0.10: 10 % slower than full int8 at most
     debug_samples: int = DEBUG_SAMPLES
 
-    def check(self) -> None:
-        if self.io not in IO_TYPES:
-            raise UsageError(f"--int8-io {self.io!r}: choose from {', '.join(IO_TYPES)}")
-        if self.max_latency_cost is not None and self.max_latency_cost < 0:
-            raise UsageError("--max-int8-latency-cost must not be negative")
+    @classmethod
+    def of(cls, options) -> Int8Options:
+        """From a run's Options (the three int8 options of the table)."""
+        return cls(
+            float_layers=parse_float_layers(options.int8_float_layers),
+            io=options.int8_io,
+            max_latency_cost=parse_cost(options.max_int8_latency_cost),
+        )
 
     @property
     def auto(self) -> bool:
@@ -67,6 +69,8 @@ def parse_cost(text: str | float | None) -> float | None:
         value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
     except ValueError:
         raise UsageError(f"--max-int8-latency-cost {text!r}: expected a share such as 10% or 0.1") from None
+    if not 0 <= value <= 100:  # nan%, -5%, 1e9% (a NaN compares false)
+        raise UsageError(f"--max-int8-latency-cost {text!r}: expected a share from 0% to 10000% (0 to 100)")
     return value
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from convertctl.config.catalog import load_catalog
@@ -86,7 +86,7 @@ def named_code(path: Path, options: dict, trust_config: bool, say) -> None:
     """A report is a file like any other: the code it names (an --arch to
     import, a --code folder, a pickled module to unpickle) runs only when the
     user says so, and is said before it runs."""
-    named = {k: options.get(k) for k in ("arch", "code_dir", "trust_model") if options.get(k)}
+    named = {k: options.get(k) for k in ("arch", "code", "trust_model") if options.get(k)}
     if not named:
         return
     listed = ", ".join(f"{k} = {v!r}" for k, v in named.items())
@@ -108,10 +108,10 @@ def verify(path: Path, runtime_for, say, trust_config: bool = False) -> Verdict:
     if problems:
         files = [FileCheck(n, h, on_disk[n], "") for n, h in sorted(report.manifest["outputs"].items())]
         return Verdict(files, problems)
-    opts = manifest.options_from_dict(report.manifest["options"])
+    opts = manifest.options_from_dict(report.manifest["options"], path)
     scratch = Path(tempfile.mkdtemp(prefix="convertctl-verify-"))
     try:
-        opts.out, opts.no_cache, opts.keep_run = scratch / "out", True, False
+        opts = replace(opts, out=str(scratch / "out"), no_cache=True, keep_run=False)
         rerun = Pipeline(opts, runtime_for(report.manifest.get("runtime", report.runtime)), load_catalog(), say).run()
         rebuilt = rerun.manifest.get("outputs", {}) if rerun.status == "passed" else {}
     finally:
