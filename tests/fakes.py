@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from convertctl.runtimes.base import Prepared, StageRun, read_result, write_request
+from convertctl.runtimes.base import Prepared, Runtime, StageRun, read_result, write_request
 
 WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
 
@@ -37,8 +37,14 @@ def model(x: np.ndarray) -> np.ndarray:
     return (x.mean(axis=(3, 4)) @ WEIGHTS).astype(np.float32)
 
 
-class FakeRuntime:
+class FakeRuntime(Runtime):
+    """The one fake: a Runtime whose stages are numpy functions of the inputs."""
+
     name = "fake"
+
+    @classmethod
+    def create(cls, settings, say, options, flag=""):
+        return cls()
 
     def __init__(
         self,
@@ -50,6 +56,7 @@ class FakeRuntime:
         float_layer_gain: dict | None = None,
         latency: dict | None = None,
     ):
+        super().__init__()
         self.noise = noise or {}  # mode -> stddev of the error added to its outputs
         self.fake_int8 = fake_int8  # int8 mode yields float32 io, as the tutorial's recipe does
         self.crash = crash  # a stage that dies without writing a result

@@ -46,6 +46,10 @@ def torch_zip(path: Path, pkl: bytes, extra: dict | None = None) -> Path:
     return path
 
 
+LOCAL = SimpleNamespace(name="local", sandboxed=False)  # what check_format asks of a runtime
+DOCKER = SimpleNamespace(name="docker", sandboxed=True)
+
+
 class Net:  # a user class: what a pickled module imports
     pass
 
@@ -313,18 +317,18 @@ def facts_of(fmt: str, **kw):
 
 def test_a_state_dict_needs_arch_and_nothing_else_takes_it():
     with pytest.raises(UsageError, match="--arch module:callable .* --code DIR"):
-        check_format(facts_of("state-dict"), opts(), "local")
-    check_format(facts_of("state-dict"), opts(arch="m:f"), "local")
+        check_format(facts_of("state-dict"), opts(), LOCAL)
+    check_format(facts_of("state-dict"), opts(arch="m:f"), LOCAL)
     with pytest.raises(UsageError, match="--arch is for state_dict files"):
-        check_format(facts_of("torchscript"), opts(arch="m:f"), "local")
+        check_format(facts_of("torchscript"), opts(arch="m:f"), LOCAL)
 
 
 def test_a_pickle_needs_trust_and_trust_needs_docker():
     with pytest.raises(UsageError, match=r"imports mymodels\.Net .* --trust-model"):
-        check_format(facts_of("pickle"), opts(), "docker")
+        check_format(facts_of("pickle"), opts(), DOCKER)
     with pytest.raises(UsageError, match="--trust-model needs --runtime docker"):
-        check_format(facts_of("pickle"), opts(trust_model=True), "local")
-    check_format(facts_of("pickle"), opts(trust_model=True), "docker")
+        check_format(facts_of("pickle"), opts(trust_model=True), LOCAL)
+    check_format(facts_of("pickle"), opts(trust_model=True), DOCKER)
 
 
 @pytest.mark.parametrize(

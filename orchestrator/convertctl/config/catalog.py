@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convertctl.config import modes
-from convertctl.config.options import LAYOUTS, RUNTIMES, TEXT
+from convertctl.config import modes, runtimes
+from convertctl.config.options import LAYOUTS, TEXT
 from convertctl.config.schema import boolean, checked, dict_of, either, integer, list_of, one_of, optional, table, text
 from convertctl.config.settings import as_toml
 from convertctl.errors import UsageError
@@ -255,7 +255,7 @@ CATALOG_FILE = table(
     "CatalogFile",
     {
         "variants": dict_of(text(), VARIANT_TABLE),
-        "ladders": dict_of(one_of(*RUNTIMES[1:]), dict_of(STAGE, list_of(TEXT))),
+        "ladders": dict_of(one_of(*runtimes.BY_NAME), dict_of(STAGE, list_of(TEXT))),
     },
     required=("variants",),
 )

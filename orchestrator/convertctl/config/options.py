@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from convertctl.config import modes
+from convertctl.config import modes, runtimes
 from convertctl.config.schema import (
     Invalid,
     Rule,
@@ -48,7 +48,7 @@ MAX_INPUT_VALUES = 1 << 26
 RESIZE = ("stretch", "shorter-side+center-crop")
 LAYOUTS = ("nchw", "nhwc")
 INT8_IO = ("int8", "uint8", "float")
-RUNTIMES = ("auto", "local", "docker")  # config/runtimes.py holds what each is; a test holds these equal
+RUNTIMES = runtimes.CHOICES
 BATCH_CHECK = 4  # --dynamic-batch: the TFLite file is checked at batch 1 and at this batch
 
 
@@ -311,8 +311,10 @@ class Options:
         help="nchw or nhwc I/O. Default: whatever the converter gives.",
     )  # fmt: skip
     runtime: str = option(
-        "auto", "--runtime", group=CONVERSION, rule=one_of(*RUNTIMES), expected="auto, local or docker",
-        help="auto (Docker if a daemon answers, else local), local or docker.",
+        "auto", "--runtime", group=CONVERSION, rule=one_of(*RUNTIMES), expected=", ".join(RUNTIMES[:-1])
+        + f" or {RUNTIMES[-1]}",
+        help="auto (Docker if a daemon answers, else local); "
+        + "; ".join(f"{k.name}: {k.summary}" for k in runtimes.KINDS) + ".",
     )  # fmt: skip
     no_cache: bool = option(
         False, "--no-cache", group=CONVERSION, cli=bool, rule=boolean, file=False, expected=BOOL,

@@ -31,7 +31,7 @@ def check_model_flags(opts) -> None:
             raise UsageError(f"--code {opts.code}: not a directory")
 
 
-def check_format(facts: ModelFacts, opts, runtime: str) -> None:
+def check_format(facts: ModelFacts, opts, runtime) -> None:
     """What each format needs from the command line, before any work."""
     path = Path(opts.model)
     if facts.format == "state-dict" and not opts.arch:
@@ -49,10 +49,10 @@ def check_format(facts: ModelFacts, opts, runtime: str) -> None:
             "ExportedProgram instead, or pass "
             "--trust-model to load it in a Docker container without network that writes only its run directory."
         )
-    if opts.trust_model and runtime != "docker":
+    if opts.trust_model and not runtime.sandboxed:
         raise UsageError(
             f"--trust-model needs --runtime docker: a pickled module is only unpickled in a container without "
-            f"network that writes only its run directory; the {runtime} runtime has no such sandbox"
+            f"network that writes only its run directory; the {runtime.name} runtime has no such sandbox"
         )
 
 

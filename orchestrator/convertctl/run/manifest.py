@@ -15,7 +15,7 @@ from pathlib import Path
 from convertctl import __version__
 from convertctl.config.catalog import Variant, images_dir
 from convertctl.config.options import SPECS, Options
-from convertctl.runtimes.base import Step
+from convertctl.runtimes.base import Runtime, Step
 from convertctl.store import safefs
 from convertctl.store.digests import Hasher, sha256_json
 
@@ -88,23 +88,14 @@ def request_params(request: dict, run_dir: Path, hasher: Hasher) -> dict:
     return visit(request)
 
 
-def identity(runtime, variant: Variant) -> dict | None:
-    """What defines the environment, known before it exists; None for a
-    runtime that cannot say (nothing is cached then)."""
-    ident = getattr(runtime, "identity", None)
-    return ident(variant) if ident is not None else None
-
-
-def environment(runtime, variant: Variant) -> dict:
+def environment(runtime: Runtime, variant: Variant) -> dict:
     """The environment as seen after it ran a step: identity plus what is
     observed inside (image ID, `pip freeze`)."""
-    info = dict(identity(runtime, variant) or {"runtime": getattr(runtime, "name", "?")})
-    freeze = getattr(runtime, "freeze", None)
-    if freeze is not None:
-        try:
-            info.update(freeze(variant))
-        except Exception as exc:  # noqa: BLE001 - a manifest gap, not a failed run
-            info["pip_freeze_error"] = f"{type(exc).__name__}: {exc}"
+    info = dict(runtime.identity(variant))
+    try:
+        info.update(runtime.freeze(variant))
+    except Exception as exc:  # noqa: BLE001 - a manifest gap, not a failed run
+        info["pip_freeze_error"] = f"{type(exc).__name__}: {exc}"
     return info
 
 

@@ -12,11 +12,8 @@ def preflight(rt, catalog, opts: Options) -> None:
     fails now, with what to use instead, not after the stages before it ran.
     Exit 5: the flags are valid (the variant works on Docker); the machine
     lacks an interpreter, like any environment that cannot be built."""
-    check = getattr(rt, "preflight", None)
-    if check is None:
-        return
     for stage, choice in (("export", opts.export_image), ("convert", opts.converter)):
         if choice and choice != "auto":
             rungs = catalog.pick(rt.name, stage, choice)
             if len(rungs) == 1:
-                check(rungs + (catalog.quantizers(rungs[0]) if stage == "convert" else []))
+                rt.preflight(rungs + (catalog.quantizers(rungs[0]) if stage == "convert" else []))

@@ -75,7 +75,7 @@ class Pipeline:
         cache = open_cache(o.no_cache)
         hasher = Hasher(cache.file_state() if cache else None)
         facts = modelfile.read_model(self.model, hasher.state)
-        modelflags.check_format(facts, o, self.runtime.name)
+        modelflags.check_format(facts, o, self.runtime)
         specs = inputspec.resolve(input_specs(o), facts, o.dynamic_batch)
         if o.dynamic_batch:
             inputspec.check_dynamic_batch(specs)
@@ -99,7 +99,7 @@ class Pipeline:
             run_dir=str(run_dir),
             out_dir=str(self.out),
         )
-        report.notices += getattr(self.runtime, "notices", []) + killed
+        report.notices += self.runtime.notices + killed
         if calib is not None and o.calib is None:
             report.notices.append(
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "

@@ -70,7 +70,7 @@ class Steps:
         # stays out of the manifest; the cache may replay it for the same file bytes,
         # environment and settings (this machine's store: --no-cache measures afresh).
         measuring = step.stage == "measure"
-        key = step_key(parts) if parts["environment"] is not None else ""
+        key = step_key(parts)
         hit = self.cache.restore(key, step.work, self.hasher, root=self.run_dir) if self.cache and key else None
         if hit is not None:
             self.say(f"{step.stage}: cached ({step.variant.name}{', ' + mode if mode else ''})")
@@ -118,7 +118,7 @@ class Steps:
             "script": step.script_rel,
             "work": step.work,
             "code": manifest.code_hash(step),
-            "environment": manifest.identity(self.runtime, step.variant),
+            "environment": self.runtime.identity(step.variant),
             "request": manifest.request_params(step.request, self.run_dir, self.hasher),
         }
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from convertctl.config.catalog import Variant
 from convertctl.store import safefs
@@ -51,6 +51,24 @@ class Step:
     @property
     def script_rel(self) -> str:
         return self.script or self.variant.script_rel
+
+    def reads(self) -> list[str]:
+        """The files and folders the request names: run-directory paths
+        (relative) and the user's own (absolute: the model, --code)."""
+        found: list[str] = []
+
+        def visit(value) -> None:
+            if isinstance(value, dict):
+                for v in value.values():
+                    visit(v)
+            elif isinstance(value, list):
+                for v in value:
+                    visit(v)
+            elif isinstance(value, str) and "/" in value and not value.startswith(("http:", "https:")):
+                found.append(value)
+
+        visit(self.request)
+        return list(dict.fromkeys(found))
 
 
 @dataclass
@@ -105,19 +123,59 @@ def crash_signal(exit_code: int) -> str:
         return ""
 
 
-class Runtime(Protocol):
-    name: str
+class Runtime(ABC):
+    """Where stages run. Every method a caller may use is declared here;
+    the three a runtime must say for itself are abstract, the rest have the
+    defaults of a runtime whose stages see the host's run directory (local
+    venvs, Docker with a bind mount). Kinds are registered in config/runtimes.py."""
 
-    def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]: ...
+    name: str = ""
+    sandboxed: bool = False  # stages cannot reach the network or host files beyond their run directory
 
-    def run(self, step: Step, run_dir: Path, say: Say) -> StageRun: ...
+    def __init__(self) -> None:
+        self.notices: list[str] = []  # what the user must know about this runtime, said once per run
 
-    # What defines a variant's environment (content keys), known before it
-    # exists: part of every stage cache key and of the report's manifest.
-    def identity(self, variant: Variant) -> dict: ...
+    @classmethod
+    @abstractmethod
+    def create(cls, settings, say: Say, options: dict, flag: str = "") -> Runtime:
+        """The runtime, built from the user's package-index settings and build
+        options (base_image); an EnvironmentProblem when it cannot be reached."""
 
-    # The ready environment as seen inside: image ID, `pip freeze`.
-    def freeze(self, variant: Variant) -> dict: ...
+    @abstractmethod
+    def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
+        """Make each variant's environment ready (created now, or found)."""
+
+    @abstractmethod
+    def run(self, step: Step, run_dir: Path, say: Say) -> StageRun:
+        """Run one stage script in its environment, against run_dir."""
+
+    @abstractmethod
+    def identity(self, variant: Variant) -> dict:
+        """What defines a variant's environment (content keys), known before
+        it exists: part of every stage cache key and of the manifest."""
+
+    def freeze(self, variant: Variant) -> dict:
+        """The ready environment as seen inside (image ID, `pip freeze`)."""
+        return {}
+
+    def preflight(self, variants: Iterable[Variant]) -> None:
+        """Raise EnvironmentProblem now for a variant this runtime cannot make
+        at all (a missing interpreter), before the stages ahead of it run."""
+        return None  # nothing to do by default
+
+    def stage_in(self, step: Step, run_dir: Path) -> None:
+        """Move what a step reads (step.reads()) to where it runs: nothing to
+        do when stages see the host's run directory; a runtime on another
+        machine copies them there."""
+        return None  # nothing to do by default
+
+    def stage_out(self, step: Step, run_dir: Path) -> None:
+        """Bring what a step wrote (its WORK folder) back into run_dir."""
+        return None  # nothing to do by default
+
+    def close(self) -> None:
+        """Release what the runtime holds (connections, workers)."""
+        return None  # nothing to do by default
 
 
 def write_request(run_dir: Path, work: str, request: dict) -> None:

@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from convertctl.config import runtimes
 from convertctl.config.catalog import Variant
 from convertctl.errors import ConversionError, EnvironmentProblem
 from convertctl.runtimes import images
-from convertctl.runtimes.base import LogTail, Prepared, Say, StageRun, Step, read_result, write_request
+from convertctl.runtimes.base import LogTail, Prepared, Runtime, Say, StageRun, Step, read_result, write_request
 from convertctl.runtimes.freezes import remembered
 from convertctl.store import procs, rundir
 from convertctl.store.envstore import default_root
@@ -133,18 +134,23 @@ def hardening(memory: str = "8g", pids: int = 1024, user: str = "") -> dict:
     }
 
 
-class DockerRuntime:
+class DockerRuntime(Runtime):
     name = "docker"
+    sandboxed = runtimes.BY_NAME[name].sandboxed
 
     def __init__(
         self, client, settings: IndexSettings, base_image: str = "", memory: str = "8g", user: str = "", say=None
     ):
+        super().__init__()
         self.client = client
         self.builder = images.ImageBuilder(client, settings, base_image)
         self.memory = memory
         self.user = user  # tests run stages as another uid to check ownership
-        self.notices: list = []
         remove_orphans(client, say or (lambda _: None))
+
+    @classmethod
+    def create(cls, settings: IndexSettings, say: Say, options: dict, flag: str = "") -> DockerRuntime:
+        return cls(require_client(flag), settings, say=say, **options)
 
     def user_for(self, ref: str) -> str:
         """Never root: the caller's uid:gid, or the image's own user when the caller is root."""

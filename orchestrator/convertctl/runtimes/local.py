@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from convertctl.config import runtimes
 from convertctl.config.catalog import Variant, images_dir
 from convertctl.runtimes.base import (
     LogTail,
     Prepared,
+    Runtime,
     Say,
     StageRun,
     Step,
@@ -55,15 +57,20 @@ def venv_environ(venv: Path) -> dict:
     return {"PATH": str(venv / "bin") + os.pathsep + path}
 
 
-class LocalRuntime:
+class LocalRuntime(Runtime):
     name = "local"
+    sandboxed = runtimes.BY_NAME[name].sandboxed
 
     def __init__(self, store: EnvStore):
+        super().__init__()
         self.store = store
-        self.notices: list = []
         stopped = procs.reap_orphans()  # left by a convertctl killed with its guard
         if stopped:
             self.notices.append(f"stopped {stopped} stage process(es) left running by a convertctl that was killed")
+
+    @classmethod
+    def create(cls, settings, say: Say, options: dict, flag: str = "") -> LocalRuntime:
+        return cls(EnvStore(settings=settings))
 
     def prepare(self, variants: Iterable[Variant], say: Say) -> list[Prepared]:
         out = []
