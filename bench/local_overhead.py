@@ -83,15 +83,16 @@ def validation_seconds(run_dir: Path, report: dict) -> float | None:
     """Validation runs inside `convertctl run`; redo its comparisons here on
     the kept run's outputs to see its share (numpy only, no stage)."""
     from convertctl.checks import validate
-    from convertctl.run.steps import Steps
+    from convertctl.run.comparer import Comparer
+    from convertctl.store.digests import Hasher
 
-    steps = Steps(None, run_dir, None, lambda _: None)
+    comparer = Comparer(run_dir, Hasher())
     ref_work = next(s["work"] for s in report["stages"] if s["stage"] == "export")
     started = time.perf_counter()
-    ref = steps.outputs(f"{ref_work}/reference_samples.npz")
+    ref = comparer.outputs(f"{ref_work}/reference_samples.npz")
     for st in report["stages"]:
         for name in ("onnx_samples.npz", "outputs_samples.npz"):
-            got = steps.outputs(f"{st['work']}/{name}")
+            got = comparer.outputs(f"{st['work']}/{name}")
             if got is not None and ref is not None:
                 validate.compare(st["stage"], st.get("mode"), "samples", ref, got, validate.tolerance_for("fp32"))
     return time.perf_counter() - started

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from convertctl.run.protocol import CONTRACT_VERSION
 from convertctl.runtimes.base import Prepared, Runtime, StageRun, read_result, write_request
 
 WEIGHTS = np.random.default_rng(42).standard_normal((3, 10)).astype(np.float32)
@@ -85,7 +86,7 @@ class FakeRuntime(Runtime):
         self.requests.append(request)
         if self.crash in (variant.stage, f"quantize:{request.get('mode')}"):
             return StageRun(variant.stage, variant, 139, {}, 0.1, ["Segmentation fault"])
-        result = {"status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
+        result = {"contract": CONTRACT_VERSION, "status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
         sets = {name: dict(np.load(run_dir / rel)) for name, rel in request.get("input_sets", {}).items()}
         getattr(self, variant.stage)(run_dir / step.work, request, sets, result, run_dir)
         (run_dir / step.work / "result.json").write_text(json.dumps(result))

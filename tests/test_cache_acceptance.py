@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import convertctl, load_json, requires_docker
 from convertctl.errors import EXIT_OK, EXIT_VALIDATION
-from convertctl.report.model import sha256_file
+from convertctl.store.digests import sha256_file
 
 pytestmark = pytest.mark.acceptance
 ALL = ["fp32", "dynamic", "int8", "fp16"]

@@ -15,10 +15,11 @@ import jsonschema
 import pytest
 from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
-from convertctl.report.model import SCHEMA_FILE, sha256_file
+from convertctl.report.model import SCHEMA_FILE
 from convertctl.report.render import markdown, rows
 from convertctl.run.pipeline import Pipeline
 from convertctl.store.cache import StageCache, cache_root, parse_age
+from convertctl.store.digests import sha256_file
 from fakes import FakeRuntime, options, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]

@@ -16,7 +16,7 @@ from convertctl import lazy
 from convertctl.config import modes
 from convertctl.config.tolerance import Tolerance
 from convertctl.errors import UsageError
-from convertctl.report.model import sha256_file
+from convertctl.store.digests import sha256_file
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from convertctl import __version__
 from convertctl.cli.cache_cmd import cache_app, envs_summary, runs_app, verify_command
@@ -96,8 +97,16 @@ def run(
             say("WARNING: " + settings.code_notice(opts, cfg_path))
         rt = runtime_for(opts, say)
         catalog = load_catalog()
-        preflight(rt, catalog, opts)
-        report = Pipeline(opts, rt, catalog, say).run()
+        if opts.dry_run:
+            plan = Pipeline(opts, rt, catalog, say).prepare().plan
+        else:
+            preflight(rt, catalog, opts)
+            report = Pipeline(opts, rt, catalog, say).run()
+    if opts.dry_run:
+        console.print(f"plan for {escape(str(model))} on the {rt.name} runtime (nothing was run):", highlight=False)
+        for line in plan.lines():
+            console.print("  " + escape(line), highlight=False)
+        raise typer.Exit(0)
     print_report(report, console)
     raise typer.Exit(report.exit_code)
 

@@ -349,6 +349,11 @@ class Options:
         False, "--keep-run", group=OUTPUT, cli=bool, rule=boolean, file=False, expected=BOOL,
         help="Keep the run directory after success.",
     )  # fmt: skip
+    dry_run: bool = option(
+        False, "--dry-run", group=OUTPUT, cli=bool, rule=boolean, file=False, expected=BOOL,
+        help="Check everything and print the plan (rungs, opsets, which quantizer makes each mode, why a rung "
+        "is skipped); run nothing, write nothing.",
+    )  # fmt: skip
     keep_intermediates: bool = option(
         False, "--keep-intermediates", group=OUTPUT, cli=bool, rule=boolean, file=False, expected=BOOL,
         help="Put the ONNX file and SavedModel in --out too.",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from convertctl.errors import UsageError
 from convertctl.inputs.inputspec import safe_name
@@ -56,8 +57,9 @@ def check_format(facts: ModelFacts, opts, runtime) -> None:
         )
 
 
-def load_fields(facts: ModelFacts, opts) -> dict:
-    """The request fields that say how to load the model (common/modelio.py)."""
+def load_fields(facts: ModelFacts, opts) -> Any:
+    """The request fields that say how to load the model (common/modelio.py):
+    the protocol's LoadPart (run/protocol.py)."""
     out: dict = {}
     if opts.arch:
         out.update(arch=opts.arch, arch_kwargs=dict(opts.arch_kwargs or {}))

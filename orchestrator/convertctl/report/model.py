@@ -3,7 +3,6 @@ render.py for the terminal and as Markdown. Nothing here prints."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,14 +25,6 @@ SCHEMA_VERSION = 3
 # Which failure a report names when there are several: the most serious kind.
 SEVERITY = [EXIT_VALIDATION, EXIT_CONVERSION, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_INTERNAL]
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

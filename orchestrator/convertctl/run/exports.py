@@ -11,7 +11,7 @@ from convertctl.checks import validate
 from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.inputs.modelfile import ModelFacts
-from convertctl.run.steps import Steps
+from convertctl.run.context import Context
 from convertctl.runtimes.base import Step
 
 
@@ -43,28 +43,33 @@ class Onnx:
 
 @dataclass
 class ExportLadder:
-    steps: Steps
-    rungs: list
+    ctx: Context
     facts: ModelFacts
-    request: dict  # model, input_names, input_shapes, input_sets
-    tolerance: validate.Tolerance
     entries: list = field(default_factory=list)  # the report's ladder rows for this stage
     reference: Reference | None = None
     error: str = ""
     error_kind: str = ""
     _onnx: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for rung in self.ctx.plan.exports:  # the plan's skipped rungs, said once
+            if rung.skip:
+                self.entries.append(
+                    {"stage": "export", "variant": rung.variant.name, "status": "skipped", "reason": rung.skip}
+                )
+
+    @property
+    def request(self) -> dict:
+        """model, input_names, input_shapes, input_sets, and how to load the model."""
+        return {**self.ctx.request, **self.ctx.model_request}
+
+    @property
+    def tolerance(self) -> validate.Tolerance:
+        return self.ctx.tolerance("fp32")
+
     def usable(self) -> list[Variant]:
-        """Rungs that can load this model; the others are recorded as skipped."""
-        out = []
-        for rung in self.rungs:
-            why = self.facts.loadable_by(rung)
-            if why:
-                if not any(e["variant"] == rung.name for e in self.entries):
-                    self.entries.append({"stage": "export", "variant": rung.name, "status": "skipped", "reason": why})
-            else:
-                out.append(rung)
-        return out
+        """Rungs that can load this model (the plan's)."""
+        return self.ctx.plan.usable_exports()
 
     def run_reference(self, opset: int | None) -> Reference | None:
         """The PyTorch reference outputs (and ONNX at ``opset`` while at it)."""
@@ -135,10 +140,10 @@ class ExportLadder:
         return result
 
     def _run(self, rung: Variant, work: str, extra: dict, purpose: str):
-        entry = {"stage": "export", "variant": rung.name, "status": "failed", "purpose": purpose}
+        entry: dict = {"stage": "export", "variant": rung.name, "status": "failed", "purpose": purpose}
         self.entries.append(entry)
         try:
-            run = self.steps.run(Step(rung, work, {**self.request, **extra}))
+            run = self.ctx.runner.run(Step(rung, work, {**self.request, **extra}))
         except EnvironmentProblem as exc:
             entry.update(failed_stage="environment", error=exc.message, seconds=0.0)
             self.error, self.error_kind = f"{rung.name}: {exc.message}", "environment"
@@ -155,7 +160,7 @@ class ExportLadder:
         info = run.result.get("onnx")
         if not info:
             return Onnx(opset, variant=rung.name, error=run.result.get("onnx_error", "no ONNX file written"))
-        bad = self.steps.bad_path(info.get("file"), "ONNX file")
+        bad = self.ctx.runner.bad_path(info.get("file"), "ONNX file")
         if bad:
             return Onnx(opset, variant=rung.name, error=bad)
         if self.facts.format == "onnx":  # the model file itself: it is the reference, nothing to compare
@@ -163,11 +168,11 @@ class ExportLadder:
         check = None
         if self.reference:
             ref = f"{self.reference.work}/reference_samples.npz"
-            check = self.steps.compare("onnx", None, "samples", ref, f"{work}/onnx_samples.npz", self.tolerance)
+            check = self.ctx.comparer.compare("onnx", None, "samples", ref, f"{work}/onnx_samples.npz", self.tolerance)
         if check is None:
             check = validate.Check("onnx", None, "samples", "skipped", note="onnxruntime not in the export environment")
         check.variant, check.opset = rung.name, info.get("opset", opset)
-        self.steps.report.checks.append(check.__dict__)
+        self.ctx.report.checks.append(check.__dict__)
         return Onnx(opset, info["file"], rung.name, check.__dict__)
 
 

@@ -6,25 +6,23 @@ never fails a run: a measure environment that cannot be made is a notice."""
 
 from __future__ import annotations
 
-from convertctl.config.catalog import Catalog
 from convertctl.errors import EnvironmentProblem
-from convertctl.run.steps import Steps
+from convertctl.run.context import Context
+from convertctl.run.protocol import MeasureRequest
 from convertctl.runtimes.base import Step
 
 THREADS = [1, 4]
 WARMUP = 3
 
 
-def measure(
-    steps: Steps, catalog: Catalog, files: dict, work: str, runs: int, full: bool = True, rounds: int = 1
-) -> dict:
+def measure(ctx: Context, files: dict, work: str, runs: int, full: bool = True, rounds: int = 1) -> dict:
     """{label: latency record} for {label: run-dir-relative .tflite path};
     with full=False only XNNPACK at 1 thread (enough to rank candidates).
     Raises nothing: a failure comes back as {"error": ...} per label."""
-    variant = catalog.measurer(steps.runtime.name) if files and runs > 0 else None
+    variant = ctx.plan.measure if files and runs > 0 else None
     if variant is None:
         return {}
-    request = {
+    request: MeasureRequest = {
         "files": [{"name": k, "file": v} for k, v in files.items()],
         "runs": runs,
         "rounds": rounds,
@@ -33,7 +31,7 @@ def measure(
         "xnnpack": [True, False] if full else [True],
     }
     try:
-        run = steps.run(Step(variant, work, request))
+        run = ctx.runner.run(Step(variant, work, dict(request)))
     except EnvironmentProblem as exc:
         return {k: {"error": f"measure environment {variant.name}: {exc.message}"} for k in files}
     if not run.ok:
@@ -58,7 +56,7 @@ def pick(latency: dict | None, xnnpack: bool = True, threads: int = 1) -> dict |
     return None
 
 
-def measure_artifacts(steps: Steps, catalog: Catalog, artifacts: list, runs: int) -> None:
+def measure_artifacts(ctx: Context, artifacts: list, runs: int) -> None:
     """Each final file measured in a step of its own; each artifact gets
     "latency". One step per file, not one for all: the cache then replays a
     file's timing by its bytes, so a mode added to a finished run times only
@@ -68,14 +66,14 @@ def measure_artifacts(steps: Steps, catalog: Catalog, artifacts: list, runs: int
         return
     got: dict = {}
     for mode, file in files.items():
-        got.update(measure(steps, catalog, {mode: file}, f"measure/final/{mode}", runs))
+        got.update(measure(ctx, {mode: file}, f"measure/final/{mode}", runs))
     for art in artifacts:
         if art["mode"] in got:
             art["latency"] = got[art["mode"]]
     errors = sorted({g["error"] for g in got.values() if g.get("error")})
     for error in errors:
-        steps.report.notices.append(f"latency not measured for some files: {error}")
+        ctx.report.notices.append(f"latency not measured for some files: {error}")
     if not got:
-        steps.report.notices.append(
-            f"latency not measured: the catalog has no measure environment for the {steps.runtime.name} runtime"
+        ctx.report.notices.append(
+            f"latency not measured: the catalog has no measure environment for the {ctx.runner.runtime.name} runtime"
         )

@@ -5,10 +5,9 @@ failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from convertctl.checks import validate
 from convertctl.config import modes, settings
 from convertctl.config.catalog import Catalog
 from convertctl.config.options import Options
@@ -25,13 +24,18 @@ from convertctl.inputs import inputspec, modelfile, modelflags
 from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval
 from convertctl.report.model import Report
 from convertctl.run import manifest, placement, selective
+from convertctl.run.comparer import Comparer
+from convertctl.run.context import CALIBRATION, Context
 from convertctl.run.converts import ConvertLadder
 from convertctl.run.exports import ExportLadder
 from convertctl.run.measure import measure_artifacts
-from convertctl.run.steps import Steps
+from convertctl.run.plan import Plan, make_plan
+from convertctl.run.protocol import InputsPart
+from convertctl.run.recorder import Recorder
+from convertctl.run.runner import Runner
 from convertctl.runtimes.base import Runtime, Say
 from convertctl.store import rundir
-from convertctl.store.cache import open_cache
+from convertctl.store.cache import StageCache, open_cache
 from convertctl.store.digests import Hasher
 
 # With real data the parity checks take at least this many samples: "top-1
@@ -59,19 +63,27 @@ def input_specs(o: Options) -> list:
     return [inputspec.parse_input(t) for t in o.input] or inputspec.from_shapes(o.input_shape)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a run knows before anything runs: the model, its inputs, the plan."""
+
+    facts: modelfile.ModelFacts
+    specs: list
+    plan: Plan
+    cache: StageCache | None
+    hasher: Hasher
+
+
 class Pipeline:
     def __init__(self, opts: Options, runtime: Runtime, catalog: Catalog, say: Say):
         self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
         self.model, self.out = Path(opts.model), Path(opts.out)
         self.int8 = selective.Int8Options.of(opts)
 
-    def run(self) -> Report:
+    def prepare(self) -> Prepared:
+        """Everything checked and planned, nothing run (--dry-run stops here)."""
         o = self.opts
         check_options(o)
-        export_rungs = self.catalog.pick(self.runtime.name, "export", o.export_image)
-        convert_rungs = self.catalog.pick(self.runtime.name, "convert", o.converter)
-        if not export_rungs or not convert_rungs:
-            raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
         cache = open_cache(o.no_cache)
         hasher = Hasher(cache.file_state() if cache else None)
         facts = modelfile.read_model(self.model, hasher.state)
@@ -79,7 +91,13 @@ class Pipeline:
         specs = inputspec.resolve(input_specs(o), facts, o.dynamic_batch)
         if o.dynamic_batch:
             inputspec.check_dynamic_batch(specs)
-        self._applicable(facts, export_rungs, convert_rungs)
+        plan = make_plan(o, facts, self.catalog, self.runtime.name, bool(self.int8.float_layers))
+        return Prepared(facts, specs, plan, cache, hasher)
+
+    def run(self) -> Report:
+        o = self.opts
+        ready = self.prepare()
+        facts, specs, hasher = ready.facts, ready.specs, ready.hasher
         shapes = {s.name: s.shape for s in specs}
         sets, labels, calib, sample_source = self._load_data(specs)  # bad data fails before any work
         killed = rundir.killed_runs(self.out)
@@ -108,12 +126,27 @@ class Pipeline:
         if calib is not None:
             report.notices += calibration_notes(o.path("calib"), calib)
         report.manifest = manifest.new(o, self.runtime.name)
-        steps = Steps(self.runtime, run_dir, report, self.say, cache=cache, hasher=hasher)
+        recorder = Recorder(report, self.runtime)
+        runner = Runner(self.runtime, run_dir, self.say, recorder, cache=ready.cache, hasher=hasher)
+        comparer = Comparer(run_dir, hasher, ready.cache.memo if ready.cache else None)
+        ctx = Context(
+            options=o,
+            catalog=self.catalog,
+            plan=ready.plan,
+            runner=runner,
+            comparer=comparer,
+            report=report,
+            int8=self.int8,
+            specs=tuple(specs),
+            request=self._request(facts, specs, sets),
+            model_request=modelflags.load_fields(facts, o),  # how to load the model: export, torch families
+            labels=labels,
+        )
         try:
-            report.inputs = self._write_inputs(steps, sets, labels, calib)
+            report.inputs = self._write_inputs(runner, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
-            report.manifest["inputs"] = manifest.input_hashes(o, run_dir, steps.hasher)
-            self._ladders(steps, facts, export_rungs, convert_rungs, specs, sets, labels)
+            report.manifest["inputs"] = manifest.input_hashes(o, run_dir, hasher)
+            self._ladders(ctx, facts)
         except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
             mapped = rundir.os_error(exc, run_dir)
             code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
@@ -131,84 +164,43 @@ class Pipeline:
         self._place(run_dir, report, hasher)
         return report
 
-    def _applicable(self, facts, export_rungs: list, convert_rungs: list) -> None:
-        """Refuse, before any work, a run no rung can take: the model no
-        export variant loads, or flags (--opset, --layout) no converter meets."""
-        exports = ExportLadder(None, export_rungs, facts, {}, None)
-        if self.opts.opset is not None and facts.format == "onnx" and self.opts.opset != facts.opset:
-            raise UsageError(f"--opset {self.opts.opset}: {self.model} is an ONNX file at opset {facts.opset}")
-        if not exports.usable():
-            reasons = "; ".join(f"{e['variant']}: {e['reason']}" for e in exports.entries)
-            raise UsageError(f"{self.model}: no export variant can load this model ({reasons})")
-        ladder = ConvertLadder(
-            None, self.catalog, convert_rungs, exports, {"opset": self.opts.opset, "layout": self.opts.layout}
-        )
-        reasons = [f"{r.name}: {ladder.skip_reason(r)}" for r in convert_rungs]
-        if all(ladder.skip_reason(r) for r in convert_rungs):
-            raise UsageError("no converter variant applies: " + "; ".join(reasons))
-
-    def _ladders(self, steps: Steps, facts, export_rungs, convert_rungs, specs, sets, labels) -> None:
-        o, report = self.opts, steps.report
-        request = {
+    def _request(self, facts, specs: list, sets: dict) -> InputsPart:
+        return {
             "model": str(facts.path),
             "model_format": facts.format,
             "input_names": [s.name for s in specs],
             "input_shapes": [list(s.shape) for s in specs],
             "input_dtypes": [s.dtype for s in specs],
-            "dynamic_batch": o.dynamic_batch,
+            "dynamic_batch": self.opts.dynamic_batch,
             "input_sets": {name: f"inputs/{name}.npz" for name in sets},
         }
-        # How to load the model: for the export stage, and for converters
-        # that start from the torch model; --code is mounted for those only.
-        model_request = modelflags.load_fields(facts, o)
-        exports = ExportLadder(
-            steps, export_rungs, facts, {**request, **model_request}, validate.tolerance_for("fp32", o.tolerances())
-        )
-        ctx = {
-            "request": request,
-            "model_request": model_request,
-            "model": str(facts.path),
-            "opset": o.opset,
-            "layout": o.layout,
-            "input_shapes": {s.name: list(s.shape) for s in specs},
-            "input_dtypes": {s.name: s.dtype for s in specs},
-            "dynamic_batch": o.dynamic_batch,
-            "labels": labels,
-            "tolerance": lambda mode: validate.tolerance_for(mode, o.tolerances()),
-            "max_drop": o.max_drop_for,
-            "quantize": {
-                "calibration": "inputs/calibration.npz",
-                "allow_flex": o.allow_flex,
-                # LiteRT times the final files (measure.py); the converting TF only where there is no such env
-                "latency_runs": 0 if self.catalog.measurer(self.runtime.name) else o.latency_runs,
-                "threads": o.threads,
-            },
-            "int8": self.int8,
-            "measure_runs": o.latency_runs,
-        }
-        ladder = ConvertLadder(steps, self.catalog, convert_rungs, exports, ctx)
-        first = next((r for r in convert_rungs if not ladder.skip_reason(r)), None)
-        opset = ladder.opset_for(first) if first is not None and first.input == "onnx" else None
+
+    def _ladders(self, ctx: Context, facts) -> None:
+        o, report = self.opts, ctx.report
+        exports = ExportLadder(ctx, facts)
+        ladder = ConvertLadder(ctx, exports)
         try:
-            if exports.run_reference(opset) is None:
+            if exports.run_reference(ctx.plan.first_opset()) is None:
                 code = {"input": EXIT_USAGE, "environment": EXIT_ENVIRONMENT}.get(exports.error_kind, EXIT_CONVERSION)
                 report.fail(code, self._export_failure(exports))
                 return
+            assert exports.reference is not None
             report.model["outputs"] = exports.reference.outputs
+            labels = ctx.labels
             misfit = labels_fit(o.path("eval_data"), labels, exports.reference.outputs) if labels is not None else ""
             if misfit:
                 report.fail(EXIT_USAGE, misfit)
                 return
             report.model["reference"] = exports.reference.source
-            notice = inputspec.naming_notice(specs, exports.reference.model_input_names)
+            notice = inputspec.naming_notice(list(ctx.specs), exports.reference.model_input_names)
             if notice:
                 report.notices.append(notice)
             ladder.run(o.modes)
             finals = [a.artifact for a in map(ladder.best, o.modes) if a is not None and a.ok]
-            measure_artifacts(steps, self.catalog, finals, o.latency_runs)
+            measure_artifacts(ctx, finals, o.latency_runs)
         finally:
             report.ladder = exports.entries + ladder.entries
-        self._collect(report, ladder, labels)
+        self._collect(report, ladder)
 
     def _export_failure(self, exports: ExportLadder) -> str:
         if exports.error_kind == "input":
@@ -217,7 +209,7 @@ class Pipeline:
         rung = next((e["variant"] for e in reversed(exports.entries) if e["status"] == "failed"), "")
         return f"export stage ({rung}): {exports.error}" if rung else exports.error
 
-    def _collect(self, report: Report, ladder: ConvertLadder, labels) -> None:
+    def _collect(self, report: Report, ladder: ConvertLadder) -> None:
         """One artifact per mode: the file that validated, else the closest
         attempt; every mode without a validated file is a failure."""
         accuracy = {}
@@ -249,12 +241,13 @@ class Pipeline:
     def _load_data(self, specs: list):
         o = self.opts
         shapes = {s.name: s.shape for s in specs}
-        sets, labels = {}, None
+        sets: dict = {}
+        labels = None
         eval_data, calib_path, sample_path = o.path("eval_data"), o.path("calib"), o.path("sample_inputs")
         if eval_data:
             sets["eval"], labels, _ = load_eval(eval_data, shapes, o.mean, o.std, o.resize)
             sets["eval"] = inputspec.typed(sets["eval"], specs, eval_data)
-        calib = None
+        calib: dict | inputspec.Synthetic | None = None
         if modes.calibrated(o.modes):
             calib = (
                 inputspec.typed(load_calibration(calib_path, shapes, o.mean, o.std, resize=o.resize), specs, calib_path)
@@ -266,11 +259,13 @@ class Pipeline:
         # The parity checks run on real data whenever the user gave some: an
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
+        samples: dict | inputspec.Synthetic
         if sample_path:
             samples = inputspec.typed(inputs.load_sample_inputs(sample_path, shapes), specs, sample_path)
             source = str(sample_path)
         elif eval_data or (calib_path and calib is not None):
-            samples = _first(sets["eval"] if eval_data else calib, max(o.samples, MIN_REAL_SAMPLES))
+            real = sets["eval"] if eval_data else inputspec.as_arrays(calib)
+            samples = _first(real, max(o.samples, MIN_REAL_SAMPLES))
             count = len(next(iter(samples.values())))
             source = f"first {count} of {eval_data or calib_path}"
         else:
@@ -280,11 +275,11 @@ class Pipeline:
             sets["batch"] = inputspec.batched(inputspec.as_arrays(samples), inputspec.BATCH_CHECK)
         return sets, labels, calib, source
 
-    def _write_inputs(self, steps: Steps, sets: dict, labels, calib) -> dict:
-        run_dir = steps.run_dir
-        info = {}
+    def _write_inputs(self, runner: Runner, sets: dict, labels, calib) -> dict:
+        run_dir = runner.run_dir
+        info: dict[str, dict] = {}
         for name, arrays in sets.items():
-            _save(steps, run_dir / "inputs" / f"{name}.npz", arrays)
+            _save(runner, run_dir / "inputs" / f"{name}.npz", arrays)
             info[name] = {"count": _count(arrays)}
         if "batch" in info:
             info["batch"]["batch"] = inputspec.BATCH_CHECK
@@ -292,7 +287,7 @@ class Pipeline:
         if labels is not None:
             info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
         if calib is not None:
-            _save(steps, run_dir / "inputs" / "calibration.npz", calib)
+            _save(runner, run_dir / CALIBRATION, calib)
             info["calibration"] = {
                 "count": _count(calib),
                 "synthetic": o.calib is None,
@@ -309,19 +304,19 @@ def _count(data) -> int:
     return data.count if isinstance(data, inputspec.Synthetic) else len(next(iter(data.values())))
 
 
-def _save(steps: Steps, path: Path, data) -> None:
+def _save(runner: Runner, path: Path, data) -> None:
     """A set's npz; synthetic sets are taken from the cache when it holds
     them (generating and writing them is the rerun's biggest host cost)."""
     if not isinstance(data, inputspec.Synthetic):
         inputs.save_set(path, data)
         return
-    memo = steps.cache.memo if steps.cache else None
+    memo = runner.cache.memo if runner.cache else None
     key = data.key() if memo is not None else ""
-    if memo is not None and memo.recall_file("inputs", key, path, steps.hasher):
+    if memo is not None and memo.recall_file("inputs", key, path, runner.hasher):
         return
     inputs.save_set(path, data.arrays())
     if memo is not None:
-        memo.keep_file("inputs", key, path, steps.hasher)
+        memo.keep_file("inputs", key, path, runner.hasher)
 
 
 def _first(arrays: dict, count: int) -> dict:

@@ -10,11 +10,18 @@ import json
 import os
 from pathlib import Path
 
-from convertctl.report.model import sha256_file
 from convertctl.store import safefs
 from convertctl.store.filestate import FileState, stamp
 
 __all__ = ["Hasher", "canonical", "sha256_file", "sha256_json", "tree_files"]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def canonical(data) -> bytes:
