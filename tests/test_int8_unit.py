@@ -285,7 +285,7 @@ def test_float_layers_need_int8(net, tmp_path):
 
 # -- the stage's search, without TensorFlow -------------------------------------
 def test_search_doubles_then_bisects_to_the_fewest_float_layers(tmp_path, monkeypatch):
-    sel = load("selective", "quantize")
+    sel = load("int8_search", "common")  # shared by the TF and litert-quantizer steps
     assert sel.steps(10, 0) == [0, 1, 2, 4, 8, 10] and sel.steps(10, 3) == [0, 1, 2, 3] and sel.steps(0, 0) == [0]
 
     accuracy = {0: 90.0, 1: 91.0, 2: 92.0, 4: 95.0, 8: 99.5, 5: 97.0, 6: 99.2, 7: 99.4}
