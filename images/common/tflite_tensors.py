@@ -50,10 +50,12 @@ def _stored_bytes(model, index):
 
 def _granularity(tensor, block):
     q = tensor.Quantization()
-    if q is None or q.ScaleLength() == 0:
+    if q is None:
         return None
-    if q.DetailsType() == block:
+    if q.DetailsType() == block:  # the scales live in a tensor of their own (float16 constants)
         return "block"
+    if q.ScaleLength() == 0:
+        return None
     return "channel" if q.ScaleLength() > 1 else "tensor"
 
 
