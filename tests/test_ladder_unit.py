@@ -37,7 +37,7 @@ def test_every_family_has_its_stage_scripts_and_locks():
     litert = catalog.pick("local", "convert", "litert-torch")
     assert [v.name for v in litert] == ["litert-torch0.10"]
     assert litert[0].input == "torch" and litert[0].layouts == ("nchw", "nhwc")
-    assert catalog.quantizer(litert[0]).modes == ("fp32", "dynamic", "int8", "fp16")
+    assert catalog.quantizer(litert[0]).modes == ("fp32", "dynamic", "int8", "fp16", "int16x8")
     # The Docker ladder still starts with the tutorial's pins.
     assert catalog.ladder("docker", "convert")[0].pins["tensorflow-cpu"] == "2.8.4"
 
