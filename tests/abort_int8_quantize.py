@@ -15,7 +15,7 @@ sys.path[:0] = [os.path.join(IMAGES, "litert"), os.path.join(IMAGES, "common")]
 
 import contract  # noqa: E402
 import quantize  # noqa: E402
-from ai_edge_quantizer import calibrator  # noqa: E402
+from litert_quantizer import calibrator  # noqa: E402
 
 
 def abort(*args, **kwargs):

@@ -287,7 +287,7 @@ def test_float_layers_need_int8(net, tmp_path):
 
 # -- the stage's search, without TensorFlow -------------------------------------
 def test_search_doubles_then_bisects_to_the_fewest_float_layers(tmp_path, monkeypatch):
-    sel = load("selective", "quantize")
+    sel = load("int8_search", "common")  # shared by the TF and litert-quantizer steps
     assert sel.steps(10, 0) == [0, 1, 2, 4, 8, 10] and sel.steps(10, 3) == [0, 1, 2, 3] and sel.steps(0, 0) == [0]
 
     accuracy = {0: 90.0, 1: 91.0, 2: 92.0, 4: 95.0, 8: 99.5, 5: 97.0, 6: 99.2, 7: 99.4}
@@ -351,7 +351,10 @@ def test_a_float_layer_renamed_by_quantize_ops_is_still_the_one_chosen():
 def test_a_rung_that_cannot_keep_layers_float_hands_int8_to_the_next(net, tmp_path, monkeypatch):
     catalog = load_catalog()
     monkeypatch.setitem(catalog.ladders["local"], "convert", ["litert-torch0.10", "convert-tf2.15"])
-    assert catalog.get("quantize-litert0.10").float_layers is False  # as the catalog says of ai-edge-quantizer
+    quantizer = catalog.quantizers(catalog.get("litert-torch0.10"))[0]
+    assert quantizer.float_layers  # litert-quantizer keeps layers float; a quantizer that could not:
+    narrowed = type(quantizer)(**{**quantizer.__dict__, "float_layers": False})
+    monkeypatch.setitem(catalog.variants, quantizer.name, narrowed)
     int8 = selective.Int8Options(float_layers=["layer3"])
     opts = options(model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int8"], out=tmp_path / "out", int8=int8)
     fake = FakeRuntime()

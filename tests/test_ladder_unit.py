@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from catalogs import catalog_file
+from convertctl.config import modes
 from convertctl.config.catalog import catalog_path, images_dir, load_catalog
 from convertctl.errors import UsageError
 from convertctl.report.model import Report
@@ -38,7 +39,7 @@ def test_every_family_has_its_stage_scripts_and_locks():
     assert [v.name for v in litert] == ["litert-torch0.10"]
     assert litert[0].input == "torch" and litert[0].layouts == ("nchw", "nhwc")
     assert [q.kind for q in catalog.quantizers(litert[0])] == ["litert-quantizer"]
-    assert catalog.quantizer_for(litert[0], "int16x8")[0] is None
+    assert all(catalog.quantizer_for(litert[0], m)[0] is not None for m in modes.NAMES)
     # The Docker ladder still starts with the tutorial's pins.
     assert catalog.ladder("docker", "convert")[0].pins["tensorflow-cpu"] == "2.8.4"
 

@@ -125,3 +125,23 @@ def test_dockerfiles_share_everything_up_to_the_install_layer():
         prefixes[stage] = body[body.index("ARG BASE_IMAGE") :]  # the header comment names the stage
     assert prefixes["export"] == prefixes["convert"] == prefixes["quantize"] == prefixes["measure"]
     assert "COPY requirements.txt" in prefixes["convert"] and "COPY stage/" not in prefixes["convert"]
+
+
+def test_mode_spec_is_read_and_checked():
+    from convertctl.config import modes as host
+
+    modes = load("modes", "common")
+    contract = load("contract", "common")
+    spec = {"name": "wi4", "weights": "int4", "activations": "float32", "granularity": "block", "block_size": 32}
+    assert modes.mode_spec({"mode": "wi4", "mode_spec": spec})["calibrated"] is False
+    derived = modes.mode_spec({"mode": "dynamic", "mode_spec": host.get("dynamic").spec()})
+    assert (derived["weights"], derived["activations"], derived["name"]) == ("int8", "dynamic", "dynamic")
+    with pytest.raises(contract.StageFailure, match="comes without a mode_spec"):
+        modes.mode_spec({"mode": "int3"})
+    bad = {**spec, "weights": "int3", "granularity": "block", "block_size": 0}
+    with pytest.raises(contract.StageFailure, match=r"bad weights 'int3'.*granularity block needs a block_size"):
+        modes.mode_spec({"mode": "x", "mode_spec": bad})
+    with pytest.raises(contract.StageFailure, match="activations int8 need calibration"):
+        modes.mode_spec({"mode": "x", "mode_spec": {"weights": "int8", "activations": "int8"}})
+    failure = modes.cannot("Q 1.0", derived, "why")
+    assert str(failure) == "Q 1.0 cannot make weights int8 with activations dynamic (dynamic): why"

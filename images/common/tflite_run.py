@@ -4,10 +4,38 @@ and check it against what its mode promises.
 A TFLite file from a newer TF may not load in an older interpreter, so each
 file is run where it was built (TF's interpreter, or LiteRT's where there is
 no TensorFlow: both have the same API). Python 3.8 syntax; TF 2.8 and current.
+
+What inspect_and_run records in the artifact, for every file:
+  inputs, outputs  [{name, tensor, dtype, shape, scale, zero_point}] of the signature
+  ops              {histogram, flex_ops, total, transposes, float_ops,
+                   float_op_list: [{op, output, as}]} (ops computing in float)
+  tensors          the stored dtypes, for the host to judge a mode's
+                   signature against (tflite_tensors.py reads them from the
+                   flatbuffer; every subgraph counted):
+    weights              {op: {dtype: count}}: per weighted op (CONV_2D,
+                         DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV,
+                         CONV_3D, CONV_3D_TRANSPOSE, BATCH_MATMUL,
+                         EMBEDDING_LOOKUP) the stored dtype of its weight
+                         tensor; a weight fed through a DEQUANTIZE counts as
+                         the constant that DEQUANTIZE reads (int8, int4,
+                         float16). Ops whose both operands are computed
+                         (attention's BATCH_MATMUL) have no weight: not counted.
+    weights_dequantized  {op: count}: of those, weights dequantized to float
+                         before the op (weight-only and fp16 files); the rest
+                         feed the op as stored (int8 ops, dynamic-range kernels)
+    weight_granularity   {tensor | channel | block: count} of the quantized weights
+    constants            {dtype: count} of constant tensors (float32, float16,
+                         int8, int4, int32, ...)
+    constant_bytes       {dtype: bytes} they take in the file
+    activations          {dtype: count}: the dtype every op computes in (its
+                         first output's), QUANTIZE/DEQUANTIZE glue left out
+  tensors_error    instead of tensors, when the file could not be read for them
 """
 import time
 
 import contract
+import modes
+import tflite_tensors
 
 INT_TYPES = ("int8", "uint8", "int16")
 # The I/O type each quantized mode promises, by the request's int8_io.
@@ -15,6 +43,8 @@ IO_DTYPES = {"int8": "int8", "uint8": "uint8", "float": "float32", "int16": "int
 # Ops that only convert between int8 and float where a float layer or float
 # I/O meets the int8 graph: allowed with what they serve, computing nothing.
 GLUE_OPS = ("DEQUANTIZE", "QUANTIZE")
+# Which I/O and float-op rules a file keeps, by the activations of its mode_spec.
+RULES = {"int8": "int8", "int16": "int16x8"}
 
 
 def _name(np, dtype):
@@ -229,7 +259,7 @@ def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
 
     ``info`` is the artifact record: filled in and returned, with "problems"
     when the file breaks its mode's promises."""
-    mode = request["mode"]
+    mode = RULES.get(modes.mode_spec(request)["activations"], "fp32")
     input_names = request["input_names"]
     layout = request.get("layout") or {}
     in_perms, out_perms = layout.get("inputs", {}), layout.get("outputs", {})
@@ -237,6 +267,10 @@ def inspect_and_run(interpreter_class, np, run_dir, request, info, sets):
                     int(request.get("threads", 1)))
     info["inputs"], info["outputs"] = runner.inputs, runner.outputs
     info["ops"] = op_facts(np, runner.interp)
+    try:
+        info["tensors"] = tflite_tensors.tensor_dtypes_of(contract.work_path(run_dir, request, "model.tflite"))
+    except Exception as exc:  # noqa: BLE001 - a schema too old for the file, say: the host then cannot judge it
+        info["tensors_error"] = "%s: %s" % (type(exc).__name__, str(exc)[:300])
     float_layers = (info.get("selective") or {}).get("float_layers")
     problems = contract_problems(mode, runner.inputs, runner.outputs, info["ops"], request.get("allow_flex"),
                                  info.get("io") or request.get("int8_io"), float_layers)

@@ -76,7 +76,6 @@ class Mode:
 
 
 CAN = {TFLITE_CONVERTER: "", LITERT_QUANTIZER: ""}
-NO_INT16 = "the LiteRT quantizer made no int16x8 file that ran (litert-torch 0.10)"
 NO_WEIGHT_ONLY = "TFLiteConverter has no weight-only or int4 recipe; LiteRT Quantizer makes it"
 
 MODES_TABLE = (
@@ -88,6 +87,7 @@ MODES_TABLE = (
         Tolerance(atol=1e-4, rtol=1e-4, cosine=0.9999, top1=1.0),
         0.5,
         CAN,
+        granularity="tensor",
         weight_share=1.0,
     ),
     Mode(
@@ -118,6 +118,7 @@ MODES_TABLE = (
         Tolerance(atol=1e-2, rtol=1e-2, cosine=0.999, top1=0.9),
         0.5,
         CAN,
+        granularity="tensor",
     ),
     Mode(
         "int16x8",
@@ -126,10 +127,7 @@ MODES_TABLE = (
         "int16",
         Tolerance(cosine=0.99, top1=0.9),
         1.0,
-        {
-            TFLITE_CONVERTER: "",
-            LITERT_QUANTIZER: "the LiteRT quantizer made no int16x8 file that ran (litert-torch 0.10)",
-        },
+        CAN,
         calibrated=True,
         io=("int16", "float32"),
     ),
