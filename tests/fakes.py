@@ -179,9 +179,18 @@ class FakeRuntime(Runtime):
         in_shape = list(sets["samples"]["input"].shape[1:])
         if self.nhwc:
             in_shape = [in_shape[0], in_shape[2], in_shape[3], in_shape[1]]
+        spec = request["mode_spec"]
         info = {
             "mode": mode,
             "status": "ok",
+            "quantizer": f"fake-{variant_kind(request)}",
+            "tensors": {  # what the file stores, as a real quantize step reads it back: the mode's own spec
+                "weights": {"CONV_2D": {spec["weights"]: 3}, "FULLY_CONNECTED": {spec["weights"]: 1}},
+                "weights_dequantized": {"CONV_2D": 3, "FULLY_CONNECTED": 1}
+                if spec["weights"] != "float32" and spec["activations"] == "float32"
+                else {},
+                "activations": {"float32" if spec["activations"] in ("float32", "dynamic") else spec["activations"]: 8},
+            },
             "file": f"{request['work']}/model.tflite",
             "size_bytes": 8,
             "inputs": [{**io, "name": "input", "shape": in_shape}],
@@ -243,6 +252,10 @@ class FakeRuntime(Runtime):
                 for t in request["threads"]
             ]
             result["measurements"][item["name"]] = {"file": item["file"], "configs": configs}
+
+
+def variant_kind(request) -> str:
+    return "litert-quantizer" if "tflite" in request else "tflite-converter"
 
 
 def options(model, out, shapes=None, modes=None, **kw):

@@ -53,6 +53,10 @@ def _artifact_numbers(art: dict) -> str:
         parts.append(f"{ops['total']} ops, {ops['transposes']} transposes")
         if ops.get("flex_ops"):
             parts.append("FLEX " + ",".join(ops["flex_ops"]))
+    if art.get("quantizer"):  # which tool made the file: TFLiteConverter or LiteRT Quantizer
+        parts.append(f"made by {art['quantizer']}")
+    if art.get("granularity_note"):
+        parts.append(art["granularity_note"])
     return ", ".join(parts)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convertctl.checks import validate
+from convertctl.checks import signature, validate
 from convertctl.config import modes
 from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
@@ -280,6 +280,7 @@ class ConvertLadder:
             input_dtypes=self.ctx.input_dtypes,
             dynamic_batch=self.ctx.options.dynamic_batch,
         )
+        check.failures += signature.problems(modes.get(mode), art)
         if self.ctx.options.dynamic_batch:
             check.failures += self._batch_check(attempt, work)
         check.status = "failed" if check.failures else check.status
