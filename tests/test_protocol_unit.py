@@ -31,6 +31,7 @@ SCRIPTS = {
     "quantize/selective.py": ("quantize",),
     "litert/quantize.py": ("quantize",),
     "measure/measure.py": ("measure",),
+    "measure/reference.py": ("export",),
     "common/modelio.py": ("export", "convert"),
     "common/savedmodel.py": ("convert",),
     "common/tflite_run.py": ("quantize",),

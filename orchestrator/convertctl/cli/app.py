@@ -78,6 +78,38 @@ def run(
     **flags,
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
+    convert(model, config, trust_config, flags)
+
+
+@app.command()
+@handled
+@with_options(*RUN_OPTIONS)
+def quantize(
+    model: Annotated[Path, typer.Argument(help="A float .tflite file (fp32 I/O and weights).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Settings file. Default: convertctl.toml next to the model.", rich_help_panel=OUTPUT),
+    ] = None,
+    **flags,
+):
+    """Quantize an existing float .tflite: one validated file per mode, judged against the float file's own
+    outputs (run by LiteRT)."""
+    from convertctl.inputs import tfliteinfo
+
+    try:
+        with open(model, "rb") as f:
+            is_tflite = tfliteinfo.is_tflite(f.read(8))
+    except OSError as exc:
+        raise UsageError(f"{model}: cannot read it ({exc.strerror or exc})") from None
+    if not is_tflite:
+        raise UsageError(f"{model}: not a .tflite file (no TFL3 identifier); `convertctl run` converts other models")
+    if not flags.get("quant"):
+        raise UsageError(f"convertctl quantize {model}: which modes? give --quant (-q), e.g. -q int8 -q fp16")
+    convert(model, config, False, flags)
+
+
+def convert(model: Path, config: Path | None, trust_config: bool, flags: dict) -> None:
+    """What run and quantize do: options checked, the plan run (or printed), the report shown."""
     from convertctl.report.render import print_report
     from convertctl.run.options import preflight
     from convertctl.run.pipeline import Pipeline, check_options, input_specs

@@ -21,17 +21,18 @@ from pathlib import Path
 
 from convertctl.config.catalog import Variant, version_tuple
 from convertctl.errors import UsageError
-from convertctl.inputs import onnxinfo
+from convertctl.inputs import onnxinfo, tfliteinfo
 from convertctl.inputs.picklescan import LEGACY_MAGIC, archive_unsafe, is_safe_global, pickle_globals
 from convertctl.store.filestate import FileState
 
-FORMATS = ("torchscript", "exported-program", "state-dict", "pickle", "onnx")
+FORMATS = ("torchscript", "exported-program", "state-dict", "pickle", "onnx", "tflite")
 NAMES = {
     "torchscript": "TorchScript",
     "exported-program": "ExportedProgram",
     "state-dict": "state_dict/checkpoint",
     "pickle": "pickled module",
     "onnx": "ONNX",
+    "tflite": "TFLite",
 }
 # Why an export variant without a format in its catalog `formats` cannot take it.
 WHY_NOT = {
@@ -39,6 +40,7 @@ WHY_NOT = {
     "state-dict": "it has no weights_only=True loading, which keeps a torch.save file from running code",
     "pickle": "a pickled module loads only in the current-torch environment",
     "onnx": "it has no onnxruntime to make the reference outputs",
+    "tflite": "a .tflite is quantized as it is (convertctl quantize), its reference made by LiteRT",
 }
 SAVE_HINT = (
     "Save it with torch.jit.save(torch.jit.trace(model, example), path), "
@@ -257,6 +259,21 @@ def _onnx(path: Path) -> ModelFacts | None:
     return facts
 
 
+def _tflite(path: Path) -> ModelFacts | None:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not tfliteinfo.is_tflite(head):
+        return None
+    try:
+        info = tfliteinfo.parse(path.read_bytes())
+    except tfliteinfo.NotTflite as exc:
+        raise UsageError(f"{path}: not a readable .tflite file ({exc})") from None
+    facts = ModelFacts(path.resolve(), "tflite", details={"subgraphs": info.subgraphs, "schema_version": info.version})
+    facts.inputs = [{"name": t.name, "dtype": t.dtype, "shape": t.shape} for t in info.inputs]
+    facts.outputs = [{"name": t.name, "dtype": t.dtype, "shape": t.shape} for t in info.outputs]
+    return facts
+
+
 def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
     """The model's format and provenance; a UsageError naming the file when
     it is none of the formats convertctl converts. With a FileState, an
@@ -291,10 +308,10 @@ def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
                     f"{path}: a torch.save() archive whose data.pkl is not a readable pickle ({exc})"
                 ) from None
             return _torch_save(path, found, "zip")
-    facts = _legacy_torch_save(path) or _onnx(path)
+    facts = _tflite(path) or _legacy_torch_save(path) or _onnx(path)
     if facts is None:
         raise UsageError(
             f"{path}: not a model file convertctl reads (not TorchScript, an ExportedProgram, "
-            f"a torch.save() file nor ONNX). {SAVE_HINT}"
+            f"a torch.save() file, ONNX nor a .tflite). {SAVE_HINT}"
         )
     return facts

@@ -168,15 +168,20 @@ def rows(report: Report) -> list:
     return out
 
 
+REFERENCES = {
+    "onnxruntime": "Reference: onnxruntime on the ONNX model file (the model is ONNX, not PyTorch).",
+    "litert": "Reference: LiteRT on the float .tflite (the model is a .tflite, not PyTorch).",
+}
+
+
 def reference_name(report: Report) -> str:
-    """What the outputs are compared with: PyTorch, or onnxruntime when the model is an ONNX file."""
-    return "onnxruntime" if report.model.get("reference") == "onnxruntime" else "torch"
+    """What the outputs are compared with: PyTorch, onnxruntime (an ONNX file) or LiteRT (a float .tflite)."""
+    source = report.model.get("reference")
+    return source if source in REFERENCES else "torch"
 
 
 def reference_line(report: Report) -> str:
-    if reference_name(report) == "onnxruntime":
-        return "Reference: onnxruntime on the ONNX model file (the model is ONNX, not PyTorch)."
-    return ""
+    return REFERENCES.get(reference_name(report), "")
 
 
 def failed_logs(report: Report, lines: int = 8) -> list:

@@ -62,6 +62,9 @@ class ConvertLadder:
 
     def run(self, modes: list) -> None:
         """The plan's rungs in order until every mode has a file that validates."""
+        if self.ctx.plan.tflite is not None:
+            self._quantize_as_it_is(self.ctx.plan.tflite, modes)
+            return
         remaining = list(modes)
         for planned in self.ctx.plan.converts:
             if not remaining:
@@ -89,6 +92,23 @@ class ConvertLadder:
                 entry.update(failed_stage="environment", error=_one_line(exc.message))
             if any(v == "ok" for v in entry["modes"].values()):
                 entry["status"] = "used"
+
+    def _quantize_as_it_is(self, planned: ConvertRung, modes: list) -> None:
+        """A float .tflite (convertctl quantize): no convert step; each mode
+        made from the file by the quantizer that reads a .tflite."""
+        assert self.exports.reference is not None
+        entry: dict = {"stage": "convert", "variant": "float .tflite", "family": "tflite", "status": "failed"}
+        entry.update(modes={m: why for m, why in planned.cannot.items() if m in modes}, seconds=0.0)
+        self.entries.append(entry)
+        converted = {"tflite": self.exports.reference.tflite, "layout": {}, "work": self.exports.reference.work}
+        try:
+            for mode in modes:
+                if mode in planned.quantizers:
+                    self._mode(planned, converted, mode, entry)
+        except EnvironmentProblem as exc:
+            entry.update(failed_stage="environment", error=_one_line(exc.message))
+        if any(v == "ok" for v in entry["modes"].values()):
+            entry["status"] = "used"
 
     def _convert(self, planned: ConvertRung, entry: dict) -> dict | None:
         rung = planned.variant
@@ -164,7 +184,8 @@ class ConvertLadder:
             work, extra = self._time_curve(quantizer, work, request, artifact, int8.max_latency_cost)
             artifact, seconds = extra or artifact, seconds + (extra or {}).pop("seconds", 0.0)
         entry["seconds"] += seconds
-        artifact.update(variant=rung.name, family=rung.family, layout=converted.get("layout") or {})
+        family = rung.family or ("tflite" if self.ctx.plan.tflite is not None else "")
+        artifact.update(variant=rung.name, family=family, layout=converted.get("layout") or {})
         return self._record(rung, mode, artifact, entry, work)
 
     def _record(self, rung: Variant, mode: str, artifact: dict, entry: dict, work: str = "") -> Attempt:

@@ -21,8 +21,9 @@ class Reference:
     work: str
     output_names: list
     outputs: list
-    source: str = "torch"  # what computed it: torch, or onnxruntime for an ONNX model file
+    source: str = "torch"  # what computed it: torch, onnxruntime for an ONNX file, litert for a .tflite
     model_input_names: list | None = None  # the names forward() gives its inputs, where known
+    tflite: str = ""  # a float .tflite model: the copy in the run directory the quantizer reads
 
 
 @dataclass
@@ -78,6 +79,8 @@ class ExportLadder:
             want = opset if opset and (opset <= rung.max_opset or self.facts.format == "onnx") else None
             if self.facts.format == "onnx":
                 purpose = f"onnxruntime reference on the ONNX model file (opset {self.facts.opset})"
+            elif self.facts.format == "tflite":
+                purpose = "LiteRT reference on the float .tflite"
             else:
                 purpose = "reference" + _and_onnx(want)
             run = self._run(rung, work, {"reference": True, "opset": want}, purpose)
@@ -100,7 +103,12 @@ class ExportLadder:
                 run.result.get("outputs", []),
                 run.result.get("reference", "torch"),
                 run.result.get("model_input_names"),
+                run.result.get("tflite", ""),
             )
+            bad = self.ctx.runner.bad_path(self.reference.tflite, "float .tflite") if self.reference.tflite else ""
+            if bad:
+                self.reference, self.error, self.error_kind = None, bad, "stage"
+                continue
             if want:
                 self._onnx[want] = self._onnx_from(rung, work, want, run)
             return self.reference

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from convertctl.config.catalog import Catalog, Variant
+from convertctl.config.modes import LITERT_QUANTIZER
 from convertctl.config.options import Options
 from convertctl.errors import UsageError
 from convertctl.inputs.modelfile import ModelFacts
@@ -35,6 +36,8 @@ class Plan:
     converts: tuple[ConvertRung, ...]
     measure: Variant | None
     modes: tuple[str, ...]
+    # A float .tflite is quantized as it is: no convert rung, one quantizer (convertctl quantize).
+    tflite: ConvertRung | None = None
 
     def usable_exports(self) -> list[Variant]:
         return [r.variant for r in self.exports if not r.skip]
@@ -58,6 +61,10 @@ class Plan:
             made = ", ".join(f"{m} by {q.name}" for m, q in c.quantizers.items()) or "no mode it can make"
             out.append(f"{head}{opset}: {made}")
             out += [f"        {m}: cannot: {why}" for m, why in c.cannot.items()]
+        if self.tflite is not None:
+            made = ", ".join(f"{m} by {q.name}" for m, q in self.tflite.quantizers.items()) or "no mode it can make"
+            out.append(f"quantize the float .tflite as it is: {made}")
+            out += [f"        {m}: cannot: {why}" for m, why in self.tflite.cannot.items()]
         out.append(f"measure {self.measure.name}" if self.measure else "measure: no measure environment")
         return out
 
@@ -107,11 +114,18 @@ def make_plan(
     model = options.model
     if options.opset is not None and facts.format == "onnx" and options.opset != facts.opset:
         raise UsageError(f"--opset {options.opset}: {model} is an ONNX file at opset {facts.opset}")
+    # A .tflite has its own path (its reference by LiteRT, then the quantizer): rungs of the other path
+    # are left out of the plan, not listed as skipped.
+    export_rungs = [v for v in export_rungs if ("tflite" in v.formats) == (facts.format == "tflite")]
     exports = tuple(ExportRung(v, export_skip(facts, v)) for v in export_rungs)
     usable = [r.variant for r in exports if not r.skip]
     if not usable:
         reasons = "; ".join(f"{r.variant.name}: {r.skip}" for r in exports)
         raise UsageError(f"{model}: no export variant can load this model ({reasons})")
+    if facts.format == "tflite":
+        return Plan(
+            exports, (), catalog.measurer(runtime), tuple(options.modes), _tflite_rung(options, catalog, runtime)
+        )
     converts = []
     for rung in convert_variants:
         opset = opset_for(rung, facts, usable, options.opset) if rung.input == "onnx" else None
@@ -129,3 +143,23 @@ def make_plan(
     if all(c.skip for c in converts):
         raise UsageError("no converter variant applies: " + "; ".join(f"{c.variant.name}: {c.skip}" for c in converts))
     return Plan(exports, tuple(converts), catalog.measurer(runtime), tuple(options.modes))
+
+
+def _tflite_rung(options: Options, catalog: Catalog, runtime: str) -> ConvertRung:
+    """The quantizer a float .tflite goes to: the runtime's first one that reads a .tflite."""
+    reads_tflite = [
+        q for v in catalog.ladder(runtime, "convert") for q in catalog.quantizers(v) if q.kind == LITERT_QUANTIZER
+    ]
+    if not reads_tflite:
+        raise UsageError(
+            f"the catalog has no quantizer of a .tflite (kind {LITERT_QUANTIZER}) for the {runtime} runtime"
+        )
+    quantizer = reads_tflite[0]
+    quantizers, cannot = {}, {}
+    for mode in options.modes:
+        why = quantizer.makes(mode)
+        if why:
+            cannot[mode] = why
+        else:
+            quantizers[mode] = quantizer
+    return ConvertRung(quantizer, "", None, quantizers, cannot)

@@ -124,6 +124,7 @@ class ExportResult(ResultPart, total=False):
     onnx: dict[str, Any]  # {file, opset, nodes, ...}
     onnx_error: str
     model: str  # the example action: the file it saved
+    tflite: str  # a float .tflite's reference step: its copy, which the quantizer reads
 
 
 class ConvertResult(ResultPart, total=False):
