@@ -268,7 +268,9 @@ def test_a_mode_the_family_cannot_make_says_so_per_mode(net, tmp_path, monkeypat
     from convertctl.config import modes
 
     catalog = load_catalog()
-    narrowed = dataclasses.replace(modes.MODES["int16x8"], quantizers={"tflite-converter": "why"})
+    narrowed = dataclasses.replace(
+        modes.MODES["int16x8"], quantizers={"tflite-converter": "why", "litert-quantizer": "why"}
+    )
     monkeypatch.setitem(modes.MODES, "int16x8", narrowed)
     opts = options(
         model=net, shapes=[(1, 3, 8, 8)], modes=["fp32", "int16x8"], out=tmp_path / "out", converter="onnx-tf"

@@ -90,9 +90,32 @@ class FloatDynamic(FakeRuntime):
             result["artifact"]["tensors"]["weights"] = {"CONV_2D": {"float32": 3}, "FULLY_CONNECTED": {"float32": 1}}
 
 
-def test_a_rung_whose_file_is_not_its_mode_hands_the_mode_to_the_next_rung(tmp_path):
+def test_a_file_that_is_not_its_mode_hands_the_mode_to_the_rungs_next_quantizer(tmp_path):
     model = torchscript_file(tmp_path / "net.pt")
     fake = FloatDynamic()
+    fake.name = "local"
+    opts = options(model, tmp_path / "out", modes=["fp32", "dynamic"], latency_runs=0)
+    report = Pipeline(opts, fake, load_catalog(), lambda _: None).run()
+    assert report.status == "passed", report.failure
+    tried = [c for c in report.checks if c["stage"] == "tflite" and c["mode"] == "dynamic"]
+    assert "signature: dynamic stores weights as int8, but 0 of 4" in tried[0]["failures"][0]
+    assert tried[-1]["status"] == "passed"
+    dynamic = next(a for a in report.artifacts if a["mode"] == "dynamic")
+    assert dynamic["variant"].startswith("onnx2tf") and dynamic["quantizer"] == "fake-litert-quantizer"
+
+
+class NothingIsDynamic(FloatDynamic):
+    """No quantizer of the first family makes a true dynamic file."""
+
+    def quantize(self, work, request, sets, result, run_dir=None):
+        super().quantize(work, request, sets, result, run_dir)
+        if request["mode"] == "dynamic" and "onnx2tf" in request["work"]:
+            result["artifact"]["tensors"]["weights"] = {"CONV_2D": {"float32": 3}, "FULLY_CONNECTED": {"float32": 1}}
+
+
+def test_a_rung_none_of_whose_files_is_its_mode_hands_the_mode_to_the_next_rung(tmp_path):
+    model = torchscript_file(tmp_path / "net.pt")
+    fake = NothingIsDynamic()
     fake.name = "local"
     opts = options(model, tmp_path / "out", modes=["fp32", "dynamic"], latency_runs=0)
     report = Pipeline(opts, fake, load_catalog(), lambda _: None).run()

@@ -151,15 +151,19 @@ class Catalog:
             raise UsageError(f"catalog: convert variant {convert.name} names no quantize variant")
         return [self.get(name, "quantize") for name in convert.quantize]
 
+    def quantizers_for(self, convert: Variant, mode: str) -> tuple[list[Variant], str]:
+        """(the quantize variants that make mode for this convert variant, in the
+        order they are tried, '') or ([], why none does)."""
+        able = [q for q in self.quantizers(convert) if not q.makes(mode)]
+        if able:
+            return able, ""
+        whys = [q.makes(mode) for q in self.quantizers(convert)]
+        return [], f"the {convert.family} family cannot make {mode}: " + "; ".join(dict.fromkeys(whys))
+
     def quantizer_for(self, convert: Variant, mode: str) -> tuple[Variant | None, str]:
-        """(the quantize variant that makes mode for this convert variant, '') or (None, why none does)."""
-        whys = []
-        for q in self.quantizers(convert):
-            why = q.makes(mode)
-            if not why:
-                return q, ""
-            whys.append(why)
-        return None, f"the {convert.family} family cannot make {mode}: " + "; ".join(dict.fromkeys(whys))
+        """(the first quantize variant that makes mode for this convert variant, '') or (None, why none does)."""
+        able, why = self.quantizers_for(convert, mode)
+        return (able[0] if able else None), why
 
     def environments(self, runtime: str) -> list[Variant]:
         """Every variant a runtime's ladders can use (quantize partners included)."""

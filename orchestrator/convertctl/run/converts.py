@@ -85,8 +85,7 @@ class ConvertLadder:
                 converted = self._convert(planned, entry)
                 if converted is not None:
                     for mode in todo:
-                        attempt = self._mode(planned, converted, mode, entry)
-                        if attempt.ok:
+                        if self._each_quantizer(planned, converted, mode, entry):
                             remaining.remove(mode)
             except EnvironmentProblem as exc:
                 entry.update(failed_stage="environment", error=_one_line(exc.message))
@@ -104,11 +103,20 @@ class ConvertLadder:
         try:
             for mode in modes:
                 if mode in planned.quantizers:
-                    self._mode(planned, converted, mode, entry)
+                    self._each_quantizer(planned, converted, mode, entry)
         except EnvironmentProblem as exc:
             entry.update(failed_stage="environment", error=_one_line(exc.message))
         if any(v == "ok" for v in entry["modes"].values()):
             entry["status"] = "used"
+
+    def _each_quantizer(self, planned: ConvertRung, converted: dict, mode: str, entry: dict) -> bool:
+        """The rung's quantizers for the mode in the catalog's order, until one
+        makes a file that passes its checks (TFLiteConverter's "dynamic" file
+        of a small model keeps float weights; LiteRT Quantizer's does not)."""
+        for quantizer in planned.quantizers[mode]:
+            if self._mode(planned, quantizer, converted, mode, entry).ok:
+                return True
+        return False
 
     def _convert(self, planned: ConvertRung, entry: dict) -> dict | None:
         rung = planned.variant
@@ -154,9 +162,8 @@ class ConvertLadder:
                 return None
         return converted
 
-    def _mode(self, planned: ConvertRung, converted: dict, mode: str, entry: dict) -> Attempt:
+    def _mode(self, planned: ConvertRung, quantizer: Variant, converted: dict, mode: str, entry: dict) -> Attempt:
         rung, int8 = planned.variant, self.ctx.int8
-        quantizer = planned.quantizers[mode]
         assert self.exports.reference is not None
         request: dict = {
             **self.ctx.request,
@@ -178,7 +185,9 @@ class ConvertLadder:
             request.pop("calibration", None)
         if request.get("float_layers") == "auto":
             request["search"] = self._search_spec(mode)
-        work = f"quantize/{rung.name}/{mode}"
+        # One folder per (rung, mode); a second quantizer of the rung gets its own.
+        first = planned.quantizers[mode][0] == quantizer
+        work = f"quantize/{rung.name}/{mode}" if first else f"quantize/{rung.name}/{mode}-{quantizer.name}"
         artifact, seconds = self._quantize(quantizer, work, request, mode)
         if (artifact.get("selective") or {}).get("curve"):
             work, extra = self._time_curve(quantizer, work, request, artifact, int8.max_latency_cost)
@@ -204,8 +213,10 @@ class ConvertLadder:
         made = next((a for a in self.attempts.get("fp32", []) if a.variant == rung.name and a.made_file), None)
         if made is not None:
             return made.artifact["file"]
-        first = self.ctx.catalog.quantizers(rung)[0]
-        if modes.QUANTIZER_INPUT[first.kind] != "saved_model" or not converted.get("saved_model"):
+        first = next(
+            (q for q in self.ctx.catalog.quantizers(rung) if modes.QUANTIZER_INPUT[q.kind] == "saved_model"), None
+        )
+        if first is None or not converted.get("saved_model"):
             return ""
         assert self.exports.reference is not None
         request: dict = {

@@ -26,7 +26,7 @@ class ConvertRung:
     variant: Variant
     skip: str = ""  # why the rung does not apply at all
     opset: int | None = None  # the ONNX opset it reads (ONNX families)
-    quantizers: dict = field(default_factory=dict)  # mode -> the quantize variant that makes it
+    quantizers: dict = field(default_factory=dict)  # mode -> [the quantize variants that make it, in order]
     cannot: dict = field(default_factory=dict)  # mode -> why this rung cannot make it as asked
 
 
@@ -58,11 +58,11 @@ class Plan:
                 out.append(f"{head}: skipped: {c.skip}")
                 continue
             opset = f" at ONNX opset {c.opset}" if c.opset else ""
-            made = ", ".join(f"{m} by {q.name}" for m, q in c.quantizers.items()) or "no mode it can make"
+            made = ", ".join(f"{m} by {_names(q)}" for m, q in c.quantizers.items()) or "no mode it can make"
             out.append(f"{head}{opset}: {made}")
             out += [f"        {m}: cannot: {why}" for m, why in c.cannot.items()]
         if self.tflite is not None:
-            made = ", ".join(f"{m} by {q.name}" for m, q in self.tflite.quantizers.items()) or "no mode it can make"
+            made = ", ".join(f"{m} by {_names(q)}" for m, q in self.tflite.quantizers.items()) or "no mode it can make"
             out.append(f"quantize the float .tflite as it is: {made}")
             out += [f"        {m}: cannot: {why}" for m, why in self.tflite.cannot.items()]
         out.append(f"measure {self.measure.name}" if self.measure else "measure: no measure environment")
@@ -132,13 +132,14 @@ def make_plan(
         skip = convert_skip(rung, facts, opset, options)
         quantizers, cannot = {}, {}
         for mode in options.modes:
-            quantizer, why = catalog.quantizer_for(rung, mode)
-            if quantizer is not None and mode == "int8" and keeps_float_layers and not quantizer.float_layers:
-                quantizer, why = None, f"the {rung.family} family cannot keep int8 layers float (--int8-float-layers)"
-            if quantizer is None:
-                cannot[mode] = why
+            able, why = catalog.quantizers_for(rung, mode)
+            if mode == "int8" and keeps_float_layers:
+                able = [q for q in able if q.float_layers]
+                why = why or f"the {rung.family} family cannot keep int8 layers float (--int8-float-layers)"
+            if able:
+                quantizers[mode] = able
             else:
-                quantizers[mode] = quantizer
+                cannot[mode] = why
         converts.append(ConvertRung(rung, skip, opset, quantizers, cannot))
     if all(c.skip for c in converts):
         raise UsageError("no converter variant applies: " + "; ".join(f"{c.variant.name}: {c.skip}" for c in converts))
@@ -161,5 +162,9 @@ def _tflite_rung(options: Options, catalog: Catalog, runtime: str) -> ConvertRun
         if why:
             cannot[mode] = why
         else:
-            quantizers[mode] = quantizer
+            quantizers[mode] = [quantizer]
     return ConvertRung(quantizer, "", None, quantizers, cannot)
+
+
+def _names(variants: list[Variant]) -> str:
+    return " then ".join(v.name for v in variants)
