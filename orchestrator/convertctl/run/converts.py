@@ -59,6 +59,9 @@ class ConvertLadder:
     exports: ExportLadder
     entries: list = field(default_factory=list)
     attempts: dict = field(default_factory=dict)  # mode -> [Attempt]
+    floats: dict = field(
+        default_factory=dict
+    )  # rung name -> its fp32 .tflite, made once for the quantizers that read one
 
     def run(self, modes: list) -> None:
         """The plan's rungs in order until every mode has a file that validates."""
@@ -213,6 +216,8 @@ class ConvertLadder:
         made = next((a for a in self.attempts.get("fp32", []) if a.variant == rung.name and a.made_file), None)
         if made is not None:
             return made.artifact["file"]
+        if rung.name in self.floats:
+            return self.floats[rung.name]
         first = next(
             (q for q in self.ctx.catalog.quantizers(rung) if modes.QUANTIZER_INPUT[q.kind] == "saved_model"), None
         )
@@ -231,7 +236,8 @@ class ConvertLadder:
         request.pop("calibration", None)
         artifact, seconds = self._quantize(first, f"quantize/{rung.name}/fp32", request, "fp32")
         entry["seconds"] += seconds
-        return artifact.get("file", "") if artifact.get("status") == "ok" else ""
+        self.floats[rung.name] = artifact.get("file", "") if artifact.get("status") == "ok" else ""
+        return self.floats[rung.name]
 
     def _quantize(self, quantizer: Variant, work: str, request: dict, mode: str) -> tuple[dict, float]:
         run = self.ctx.runner.run(Step(quantizer, work, request), mode=mode)
