@@ -12,6 +12,7 @@ from convertctl.errors import UsageError
 from convertctl.inputs.inputspec import safe_name
 from convertctl.inputs.modelfile import ModelFacts
 
+QUANTIZED_IO = ("int8", "uint8", "int16")  # a .tflite with such I/O was quantized already
 ARCH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -50,6 +51,10 @@ def check_format(facts: ModelFacts, opts, runtime) -> None:
             "ExportedProgram instead, or pass "
             "--trust-model to load it in a Docker container without network that writes only its run directory."
         )
+    if facts.format == "tflite":
+        quantized = [f"{t['name']} is {t['dtype']}" for t in facts.inputs + facts.outputs if t["dtype"] in QUANTIZED_IO]
+        if quantized:
+            raise UsageError(f"{path}: already quantized ({', '.join(quantized)}): give the float .tflite to quantize")
     if opts.trust_model and not runtime.sandboxed:
         raise UsageError(
             f"--trust-model needs --runtime docker: a pickled module is only unpickled in a container without "
