@@ -82,13 +82,22 @@ class FakeRuntime(Runtime):
     def run(self, step, run_dir: Path, say) -> StageRun:
         variant, request = step.variant, dict(step.request, work=step.work)
         write_request(run_dir, step.work, step.request)
-        self.calls.append(variant.stage if variant.stage != "quantize" else f"quantize:{request['mode']}")
+        judging = step.script.endswith("judge.py")  # LiteRT's run of a made file, in the measure environment
+        label = f"judge:{request['mode']}" if judging else variant.stage
+        self.calls.append(f"quantize:{request['mode']}" if variant.stage == "quantize" else label)
         self.requests.append(request)
         if self.crash in (variant.stage, f"quantize:{request.get('mode')}"):
             return StageRun(variant.stage, variant, 139, {}, 0.1, ["Segmentation fault"])
         result = {"contract": CONTRACT_VERSION, "status": "ok", "stage": variant.stage, "versions": {"fake": "1"}}
         sets = {name: dict(np.load(run_dir / rel)) for name, rel in request.get("input_sets", {}).items()}
-        getattr(self, variant.stage)(run_dir / step.work, request, sets, result, run_dir)
+        stage = (
+            "judge"
+            if step.script.endswith("judge.py")
+            else "reference"
+            if step.script.endswith("reference.py")
+            else variant.stage
+        )
+        getattr(self, stage)(run_dir / step.work, request, sets, result, run_dir)
         (run_dir / step.work / "result.json").write_text(json.dumps(result))
         code = 0 if result["status"] == "ok" else 2
         return StageRun(variant.stage, variant, code, read_result(run_dir, step.work), 0.1, [])
@@ -229,6 +238,19 @@ class FakeRuntime(Runtime):
             info.update(status="failed", problems=["int8 mode produced input tensor 'input' of type float32, not int8"])
             info["error"] = info["problems"][0]
         result["artifact"] = info
+
+    def judge(self, work, request, sets, result, run_dir=None):
+        """LiteRT's run of the file a quantize step made: the same outputs and facts
+        (the fake interpreters agree), said to be LiteRT's."""
+        made = json.loads((work.parent / "result.json").read_text())["artifact"]
+        for npz in work.parent.glob("outputs_*.npz"):
+            (work / npz.name).write_bytes(npz.read_bytes())
+        keys = ("inputs", "outputs", "ops", "tensors", "problems", "error", "status")
+        result["artifact"] = {
+            **{k: made[k] for k in keys if k in made},
+            "mode": request["mode"],
+            "judged_by": "fake-litert",
+        }
 
     def measure(self, work, request, sets, result, run_dir=None):
         """Latency by file: the float layers kept (candidates) or 1 ms."""

@@ -64,7 +64,9 @@ def test_manifest_records_tool_options_environments_requests_and_hashes(model, t
         "export/export-torch2.13",
         "convert/convert-tf2.15",
         "quantize/convert-tf2.15/fp16",
+        "quantize/convert-tf2.15/fp16/litert",
         "quantize/convert-tf2.15/int8",
+        "quantize/convert-tf2.15/int8/litert",
     ]
     for name, env in m["environments"].items():
         assert env["runtime"] == "fake" and env["variant"] == name
@@ -88,7 +90,8 @@ def test_manifest_records_tool_options_environments_requests_and_hashes(model, t
 
 def test_a_rerun_reuses_every_step_and_says_so(model, tmp_path, own_cache):
     first, _ = run(model, tmp_path / "a", modes=ALL)
-    assert len(entries(own_cache)) == 6  # export, convert, 4 quantize modes, and nothing else
+    # export, convert, 4 quantize modes and LiteRT's run of each file, and nothing else
+    assert len(entries(own_cache)) == 10
     again, fake = run(model, tmp_path / "b", modes=ALL)
     assert fake.calls == [], "every step was cached"
     assert again.status == "passed"
@@ -99,18 +102,20 @@ def test_a_rerun_reuses_every_step_and_says_so(model, tmp_path, own_cache):
     table = rows(again)
     assert any("cached, saved" in numbers for stage, _, _, numbers in table if stage == "convert rung")
     assert ("stage cache", "", True) == next(r for r in table if r[0] == "stage cache")[:3]
-    assert "6 of 6 steps reused" in markdown(again)
+    assert "10 of 10 steps reused" in markdown(again)
     assert all(s["cached"] for s in again.manifest["stages"])
     assert again.manifest["environments"] == first.manifest["environments"], "taken from the entries"
 
 
 def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_cache(model, tmp_path, own_cache):
     first, _ = run(model, tmp_path / "a", modes=ALL, latency_runs=3)
-    assert [e["stage"] for e in entries(own_cache)].count("measure") == len(ALL), "one per file"
+    timed = [e for e in entries(own_cache) if e["stage"] == "measure" and e["work"].startswith("measure/")]
+    assert len(timed) == len(ALL), "one per file"
     again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
     assert fake.calls == [], "same files, same environment, same settings: the timing is reused"
     assert [a["latency"] for a in again.artifacts] == [a["latency"] for a in first.artifacts]
-    assert not any(s["stage"] == "measure" for s in again.manifest["stages"]), "nothing verify could reproduce"
+    timings = [s for s in again.manifest["stages"] if s["script"] == "measure/measure.py"]
+    assert not timings, "nothing verify could reproduce"
     _, fake = run(model, tmp_path / "c", modes=ALL, latency_runs=3, no_cache=True)
     assert fake.calls[-1] == "measure"
 
@@ -118,7 +123,7 @@ def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_
 def test_an_added_mode_times_only_its_own_file(model, tmp_path):
     first, _ = run(model, tmp_path / "out", modes=["fp16"], latency_runs=3)
     report, fake = run(model, tmp_path / "out", modes=["fp16", "int8"], latency_runs=3)
-    assert fake.calls == ["quantize:int8", "measure"]
+    assert fake.calls == ["quantize:int8", "judge:int8", "measure"]
     assert [f["name"] for f in fake.requests[-1]["files"]] == ["int8"], "fp16's timing is replayed"
     by_mode = {a["mode"]: a for a in report.artifacts}
     assert by_mode["fp16"]["latency"] == first.artifacts[0]["latency"]
@@ -137,7 +142,7 @@ def test_the_model_moved_elsewhere_is_still_the_same_model(model, tmp_path):
 def test_an_added_mode_runs_only_its_quantize_step(model, tmp_path):
     run(model, tmp_path / "out", modes=["fp16"])
     report, fake = run(model, tmp_path / "out", modes=["fp16", "int8"])
-    assert fake.calls == ["quantize:int8"]
+    assert fake.calls == ["quantize:int8", "judge:int8"]
     assert [(st["mode"], st["cached"]) for st in report.stages if st["stage"] == "quantize"] == [
         ("fp16", True),
         ("int8", False),
@@ -151,7 +156,7 @@ def test_a_changed_parameter_reruns_only_what_depends_on_it(model, tmp_path):
     _, fake = run(model, tmp_path / "out", modes=["fp16"], latency_runs=3)
     assert fake.calls == ["measure"], "latency settings go to the measure step only"
     _, fake = run(model, tmp_path / "out", modes=["fp16"], seed=7)
-    assert fake.calls == ["export", "convert", "quantize:fp16"], "other sample inputs: everything again"
+    assert fake.calls == ["export", "convert", "quantize:fp16", "judge:fp16"], "other sample inputs: everything again"
 
 
 def test_another_environment_or_model_misses(model, tmp_path):
@@ -159,11 +164,11 @@ def test_another_environment_or_model_misses(model, tmp_path):
     fake = FakeRuntime()
     fake.env_version = "2"
     _, fake = run(model, tmp_path / "out", fake)
-    assert fake.calls == ["export", "convert", "quantize:fp16"]
+    assert fake.calls == ["export", "convert", "quantize:fp16", "judge:fp16"]
     with zipfile.ZipFile(model, "a") as z:
         z.writestr("net/extra", "different bytes")
     _, fake = run(model, tmp_path / "out")
-    assert fake.calls == ["export", "convert", "quantize:fp16"]
+    assert fake.calls == ["export", "convert", "quantize:fp16", "judge:fp16"]
 
 
 def test_changed_stage_code_reruns_that_stage_and_what_follows_it(model, tmp_path, monkeypatch):
@@ -183,7 +188,8 @@ def test_no_cache_runs_everything_and_stores_nothing(model, tmp_path, own_cache,
     run(model, tmp_path / "out")
     monkeypatch.setenv("CONVERTCTL_NO_CACHE", "1")
     report, fake = run(model, tmp_path / "out")
-    assert fake.calls == ["export", "convert", "quantize:fp16"] and not any(st["cached"] for st in report.stages)
+    assert fake.calls == ["export", "convert", "quantize:fp16", "judge:fp16"]
+    assert not any(st["cached"] for st in report.stages)
 
 
 def test_a_failed_step_is_not_cached(model, tmp_path, own_cache):
@@ -323,13 +329,13 @@ def test_cache_list_and_prune_by_age(model, tmp_path, own_cache):
 
     run(model, tmp_path / "out", modes=["fp16", "int8"])
     listed = CliRunner().invoke(app, ["cache", "list"])
-    assert listed.exit_code == 0 and "4 entries" in listed.stdout and "quantize" in listed.stdout
+    assert listed.exit_code == 0 and "6 entries" in listed.stdout and "quantize" in listed.stdout
     old = _entry_of(own_cache, "export/export-torch2.13") / "entry.json"
     past = time.time() - 40 * 86400
     os.utime(old, (past, past))
     pruned = CliRunner().invoke(app, ["cache", "prune", "--older-than", "30d"])
     assert pruned.exit_code == 0 and "removed 1 entries" in pruned.stdout
-    assert [e["stage"] for e in entries(own_cache)].count("export") == 0 and len(entries(own_cache)) == 3
+    assert [e["stage"] for e in entries(own_cache)].count("export") == 0 and len(entries(own_cache)) == 5
     assert CliRunner().invoke(app, ["cache", "prune"]).exit_code == 0
     assert entries(own_cache) == []
     assert parse_age("12h") == 43200 and parse_age("90") == 90
@@ -448,7 +454,9 @@ def test_verify_passes_on_an_untouched_run_without_the_cache(model, tmp_path):
     run(model, out, modes=["fp32", "int8"])
     verdict, fake = _verify(out / "report.json")
     assert verdict.ok, [f.problem() for f in verdict.files]
-    assert fake.calls == ["export", "convert", "quantize:fp32", "quantize:int8"], "re-run with no cache"
+    assert fake.calls == ["export", "convert", "quantize:fp32", "judge:fp32", "quantize:int8", "judge:int8"], (
+        "re-run with no cache"
+    )
     assert [f.name for f in verdict.files] == ["net_fp32.tflite", "net_int8.tflite"]
 
 

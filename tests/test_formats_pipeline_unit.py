@@ -71,7 +71,7 @@ def test_the_code_folder_and_arch_reach_the_export_stage_only(tmp_path):
     assert export["model_format"] == "state-dict" and export["arch"] == "nets:build"
     assert export["arch_kwargs"] == {"classes": 10} and export["code_dir"] == str(code.resolve())
     others = [r for work, r in asked.items() if not work.startswith("export/")]
-    assert len(others) == 3  # convert, quantize fp32, quantize int8
+    assert len(others) == 5  # convert, quantize fp32 and int8, and LiteRT's run of each file
     assert not any(key in r for r in others for key in ("code_dir", "arch", "arch_kwargs", "trusted"))
     assert all(r["input_dtypes"] == ["float32"] and r["dynamic_batch"] is False for r in asked.values())
 

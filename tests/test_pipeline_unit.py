@@ -53,7 +53,7 @@ def test_a_rung_that_reads_the_pytorch_model_needs_no_onnx(model, tmp_path):
     fake = FakeRuntime()
     report = run(model, tmp_path, fake, converter="litert-torch")
     assert report.exit_code == EXIT_OK
-    assert fake.calls == ["export", "convert"] + [f"quantize:{m}" for m in ALL]
+    assert fake.calls == ["export", "convert"] + [step for m in ALL for step in (f"quantize:{m}", f"judge:{m}")]
     assert [(c["stage"], c["mode"]) for c in report.checks] == [("tflite", m) for m in ALL]
     assert report.ladder[0]["purpose"] == "reference", "no ONNX is exported for it"
     assert {a["family"] for a in report.artifacts} == {"litert-torch"}

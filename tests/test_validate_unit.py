@@ -71,3 +71,18 @@ def test_every_element_is_judged_against_the_largest_reference_value():
     far = ref + np.array([[0.0, 0.0, 0.0], [0.0, 0.035, 0.0]], np.float32)
     check = compare("tflite", "fp16", "samples", {"y": ref}, {"y": far}, tol)
     assert check.status == "failed" and "1 of 6 elements outside atol 0.01 + rtol 0.01·max|ref|" in check.failures[0]
+
+
+def test_cosine_is_the_worst_samples_not_the_pooled_one():
+    """A file that is good on most samples and poor on one passed when the
+    samples were pooled (0.99); judged per sample, the poor one fails it."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((8, 1, 100)).astype(np.float32)
+    got = ref.copy()
+    got[5, 0] = ref[5, 0] + 0.22 * np.linalg.norm(ref[5, 0]) / 10 * rng.standard_normal(100).astype(np.float32)
+    check = compare("tflite", "int8", "samples", {"out": ref}, {"out": got}, tolerance_for("int8"))
+    out = check.outputs[0]
+    assert out["cosine_pooled"] > 0.98 > out["cosine"], out
+    assert out["worst_sample"] == 5
+    assert check.status == "failed" and "(sample 5, the worst of 8)" in check.failures[0]
+    assert check.method["cosine"].startswith("the worst sample's") and check.method["samples"] == 8

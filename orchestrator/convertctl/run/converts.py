@@ -18,6 +18,7 @@ from convertctl.run.plan import ConvertRung
 from convertctl.runtimes.base import Step
 
 CURVE_RUNS = 30
+JUDGE = "measure/judge.py"  # runs a made file in LiteRT, in the measure environment
 
 
 @dataclass
@@ -184,6 +185,8 @@ class ConvertLadder:
                 rung, mode, {"mode": mode, "status": "failed", "error": f"no {reads} to quantize"}, entry
             )
         request[reads] = source
+        if self.ctx.plan.measure is not None:  # LiteRT judges the file (the runtime phones use): see _judge
+            request["judge"] = "litert"
         if not modes.get(mode).calibrated:  # only calibrated modes read it; the others' cache keys must not
             request.pop("calibration", None)
         if request.get("float_layers") == "auto":
@@ -195,10 +198,39 @@ class ConvertLadder:
         if (artifact.get("selective") or {}).get("curve"):
             work, extra = self._time_curve(quantizer, work, request, artifact, int8.max_latency_cost)
             artifact, seconds = extra or artifact, seconds + (extra or {}).pop("seconds", 0.0)
+        if request.get("judge") and "file" in artifact:
+            work, judged = self._judge(work, request, artifact, mode)
+            artifact, seconds = judged, seconds + judged.pop("seconds", 0.0)
         entry["seconds"] += seconds
         family = rung.family or ("tflite" if self.ctx.plan.tflite is not None else "")
         artifact.update(variant=rung.name, family=family, layout=converted.get("layout") or {})
         return self._record(rung, mode, artifact, entry, work)
+
+    def _judge(self, work: str, request: dict, artifact: dict, mode: str) -> tuple[str, dict]:
+        """The file run by LiteRT in the measure environment on every input
+        set, and held to its mode there: its I/O, ops, problems and outputs
+        are LiteRT's. (work where its outputs are, the artifact.)"""
+        measurer = self.ctx.plan.measure
+        assert measurer is not None
+        fields = ("layout", "allow_flex", "int8_io", "mode", "mode_spec")
+        ask: dict = {**self.ctx.request, **{k: request[k] for k in fields if k in request}}
+        ask["tflite"] = artifact["file"]
+        ask["int8_io"] = artifact.get("io") or request.get("int8_io") or "int8"
+        kept = (artifact.get("selective") or {}).get("float_layers")
+        if kept:
+            ask["float_layers"] = list(kept)
+        where = f"{work}/litert"
+        try:
+            run = self.ctx.runner.run(Step(measurer, where, ask, script=JUDGE, protocol="quantize"), mode=mode)
+        except EnvironmentProblem as exc:  # no LiteRT here: the maker's interpreter had to do (it did not run it)
+            return work, {**artifact, "status": "failed", "error": f"no LiteRT to judge the file: {exc.message}"}
+        judged = run.result.get("artifact") or {"status": "failed", "error": run.error or "the judge wrote nothing"}
+        merged = {k: v for k, v in artifact.items() if k not in ("problems", "error", "status", "judged_by")}
+        for key in ("inputs", "outputs", "ops", "float_ops", "tensors", "problems", "error", "status", "judged_by"):
+            if key in judged:
+                merged[key] = judged[key]
+        merged["seconds"] = run.seconds
+        return where, merged
 
     def _record(self, rung: Variant, mode: str, artifact: dict, entry: dict, work: str = "") -> Attempt:
         attempt = Attempt(mode, rung.name, artifact)
@@ -319,6 +351,7 @@ class ConvertLadder:
             dynamic_batch=self.ctx.options.dynamic_batch,
         )
         check.failures += signature.problems(modes.get(mode), art)
+        check.method["runtime"] = art.get("judged_by") or "the interpreter of the environment that made the file"
         if self.ctx.options.dynamic_batch:
             check.failures += self._batch_check(attempt, work)
         check.status = "failed" if check.failures else check.status

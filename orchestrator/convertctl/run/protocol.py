@@ -86,6 +86,7 @@ class QuantizeRequest(InputsPart, total=False):
     allow_flex: bool
     latency_runs: int
     threads: int
+    judge: str  # "litert": the host runs the file in LiteRT (measure/judge.py); the maker only makes it
 
 
 class MeasureFile(TypedDict):

@@ -52,7 +52,7 @@ class Runner:
         # A latency measurement is no step verify could reproduce (timings vary), so it
         # stays out of the manifest; the cache may replay it for the same file bytes,
         # environment and settings (this machine's store: --no-cache measures afresh).
-        measuring = step.stage == "measure"
+        measuring = step.speaks == "measure"  # a timing; LiteRT's run of a file (judge.py) is a step like any other
         key = step_key(parts)
         hit = self.cache.restore(key, step.work, self.hasher, root=self.run_dir) if self.cache else None
         if hit is not None:
@@ -78,10 +78,12 @@ class Runner:
         """A link or special file left in the run directory, a result in
         another contract version or with fields of the wrong type: the step
         failed, and nothing of it is used, stored or followed."""
-        why = rundir.left_unsafe(self.run_dir) or protocol.contract_problem(step.stage, result.result)
+        why = rundir.left_unsafe(self.run_dir) or protocol.contract_problem(step.speaks, result.result)
         if not why and result.result:
-            wrong = protocol.field_problems(step.stage, result.result)
-            why = f"the {step.stage} stage's result.json does not fit the protocol: {'; '.join(wrong)}" if wrong else ""
+            wrong = protocol.field_problems(step.speaks, result.result)
+            why = (
+                f"the {step.speaks} stage's result.json does not fit the protocol: {'; '.join(wrong)}" if wrong else ""
+            )
         if why:
             result.exit_code, result.result = result.exit_code or 3, {"status": "failed", "error": why}
 

@@ -43,6 +43,7 @@ class Step:
     work: str  # relative to the run directory
     request: dict
     script: str = ""  # relative to images/; default: the variant's
+    protocol: str = ""  # whose request and result it speaks (run/protocol.py); default: its stage's
 
     @property
     def stage(self) -> str:
@@ -51,6 +52,10 @@ class Step:
     @property
     def script_rel(self) -> str:
         return self.script or self.variant.script_rel
+
+    @property
+    def speaks(self) -> str:
+        return self.protocol or self.stage
 
     def reads(self) -> list[str]:
         """The files and folders the request names: run-directory paths
