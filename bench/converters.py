@@ -44,7 +44,8 @@ import tempfile
 from pathlib import Path
 
 from common import console, convertctl_cmd, fail, timed
-from convertctl.config.catalog import MODES, Variant, images_dir, load_catalog
+from convertctl.config.catalog import Variant, images_dir, load_catalog
+from convertctl.config.modes import NAMES as MODES
 from convertctl.store.envstore import EnvStore
 from convertctl.store.pipconfig import load_settings
 from rich.table import Table
@@ -249,12 +250,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="example name or a model file (repeatable)")
     parser.add_argument("--input-shape", default="1,3,224,224")
-    parser.add_argument("--quant", action="append", choices=MODES, help="modes (default: all four)")
+    parser.add_argument("--quant", action="append", choices=MODES, help="modes (default: fp32, dynamic, int8, fp16)")
     parser.add_argument("--runs", type=int, default=20, help="invokes per file per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    args.quant = args.quant or list(MODES)
+    args.quant = args.quant or ["fp32", "dynamic", "int8", "fp16"]
     catalog = load_catalog()
     chosen = variants(catalog)
     if not any(v.family == BASE for v in chosen):

@@ -69,7 +69,8 @@ def modes_page() -> str:
         calibrated = "yes" if m.calibrated else "no"
         lines.append(
             f"| `{m.name}` | {_cell(m.summary)} | {m.weights}{block} | {m.activations} | {calibrated} "
-            f"| {'; '.join(bounds)} | {m.max_drop:g} points | {made} | ≥ {m.weight_share:.0%} {m.weights} |"
+            f"| {'; '.join(bounds)} | {m.max_drop:g} point{'' if m.max_drop == 1 else 's'} | {made} "
+            f"| ≥ {m.weight_share:.0%} {m.weights} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -155,7 +155,8 @@ class Options:
     model: str = option(
         "", group=INPUTS, rule=TEXT, file=False, path=True, expected="a model file path (a string)",
         help="TorchScript (torch.jit.save), ExportedProgram (torch.export.save, .pt2), state_dict or checkpoint "
-        "(with --arch), or ONNX file: the command's argument; a batch file's `model` key.",
+        "(with --arch), ONNX file, or float .tflite (quantized as it is): the command's argument; a batch file's "
+        "`model` key.",
     )  # fmt: skip
     input_shape: list = option(
         [], "--input-shape", help="e.g. 1,3,256,256; repeat per input.", group=INPUTS, repeat=True,
@@ -184,7 +185,8 @@ class Options:
     )  # fmt: skip
     code: str | None = option(
         None, "--code", group=INPUTS, rule=PATH, code=True, path=True, expected="a folder path (a string)",
-        help="Folder holding the --arch module; mounted read-only into the export stage only.",
+        help="Folder holding the --arch module; mounted read-only only into the stages that load the PyTorch "
+        "model (export, and litert-torch's convert).",
     )  # fmt: skip
     trust_model: bool = option(
         False, "--trust-model", group=INPUTS, cli=bool, rule=boolean, file=False, expected=BOOL,
