@@ -70,6 +70,11 @@ class Mode:
         return self.quantizers.get(kind) or f"no {kind} recipe makes {self.name}"
 
     @property
+    def quantized(self) -> bool:
+        """Weights stored in an integer type: judged by agreement, not element by element."""
+        return self.weights not in ("float32", "float16")
+
+    @property
     def integer_only(self) -> bool:
         """int8 / int16x8: every op computes in integers (no float op but those kept float)."""
         return self.activations in ("int8", "int16")

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 else:
     np = lazy.numpy
 
-DEFAULT_SAMPLES = 8
-
 
 def load_arrays(path: Path, what: str) -> dict:
     """The arrays of an .npy (as "x") or .npz, or a UsageError naming the file."""

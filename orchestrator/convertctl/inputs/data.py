@@ -188,25 +188,60 @@ def labels_fit(path, labels: np.ndarray, outputs: list) -> str:
     return ""
 
 
-def load_eval(path: Path, shapes: dict, mean=None, std=None, resize: str = "stretch") -> tuple[dict, np.ndarray, list]:
-    """--eval-data: a folder with one subfolder per class (sorted names are
-    the class indices, as torchvision's ImageFolder), or an .npz with x, y."""
+MAX_CLASSES = 1_000_000
+
+
+def read_labels(path: Path) -> list[str]:
+    """--labels: one class name per line, in the model's output order."""
+    if not path.is_file():
+        raise UsageError(f"--labels {path}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--labels {path}: not a readable text file ({exc})") from None
+    names = [ln.strip() for ln in lines if ln.strip()]
+    if not names:
+        raise UsageError(f"--labels {path}: no class names (one per line, in the model's output order)")
+    if len(names) > MAX_CLASSES:
+        raise UsageError(f"--labels {path}: {len(names)} lines; at most {MAX_CLASSES} classes are read")
+    seen: dict = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise UsageError(f"--labels {path}: class {name!r} is on lines {seen[name] + 1} and {i + 1}")
+        seen[name] = i
+    return names
+
+
+def load_eval(
+    path: Path, shapes: dict, mean=None, std=None, resize: str = "stretch", labels: list[str] | None = None
+) -> tuple[dict, np.ndarray, list]:
+    """--eval-data: a folder with one subfolder per class, or an .npz with x,
+    y. A folder's classes are numbered by --labels (the model's order) when
+    given, else by their sorted names (torchvision's ImageFolder order)."""
     if not path.exists():
         raise UsageError(f"{path}: evaluation data not found")
     if path.is_dir():
         classes = sorted(p.name for p in path.iterdir() if p.is_dir())
         if not classes or len(shapes) != 1:
             raise UsageError(f"{path}: expected one subfolder of images per class, for a single-input model")
+        index = {c: i for i, c in enumerate(classes)}
+        if labels is not None:
+            unknown = [c for c in classes if c not in labels]
+            if unknown:
+                listed = ", ".join(repr(c) for c in unknown[:5])
+                raise UsageError(f"{path}: class folder(s) {listed} are not in --labels (one name per line)")
+            index = {c: labels.index(c) for c in classes}
         ((name, shape),) = shapes.items()
         prep = ImagePrep(shape, mean, std, resize)
         xs, ys = [], []
-        for label, cls in enumerate(classes):
+        for cls in classes:
+            label = index[cls]
             for f in image_files(path / cls):
                 xs.append(prep(f))
                 ys.append(label)
         if not xs:
             raise UsageError(f"{path}: the class folders hold no images")
-        return {name: np.stack(xs)}, np.array(ys), classes
+        return {name: np.stack(xs)}, np.array(ys), labels or classes
     arrays = load_arrays(path, "evaluation data")
     if "x" not in arrays or "y" not in arrays:
         raise UsageError(f"{path}: an evaluation .npz needs arrays 'x' and 'y' (it has {', '.join(sorted(arrays))})")

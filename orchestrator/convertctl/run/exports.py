@@ -119,6 +119,16 @@ class ExportLadder:
             self.error_kind = "input"
         return None
 
+    def reference_on(self, set_name: str, rel: str) -> str:
+        """The reference outputs on another input set (fresh inputs), made by
+        the rung that made the reference: the work folder holding
+        reference_<set_name>.npz, or '' when it could not."""
+        assert self.reference is not None
+        work = f"{self.reference.work}-{set_name}"
+        extra = {"input_sets": {set_name: rel}, "reference": True, "opset": None}
+        run = self._run(self.reference.variant, work, extra, f"reference on {set_name} inputs")
+        return work if run is not None else ""
+
     def onnx(self, opset: int) -> Onnx:
         """An ONNX file at ``opset``, from the first rung (from the one that
         made the reference on) that exports it."""
@@ -153,7 +163,7 @@ class ExportLadder:
         try:
             run = self.ctx.runner.run(Step(rung, work, {**self.request, **extra}))
         except EnvironmentProblem as exc:
-            entry.update(failed_stage="environment", error=exc.message, seconds=0.0)
+            entry.update(failed_stage="environment", error=environment_reason(exc), seconds=0.0)
             self.error, self.error_kind = f"{rung.name}: {exc.message}", "environment"
             return None
         entry["seconds"] = round(run.seconds, 1)
@@ -186,6 +196,16 @@ class ExportLadder:
 
 def _and_onnx(opset: int | None) -> str:
     return f" + ONNX opset {opset}" if opset else ""
+
+
+def environment_reason(exc: EnvironmentProblem) -> str:
+    """Why an environment could not be made, in one line that says it: what
+    failed, the installer's last words, and where its full log is."""
+    lines = [ln.strip() for ln in exc.message.splitlines() if ln.strip()]
+    said = lines[0] if lines else "the environment could not be made"
+    if len(lines) > 1:
+        said = f"{said.rstrip(':')}: {lines[-1][:300]}"
+    return f"{said} ({exc.hint})" if exc.hint else said
 
 
 def _one_line(text: str) -> str:

@@ -5,9 +5,11 @@ failures are recorded in the report, whose exit_code the CLI returns."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from convertctl.checks import validate
 from convertctl.config import modes, settings
 from convertctl.config.catalog import Catalog
 from convertctl.config.options import Options
@@ -21,7 +23,7 @@ from convertctl.errors import (
 )
 from convertctl.inputs import arrays as inputs
 from convertctl.inputs import inputspec, modelfile, modelflags
-from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval
+from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval, read_labels
 from convertctl.report.model import Report
 from convertctl.run import manifest, placement, selective
 from convertctl.run.comparer import Comparer
@@ -231,11 +233,56 @@ class Pipeline:
                 "samples": first["samples"],
                 "set": first["set"],
                 "pytorch": first["pytorch"],
+                "step": 100.0 / first["samples"],
                 "modes": {
                     m: {k: a[k] for k in ("accuracy", "drop", "max_drop", "status", "variant")}
                     for m, a in accuracy.items()
                 },
             }
+            self._question_the_accuracy(report)
+        self._question_the_layouts(report)
+
+    def _warn(self, report: Report, message: str, code: int = EXIT_USAGE) -> None:
+        """A check that cannot mean what it says: a loud notice, a failure under --strict."""
+        report.notices.append("WARNING: " + message)
+        if self.opts.strict:
+            report.fail(code, message + " (--strict)")
+
+    def _question_the_accuracy(self, report: Report) -> None:
+        acc = report.accuracy or {}
+        step = acc["step"]
+        for mode, m in acc["modes"].items():
+            if m["max_drop"] < step and acc["set"] == "eval":
+                self._warn(
+                    report,
+                    f"{mode}'s accuracy budget ({m['max_drop']:g} points) is smaller than one sample of "
+                    f"--eval-data ({acc['samples']} samples: {step:.3g} points each): one sample flipping fails it; "
+                    "give more labelled samples or a larger --max-accuracy-drop",
+                    EXIT_VALIDATION,
+                )
+        classes = _classes(report.model.get("outputs") or [])
+        if acc["set"] == "eval" and classes >= 2 and acc["pytorch"] < 2 * 100.0 / classes:
+            self._warn(
+                report,
+                f"PyTorch's own accuracy on --eval-data is {acc['pytorch']:.1f}%, near chance ({100.0 / classes:.1f}% "
+                f"for {classes} classes): the labels most likely do not follow the model's class order; give "
+                "--labels FILE (one class name per line, in the model's order). Every accuracy check of this run "
+                "measures nothing",
+            )
+
+    def _question_the_layouts(self, report: Report) -> None:
+        made = [a for a in report.artifacts if "file" in a]
+        layouts = {a["mode"]: validate.layout_name(a.get("layout")) for a in made}
+        if len(set(layouts.values())) > 1:
+            listed = ", ".join(
+                f"{m}: {lay.upper()} I/O ({next(a['variant'] for a in made if a['mode'] == m)})"
+                for m, lay in layouts.items()
+            )
+            self._warn(
+                report,
+                f"the files have different I/O layouts ({listed}): an app feeds each its own way",
+                EXIT_VALIDATION,
+            )
 
     # -- inputs ---------------------------------------------------------
     def _load_data(self, specs: list):
@@ -245,7 +292,8 @@ class Pipeline:
         labels = None
         eval_data, calib_path, sample_path = o.path("eval_data"), o.path("calib"), o.path("sample_inputs")
         if eval_data:
-            sets["eval"], labels, _ = load_eval(eval_data, shapes, o.mean, o.std, o.resize)
+            names = read_labels(Path(o.labels)) if o.labels else None
+            sets["eval"], labels, _ = load_eval(eval_data, shapes, o.mean, o.std, o.resize, names)
             sets["eval"] = inputspec.typed(sets["eval"], specs, eval_data)
         calib: dict | inputspec.Synthetic | None = None
         if modes.calibrated(o.modes):
@@ -269,7 +317,8 @@ class Pipeline:
             count = len(next(iter(samples.values())))
             source = f"first {count} of {eval_data or calib_path}"
         else:
-            samples, source = inputspec.Synthetic(tuple(specs), o.samples, o.seed), f"synthetic (seed {o.seed})"
+            samples = inputspec.Synthetic(tuple(specs), o.samples, o.seed)
+            source = f"synthetic (seed {o.seed})"
         sets["samples"] = samples
         if o.dynamic_batch:  # one sample of batch N, checked next to the batch-1 samples
             sets["batch"] = inputspec.batched(inputspec.as_arrays(samples), inputspec.BATCH_CHECK)
@@ -336,3 +385,11 @@ def _ladder_failure(entries: list, mode: str = "") -> tuple[int, str]:
     envs = all(e.get("failed_stage") == "environment" for e in failed)
     reasons = "; ".join(f"{e['variant']} ({e.get('failed_stage', '?')}): {e.get('error', '')}" for e in failed)
     return (EXIT_ENVIRONMENT if envs else EXIT_CONVERSION), f"no converter variant converted the model: {reasons}"
+
+
+def _classes(outputs: list) -> int:
+    """The class count of the first output that looks like class scores, or 0."""
+    for out in sorted(outputs, key=lambda o: o["name"]):
+        if validate.looks_like_scores(tuple(out["shape"])):
+            return int(math.prod(d for d in out["shape"] if d != 1))
+    return 0

@@ -210,45 +210,40 @@ class EnvStore:
                 hint="give --wheelhouse DIR holding that file, or set CONVERTCTL_TORCH_INDEX",
             )
         torch = ["--extra-index-url", src.torch_index] if src.torch_index else []
+        # One installer, tested on every lock: uv (a dependency of convertctl). pip
+        # refused locks uv installs (a pin whose Requires-Python has an upper bound
+        # uv ignores), and a rebuild retried with it failed the same way every run.
         uv = find_uv()
-        if uv:
-            args = self.settings.uv_args(constraints=False) + torch
-            if torch and "--index-strategy" not in args:
-                args += ["--index-strategy", "unsafe-best-match"]
-            # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
-            # without it every stage would compile TensorFlow from source on
-            # every run (~6 s of the ~10 s an import takes).
-            # --no-deps (as the images install it): a lock holds every pin, and
-            # may leave out what a package declares but does not need (onnx2tf's
-            # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
-            steps = [
-                [uv, "venv", "--quiet", "--python", variant.python, str(path)],
-                [
-                    uv,
-                    "pip",
-                    "install",
-                    "--require-hashes",
-                    "--no-deps",
-                    "--compile-bytecode",
-                    "--python",
-                    str(path / "bin" / "python"),
-                    "-r",
-                    str(variant.lock_path),
-                    *args,
-                ],
-            ]
-        else:
-            pip = [
-                str(path / "bin" / "python"),
-                "-m",
+        if not uv:
+            raise EnvironmentProblem(
+                f"uv is missing, and convertctl builds its local environments with it ({variant.name})",
+                hint="pip install uv (convertctl depends on it; reinstall convertctl)",
+            )
+        args = self.settings.uv_args(constraints=False) + torch
+        if torch and "--index-strategy" not in args:
+            args += ["--index-strategy", "unsafe-best-match"]
+        # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
+        # without it every stage would compile TensorFlow from source on
+        # every run (~6 s of the ~10 s an import takes).
+        # --no-deps (as the images install it): a lock holds every pin, and
+        # may leave out what a package declares but does not need (onnx2tf's
+        # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
+        steps = [
+            [uv, "venv", "--quiet", "--python", variant.python, str(path)],
+            [
+                uv,
                 "pip",
                 "install",
                 "--require-hashes",
                 "--no-deps",
+                "--compile-bytecode",
+                "--python",
+                str(path / "bin" / "python"),
                 "-r",
                 str(variant.lock_path),
-            ]
-            steps = [[f"python{variant.python}", "-m", "venv", str(path)], pip + torch]
+                *args,
+            ],
+        ]
         say(f"creating {variant.stage} environment {variant.name} (Python {variant.python})")
         with open(log, "w") as out:
             for cmd in steps:
