@@ -108,7 +108,15 @@ def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_
     assert [e["stage"] for e in entries(own_cache)].count("measure") == len(ALL), "one per file"
     again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
     assert fake.calls == [], "same files, same environment, same settings: the timing is reused"
-    assert [a["latency"] for a in again.artifacts] == [a["latency"] for a in first.artifacts]
+    replayed = [{k: v for k, v in a["latency"].items() if k != "cached"} for a in again.artifacts]
+    assert replayed == [a["latency"] for a in first.artifacts]
+    # A replayed timing is not this run's: it says so, with the date it was taken.
+    assert all(a["latency"]["cached"] for a in again.artifacts) and not any(
+        "cached" in a["latency"] for a in first.artifacts
+    )
+    when = first.artifacts[0]["latency"]["measured_at"]
+    assert f"cached timing from {when}" in markdown(again) and "cached timing" not in markdown(first)
+    assert any(f"cached timing from {when}" in numbers for stage, _, _, numbers in rows(again) if stage == "latency")
     assert not any(s["stage"] == "measure" for s in again.manifest["stages"]), "nothing verify could reproduce"
     _, fake = run(model, tmp_path / "c", modes=ALL, latency_runs=3, no_cache=True)
     assert fake.calls[-1] == "measure"
@@ -120,7 +128,7 @@ def test_an_added_mode_times_only_its_own_file(model, tmp_path):
     assert fake.calls == ["quantize:int8", "measure"]
     assert [f["name"] for f in fake.requests[-1]["files"]] == ["int8"], "fp16's timing is replayed"
     by_mode = {a["mode"]: a for a in report.artifacts}
-    assert by_mode["fp16"]["latency"] == first.artifacts[0]["latency"]
+    assert by_mode["fp16"]["latency"] == {**first.artifacts[0]["latency"], "cached": True}
     assert by_mode["int8"]["latency"]["configs"], "int8 measured"
 
 

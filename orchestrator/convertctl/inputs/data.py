@@ -3,10 +3,12 @@ Pillow only), for int8 calibration (--calib) and accuracy (--eval-data)."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convertctl import lazy
+from convertctl import lazy, userfiles
 from convertctl.errors import UsageError
 from convertctl.inputs.arrays import check_numbers, fit_arrays, load_arrays
 
@@ -22,6 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_CALIBRATION = 10
 # Fewer than this calibrate, but unreliably: a notice says so (100-500 advised).
 FEW_CALIBRATION = 50
+# Labels are class indices: beyond this no classifier has that many classes
+# (and a float label of 1e300 would wrap around when made an integer).
+MAX_LABEL = 1 << 31
 # stretch: resize to the input size, aspect ratio lost (the plain way);
 # shorter-side+center-crop: ImageNet's evaluation view (shorter side to
 # size / 0.875, e.g. 256 for 224, then the centre), what most pretrained
@@ -62,14 +67,23 @@ class ImagePrep:
             raise UsageError("--std must not contain 0")
 
     def __call__(self, path: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
+        # Pillow's own decompression-bomb limit (MAX_IMAGE_PIXELS) guards the
+        # decoder: an image declaring 10^10 pixels is refused, not allocated.
+        # Truncated, damaged or hostile files fail in many ways inside the
+        # decoders (OSError, SyntaxError from PNG chunks, struct.error...):
+        # every one is this file's problem, named.
         try:
-            with Image.open(path) as img:
+            with userfiles.open_regular(path, "image") as f, Image.open(f) as img:
                 img = self._view(img.convert("RGB" if self.c == 3 else "L"), Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise UsageError(f"{path}: an image too large to decode safely ({exc})") from None
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, KeyError) as exc:
             raise UsageError(f"{path}: not a readable image ({exc})") from None
+        except (struct.error, zlib.error, MemoryError, RecursionError) as exc:
+            raise UsageError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
         if arr.ndim == 2:
             arr = arr[:, :, None]
         arr = (arr - self.mean) / self.std
@@ -140,9 +154,7 @@ def calibration_notes(path: Path | None, arrays: dict) -> list[str]:
 
 def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int = 500, resize: str = "stretch") -> dict:
     """--calib: a folder of images, or an .npy/.npz of inputs."""
-    if not path.exists():
-        raise UsageError(f"{path}: calibration data not found")
-    if path.is_dir():
+    if userfiles.check(path, "calibration data", folder_ok=True) == "dir":
         if len(shapes) != 1:
             raise UsageError(f"{path}: an image folder can calibrate a single-input model only; use an .npz")
         files = spread_files(path, limit)
@@ -162,12 +174,16 @@ def check_labels(path: Path, y) -> np.ndarray:
     """Class indices: whole numbers >= 0, one per sample."""
     y = np.asarray(y)
     check_numbers(path, "y", y)
+    if y.dtype.kind == "b":
+        raise UsageError(f"{path}: array 'y' holds booleans; labels are class indices (whole numbers)")
     if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
         raise UsageError(f"{path}: array 'y' holds fractions; labels are class indices (whole numbers)")
     if y.size and y.min() < 0:
         raise UsageError(
             f"{path}: array 'y' holds negative labels (the lowest is {y.min():g}); labels are class indices >= 0"
         )
+    if y.size and y.max() >= MAX_LABEL:
+        raise UsageError(f"{path}: array 'y' holds the label {y.max():g}; labels are class indices (below {MAX_LABEL})")
     return y.astype(np.int64).reshape(-1)
 
 
@@ -191,9 +207,7 @@ def labels_fit(path, labels: np.ndarray, outputs: list) -> str:
 def load_eval(path: Path, shapes: dict, mean=None, std=None, resize: str = "stretch") -> tuple[dict, np.ndarray, list]:
     """--eval-data: a folder with one subfolder per class (sorted names are
     the class indices, as torchvision's ImageFolder), or an .npz with x, y."""
-    if not path.exists():
-        raise UsageError(f"{path}: evaluation data not found")
-    if path.is_dir():
+    if userfiles.check(path, "evaluation data", folder_ok=True) == "dir":
         classes = sorted(p.name for p in path.iterdir() if p.is_dir())
         if not classes or len(shapes) != 1:
             raise UsageError(f"{path}: expected one subfolder of images per class, for a single-input model")
