@@ -303,7 +303,7 @@ def test_prune_removes_what_the_host_kept_too(model, tmp_path, own_cache):
     assert list((own_cache / "memo").glob("*/*.json"))
     listed = CliRunner().invoke(app, ["cache", "list"])
     assert "host results" in listed.output
-    pruned = CliRunner().invoke(app, ["cache", "prune"])
+    pruned = CliRunner().invoke(app, ["cache", "prune", "--all"])
     assert pruned.exit_code == 0, pruned.output
     assert not list((own_cache / "memo").glob("*/*"))
 
@@ -337,7 +337,7 @@ def test_cache_list_and_prune_by_age(model, tmp_path, own_cache):
     pruned = CliRunner().invoke(app, ["cache", "prune", "--older-than", "30d"])
     assert pruned.exit_code == 0 and "removed 1 entries" in pruned.stdout
     assert [e["stage"] for e in entries(own_cache)].count("export") == 0 and len(entries(own_cache)) == 3
-    assert CliRunner().invoke(app, ["cache", "prune"]).exit_code == 0
+    assert CliRunner().invoke(app, ["cache", "prune", "--all"]).exit_code == 0
     assert entries(own_cache) == []
     assert parse_age("12h") == 43200 and parse_age("90") == 90
     with pytest.raises(UsageError):

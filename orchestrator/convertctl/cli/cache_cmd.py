@@ -12,7 +12,7 @@ from rich.table import Table
 
 from convertctl.cli.params import with_options
 from convertctl.cli.ui import Progress, console, handled, options_of, runtime_for
-from convertctl.errors import EXIT_VALIDATION
+from convertctl.errors import EXIT_VALIDATION, UsageError
 from convertctl.report.text import term
 from convertctl.store import runs
 from convertctl.store.cache import StageCache, cache_root, parse_age
@@ -21,6 +21,7 @@ cache_app = typer.Typer(no_args_is_help=True, help="The stage cache (outputs of 
 runs_app = typer.Typer(no_args_is_help=True, help="Run directories failed runs left behind.")
 
 OlderThan = Annotated[str | None, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m.")]
+AllEntries = Annotated[bool, typer.Option("--all", help="Remove every entry.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")]
 
 
@@ -72,9 +73,15 @@ def cache_list():
 
 @cache_app.command("prune")
 @handled
-def cache_prune(older_than: OlderThan = None, dry_run: DryRun = False):
-    """Remove entries not used for --older-than (all of them without it), and broken ones."""
-    age = parse_age(older_than) if older_than else None
+def cache_prune(older_than: OlderThan = None, all_entries: AllEntries = False, dry_run: DryRun = False):
+    """Remove entries not used for --older-than (or --all of them), and broken ones."""
+    if (older_than is None) == (not all_entries):  # neither, or both
+        raise UsageError(
+            "cache prune: say what to remove: --older-than AGE (e.g. 30d) or --all"
+            if older_than is None
+            else "cache prune: --older-than and --all both given; choose one"
+        )
+    age = parse_age(older_than) if older_than is not None else None
     removed = StageCache(cache_root()).prune(age, dry_run)
     memos = [r for r in removed if r.get("stage") == "memo"]
     verb = "would remove" if dry_run else "removed"

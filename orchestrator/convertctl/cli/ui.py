@@ -169,7 +169,17 @@ class Progress:
         if line.startswith("WARNING: "):
             err.print(f"[bold yellow]WARNING[/] {term(line[len('WARNING: ') :])}", highlight=False, soft_wrap=True)
         elif line.startswith(
-            ("creating ", "export:", "convert:", "quantize:", "removing ", "removed ", "building ", "could not pull")
+            (
+                "creating ",
+                "export:",
+                "convert:",
+                "quantize:",
+                "removing ",
+                "removed ",
+                "building ",
+                "could not pull",
+                "waiting ",
+            )
         ):
             console.print(f"[cyan]›[/] {term(line)}", highlight=False)
         self.status.update(term(line[:110]))  # a stage's own words: never markup

@@ -72,7 +72,7 @@ class Pipeline:
         convert_rungs = self.catalog.pick(self.runtime.name, "convert", o.converter)
         if not export_rungs or not convert_rungs:
             raise UsageError(f"the catalog has no export or convert variant for the {self.runtime.name} runtime")
-        cache = open_cache(o.no_cache)
+        cache, cache_notice = open_cache(o.no_cache)
         hasher = Hasher(cache.file_state() if cache else None)
         facts = modelfile.read_model(self.model, hasher.state)
         modelflags.check_format(facts, o, self.runtime)
@@ -99,7 +99,7 @@ class Pipeline:
             run_dir=str(run_dir),
             out_dir=str(self.out),
         )
-        report.notices += self.runtime.notices + killed
+        report.notices += self.runtime.notices + killed + ([cache_notice] if cache_notice else [])
         if calib is not None and o.calib is None:
             report.notices.append(
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
@@ -302,7 +302,8 @@ class Pipeline:
 
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
-        placement.place(self.opts, run_dir, report, hasher)
+        with rundir.out_lock(self.out, self.say):  # concurrent runs on one --out take turns
+            placement.place(self.opts, run_dir, report, hasher)
 
 
 def _count(data) -> int:

@@ -17,7 +17,7 @@ from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.report.model import Report
 from convertctl.run import manifest
-from convertctl.runtimes.base import Runtime, Say, StageRun, Step, read_result, write_request
+from convertctl.runtimes.base import Runtime, Say, StageRun, Step, machine_problem, read_result, write_request
 from convertctl.store import rundir, safefs
 from convertctl.store.cache import StageCache, step_key
 from convertctl.store.digests import Hasher, sha256_json
@@ -106,6 +106,12 @@ class Steps:
         )
         if not measuring:
             self._record(step, mode, parts, key, hit is not None, env, outputs)
+        problem = machine_problem(result)
+        if problem:  # the machine, not the model: exit 5, as on the host (the ladders pass it on)
+            raise EnvironmentProblem(
+                f"{step.stage} stage ({step.variant.name}): {problem} (in {self.run_dir})",
+                hint="free some space there and run again",
+            )
         return result
 
     # -- cache and manifest -------------------------------------------------
