@@ -144,6 +144,10 @@ def file_values(values: dict, source: Path | str) -> dict:
     for alias, name in ALIASES.items():
         if alias in out:
             value = out.pop(alias)
+            try:  # checked under the name the file gave it, so the message names that key
+                validate({name: value}, source)
+            except UsageError as exc:
+                raise UsageError(exc.message.replace(f"{source}: {name} ", f"{source}: {alias} ", 1)) from None
             out.setdefault(name, value)
     return out
 

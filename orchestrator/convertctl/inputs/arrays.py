@@ -49,8 +49,8 @@ def _header(f) -> tuple:
         shape, _, dtype = fmt.read_array_header_1_0(f)
     elif version == (2, 0):
         shape, _, dtype = fmt.read_array_header_2_0(f)
-    else:  # 3.0 (utf-8 field names): no public reader of its own
-        shape, _, dtype = getattr(fmt, "_read_array_header")(f, version)  # noqa: B009 - private, numpy has no other
+    else:  # 3.0 exists for structured arrays with non-Latin-1 field names: never model inputs
+        raise ValueError(f".npy format {version[0]}.{version[1]}: a structured array; convertctl takes plain numbers")
     return tuple(shape), dtype, f.tell()
 
 
@@ -114,11 +114,10 @@ def load_arrays(path: Path, what: str) -> dict:
         try:
             check_headers(path, f)
             f.seek(0)
-            if path.suffix == ".npy":
-                return {"x": np.load(f, allow_pickle=False)}
-            with np.load(f, allow_pickle=False) as data:
-                if not hasattr(data, "files"):  # an .npy under another name
-                    return {"x": np.asarray(data)}
+            data = np.load(f, allow_pickle=False)  # an .npy or an .npz, whatever the name says
+            if not hasattr(data, "files"):
+                return {"x": np.asarray(data)}
+            with data:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
             raise UsageError(f"{path}: cannot read {what} ({exc})") from None
@@ -144,7 +143,8 @@ def check_numbers(path: Path, name: str, arr: np.ndarray) -> None:
     if kind:
         raise UsageError(f"{path}: array {name!r} holds {kind} (dtype {arr.dtype}); the model takes real numbers")
     if arr.dtype.kind == "f" or arr.dtype.kind in "iu" and np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
-        as32 = arr.astype(np.float32)
+        with np.errstate(over="ignore"):  # what overflows float32 is what this finds and names
+            as32 = arr.astype(np.float32)
         bad = ~np.isfinite(as32)
         if bad.any():
             nan, total = int(np.isnan(as32).sum()), int(bad.sum())

@@ -46,16 +46,19 @@ def parse_floats(text: str, flag: str) -> tuple:
 class ImagePrep:
     """Resize, scale to [0, 1], normalise, lay out as the model's input."""
 
-    def __init__(self, shape: tuple, mean: tuple | None = None, std: tuple | None = None, resize: str = "stretch"):
+    def __init__(
+        self, shape: tuple, mean: tuple | None = None, std: tuple | None = None, resize: str = "stretch", source=""
+    ):
         if resize not in RESIZE_MODES:
             raise UsageError(f"--resize {resize!r}: choose from {', '.join(RESIZE_MODES)}")
         self.resize = resize
+        where = f"{source}: " if source else ""  # the image folder, when there is one to name
         if len(shape) != 4:
-            raise UsageError(f"images need a 4-D input shape (N,C,H,W or N,H,W,C), not {list(shape)}")
+            raise UsageError(f"{where}images need a 4-D input shape (N,C,H,W or N,H,W,C), not {list(shape)}")
         self.channels_first = shape[1] in (1, 3) or shape[3] not in (1, 3)
         c, h, w = (shape[1], shape[2], shape[3]) if self.channels_first else (shape[3], shape[1], shape[2])
         if c not in (1, 3):
-            raise UsageError(f"images have 1 or 3 channels; the input shape {list(shape)} has {c}")
+            raise UsageError(f"{where}images have 1 or 3 channels; the input shape {list(shape)} has {c}")
         self.c, self.h, self.w = c, h, w
         default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ((0.0,), (1.0,))
         self.mean = np.array(mean or default_mean, dtype=np.float32)
@@ -165,7 +168,7 @@ def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int =
                 f"{path}: {len(files)} image(s); int8 calibration needs at least {MIN_CALIBRATION} (100-500 advised)"
             )
         ((name, shape),) = shapes.items()
-        prep = ImagePrep(shape, mean, std, resize)
+        prep = ImagePrep(shape, mean, std, resize, path)
         return {name: np.stack([prep(f) for f in files])}
     return fit_arrays(path, load_arrays(path, "calibration data"), shapes, min_count=MIN_CALIBRATION)
 
@@ -212,7 +215,7 @@ def load_eval(path: Path, shapes: dict, mean=None, std=None, resize: str = "stre
         if not classes or len(shapes) != 1:
             raise UsageError(f"{path}: expected one subfolder of images per class, for a single-input model")
         ((name, shape),) = shapes.items()
-        prep = ImagePrep(shape, mean, std, resize)
+        prep = ImagePrep(shape, mean, std, resize, path)
         xs, ys = [], []
         for label, cls in enumerate(classes):
             for f in image_files(path / cls):
