@@ -89,8 +89,12 @@ class Interrupts:
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.previous is None:
+            return False
+        # Interrupted: the process is on its way out with 130; a Ctrl-C now
+        # (while typer exits, rich stops its display) would end it by the
+        # signal instead. Otherwise the caller's handler comes back.
+        signal.signal(signal.SIGINT, signal.SIG_IGN if self.count else self.previous)
         return False
 
     def _on_sigint(self, signum, frame):
