@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import tokenize
 import os
 import zipfile
 from pathlib import Path
@@ -121,7 +122,7 @@ def load_arrays(path: Path, what: str) -> dict:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
             raise UsageError(f"{path}: cannot read {what} ({exc})") from None
-        except (SyntaxError, RecursionError, TypeError) as exc:  # a header numpy cannot parse
+        except (SyntaxError, RecursionError, TypeError, tokenize.TokenError) as exc:  # a header numpy cannot parse
             raise UsageError(f"{path}: cannot read {what} (a damaged array header: {type(exc).__name__})") from None
         except MemoryError:
             raise UsageError(f"{path}: cannot read {what} (it does not fit in memory)") from None

@@ -44,8 +44,13 @@ def visible(value: object) -> str:
 
 
 def term(value: object) -> str:
-    """For rich markup: visible, and no "[...]" taken as a style tag."""
-    return _rich_escape(visible(value))
+    """For rich markup: visible, and no "[...]" taken as a style tag. A
+    trailing backslash is spelt \\x5c: rich's escape doubles it (so that it
+    cannot escape a tag that follows), which shows two where none follows."""
+    shown = visible(value)
+    if shown.endswith("\\"):
+        shown = shown[:-1] + "\\x5c"
+    return _rich_escape(shown)
 
 
 def md_text(value: object) -> str:
