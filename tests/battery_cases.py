@@ -25,6 +25,11 @@ RNG = np.random.default_rng(0)
 MARKER = "PWNED"  # a payload that ran would create world/PWNED
 
 
+def seeded_bytes(n: int, seed: int) -> bytes:
+    """Random bytes, the same on every run (a failure can be rerun)."""
+    return np.random.default_rng(1000 + seed).bytes(n)
+
+
 # -- payloads -----------------------------------------------------------------
 def evil_pickle(world: Path, protocol: int = 2) -> bytes:
     """A pickle that runs `touch world/PWNED` when loaded (os.system)."""
@@ -627,7 +632,7 @@ def array_cases() -> list:
             "npz-bomb": (npz_bomb, "d.npz", ("d.npz",)),
             "npz-not-npy-member": (npz_members(**{"readme.txt": b"hello"}), "d.npz", ("d.npz",)),
             "zip-not-npz": (zipped({"a/b": b"x"}), "d.npz", ("d.npz",)),
-            "random-bytes": (raw(os.urandom(64)), "d.npz", ("d.npz", "cannot read")),
+            "random-bytes": (raw(seeded_bytes(64, 1)), "d.npz", ("d.npz", "cannot read")),
             "empty-file": (raw(b""), "d.npy", ("d.npy", "cannot read")),
             "text-file": (raw(b"1,2,3\n4,5,6\n"), "d.npy", ("d.npy", "cannot read")),
             "plain-pickle": (raw(evil_pickle), "d.npy", ("d.npy", "cannot read")),
@@ -713,22 +718,22 @@ def image_cases() -> list:
     """Image folders for --calib and --eval-data: damaged, hostile or empty images, named."""
     bad = {
         "truncated": (png_bytes()[:40], "x.png"),
-        "random": (os.urandom(200), "x.png"),
+        "random": (seeded_bytes(200, 2), "x.png"),
         "empty": (b"", "x.png"),
         "bomb": (png_declaring(100000, 100000), "x.png"),
         "huge-dims-bad-body": (png_declaring(1 << 30, 1), "x.png"),
         "zero-dims": (png_declaring(0, 0), "x.png"),
         "jpeg-header-only": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "x.jpg"),
-        "gif-garbage": (b"GIF89a" + os.urandom(30), "x.gif"),
+        "gif-garbage": (b"GIF89a" + seeded_bytes(30, 3), "x.gif"),
         "bmp-header-lies": (
             b"BM"
             + struct.pack("<IHHI", 70, 0, 0, 54)
             + struct.pack("<IiiHHIIiiII", 40, 1 << 20, 1 << 20, 1, 24, 0, 0, 0, 0, 0, 0),
             "x.bmp",
         ),
-        "tiff-garbage": (b"II*\x00" + os.urandom(40), "x.tif"),
+        "tiff-garbage": (b"II*\x00" + seeded_bytes(40, 4), "x.tif"),
         "text-named-png": (b"not an image at all", "x.png"),
-        "webp-garbage": (b"RIFF\x10\x00\x00\x00WEBPVP8 " + os.urandom(8), "x.webp"),
+        "webp-garbage": (b"RIFF\x10\x00\x00\x00WEBPVP8 " + seeded_bytes(8, 5), "x.webp"),
     }
     c = []
     for role, flags, few in (("calib", ["-q", "int8", "--calib"], 2), ("eval", ["--eval-data"], 0)):
@@ -820,7 +825,17 @@ def model_cases() -> list:
             says=("net.pt",),
         ),
         _r(id="model-empty", model=raw(b""), says=("net.pt",)),
-        _r(id="model-random", model=raw(os.urandom(512)), says=("net.pt",)),
+        *[_r(id=f"model-random-{seed}", model=raw(seeded_bytes(512, seed)), says=("net.pt",)) for seed in range(12)],
+        _r(
+            id="model-pickle-announcing-2-62-bytes",
+            model=raw(b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"x"),
+            says=("net.pt",),
+        ),
+        _r(
+            id="model-pickle-long4-huge",
+            model=raw(b"\x80\x02\x8b" + struct.pack("<i", 2**31 - 1) + b"x"),
+            says=("net.pt",),
+        ),
         _r(id="model-text", model=raw(b"def forward(x): return x\n"), says=("net.pt",)),
         _r(id="model-zip-not-torch", model=zipped({"a.txt": b"x"}), says=("net.pt", "not one torch wrote")),
         _r(id="model-missing", model=lambda p, w: None, says=("net.pt", "no such file")),

@@ -204,6 +204,31 @@ def test_a_live_run_is_never_told_killed_while_it_starts(tmp_path):
         rundir.release(r)
 
 
+def test_a_finishing_run_is_never_told_killed_while_its_folder_goes(tmp_path, monkeypatch):
+    """A passed run removes its directory: a concurrent scan that looks while
+    report.json is already gone and the lock file is still there must find
+    the lock held (it was released first, and the run reported killed)."""
+    import shutil
+
+    out = tmp_path / "out"
+    run = out / rundir.RUNS / "r0"
+    run.mkdir(parents=True)
+    rundir.hold(run)
+    (run / "report.json").write_text("{}")
+    seen: list = []
+    real_rmtree = shutil.rmtree
+
+    def rmtree_report_first(path, *args, **kwargs):  # the unlucky order: report.json before .lock
+        (Path(path) / "report.json").unlink()
+        seen.extend(rundir.killed_runs(out))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(rundir.shutil, "rmtree", rmtree_report_first)
+    rundir.discard(run)
+    assert seen == []
+    assert not run.exists() and not rundir.live(run)
+
+
 def test_a_live_runs_stage_process_is_never_reaped(tmp_path):
     """Another convertctl's sweep for orphans leaves a live run's stage alone."""
     proc = procs.start([sys.executable, "-c", "import time; time.sleep(30)"])

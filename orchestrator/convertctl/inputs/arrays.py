@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 import math
-import tokenize
 import os
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -257,7 +257,9 @@ def _legacy_torch_save(path: Path) -> ModelFacts | None:
             found = []
             for _ in range(3):
                 found += pickle_globals(f)
-    except (ValueError, EOFError, OSError):
+    # Any bytes can look like a pickle opcode announcing 2**63 bytes to read:
+    # that file is no pickle, not a reason to run out of memory.
+    except (ValueError, EOFError, OSError, OverflowError, MemoryError, IndexError, KeyError):
         return None
     return _torch_save(path, found, "legacy")
 
@@ -314,7 +316,7 @@ def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
                 )
             try:
                 found = pickle_globals(archive.read(pkl))
-            except (ValueError, EOFError) as exc:
+            except (ValueError, EOFError, OverflowError, MemoryError, IndexError, KeyError) as exc:
                 raise UsageError(
                     f"{path}: a torch.save() archive whose data.pkl is not a readable pickle ({exc})"
                 ) from None

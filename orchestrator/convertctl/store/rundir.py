@@ -282,8 +282,11 @@ def earlier_outputs(out: Path) -> set:
 
 
 def discard(run_dir: Path) -> None:
-    release(run_dir)
+    """Remove a finished run's directory. Its lock is held until the folder
+    is gone: released first, a concurrent run could find the lock free and
+    report.json already deleted, and tell the user this run was killed."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    release(run_dir)
     runs = run_dir.parent
     if runs.parts[-2:] != RUNS.parts:
         return
