@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,7 @@ class FakeRuntime(Runtime):
     def measure(self, work, request, sets, result, run_dir=None):
         """Latency by file: the float layers kept (candidates) or 1 ms."""
         result.update(runtime={"name": "ai-edge-litert", "version": "fake"}, cpu_count=2, measurements={})
+        result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         for item in request["files"]:
             found = re.search(r"/k(\d+)\.tflite$", item["file"])  # a search candidate: its float layers
             k = int(found.group(1)) if found else None

@@ -249,7 +249,7 @@ def test_cache_list_and_prune(local, tmp_path):
     assert "removed 0 entries and 0 host results" in convertctl("cache", "prune", "--older-than", "30d", env=env).stdout
     memos = len(list((copy / "memo").glob("*/*.json")))
     assert memos >= 2, "the inputs made and the comparisons made"
-    said = convertctl("cache", "prune", env=env).stdout
+    said = convertctl("cache", "prune", "--all", env=env).stdout
     assert f"removed {len(entries)} entries and {memos} host results" in said
     assert not list((copy / "memo").glob("*/*")) and not list((copy / "stages").iterdir())
 

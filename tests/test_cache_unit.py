@@ -113,7 +113,15 @@ def test_latency_is_replayed_for_the_same_files_and_measured_afresh_without_the_
     assert len(timed) == len(ALL), "one per file"
     again, fake = run(model, tmp_path / "b", modes=ALL, latency_runs=3)
     assert fake.calls == [], "same files, same environment, same settings: the timing is reused"
-    assert [a["latency"] for a in again.artifacts] == [a["latency"] for a in first.artifacts]
+    replayed = [{k: v for k, v in a["latency"].items() if k != "cached"} for a in again.artifacts]
+    assert replayed == [a["latency"] for a in first.artifacts]
+    # A replayed timing is not this run's: it says so, with the date it was taken.
+    assert all(a["latency"]["cached"] for a in again.artifacts) and not any(
+        "cached" in a["latency"] for a in first.artifacts
+    )
+    when = first.artifacts[0]["latency"]["measured_at"]
+    assert f"cached timing from {when}" in markdown(again) and "cached timing" not in markdown(first)
+    assert any(f"cached timing from {when}" in numbers for stage, _, _, numbers in rows(again) if stage == "latency")
     timings = [s for s in again.manifest["stages"] if s["script"] == "measure/measure.py"]
     assert not timings, "nothing verify could reproduce"
     _, fake = run(model, tmp_path / "c", modes=ALL, latency_runs=3, no_cache=True)
@@ -126,7 +134,7 @@ def test_an_added_mode_times_only_its_own_file(model, tmp_path):
     assert fake.calls == ["quantize:int8", "judge:int8", "measure"]
     assert [f["name"] for f in fake.requests[-1]["files"]] == ["int8"], "fp16's timing is replayed"
     by_mode = {a["mode"]: a for a in report.artifacts}
-    assert by_mode["fp16"]["latency"] == first.artifacts[0]["latency"]
+    assert by_mode["fp16"]["latency"] == {**first.artifacts[0]["latency"], "cached": True}
     assert by_mode["int8"]["latency"]["configs"], "int8 measured"
 
 
@@ -302,7 +310,7 @@ def test_prune_removes_what_the_host_kept_too(model, tmp_path, own_cache):
     assert list((own_cache / "memo").glob("*/*.json"))
     listed = CliRunner().invoke(app, ["cache", "list"])
     assert "host results" in listed.output
-    pruned = CliRunner().invoke(app, ["cache", "prune"])
+    pruned = CliRunner().invoke(app, ["cache", "prune", "--all"])
     assert pruned.exit_code == 0, pruned.output
     assert not list((own_cache / "memo").glob("*/*"))
 
@@ -336,7 +344,7 @@ def test_cache_list_and_prune_by_age(model, tmp_path, own_cache):
     pruned = CliRunner().invoke(app, ["cache", "prune", "--older-than", "30d"])
     assert pruned.exit_code == 0 and "removed 1 entries" in pruned.stdout
     assert [e["stage"] for e in entries(own_cache)].count("export") == 0 and len(entries(own_cache)) == 5
-    assert CliRunner().invoke(app, ["cache", "prune"]).exit_code == 0
+    assert CliRunner().invoke(app, ["cache", "prune", "--all"]).exit_code == 0
     assert entries(own_cache) == []
     assert parse_age("12h") == 43200 and parse_age("90") == 90
     with pytest.raises(UsageError):

@@ -215,7 +215,8 @@ def test_auto_keeps_layers_float_until_the_budget_holds_and_reports_the_curve(ne
     assert [p["float_layers"] for p in sel["curve"]][0] == 0 and sel["curve"][0]["accuracy"] < 99.0
     assert all(p["latency_ms"] > 0 for p in sel["curve"]) and sel["latency_runtime"] == "ai-edge-litert fake"
     assert report.accuracy["modes"]["int8"]["accuracy"] >= 99.0
-    assert art["latency"]["runtime"] == "ai-edge-litert fake" and len(art["latency"]["configs"]) == 4
+    # --threads 1 (the default): XNNPACK on and off, at 1 thread
+    assert art["latency"]["runtime"] == "ai-edge-litert fake" and len(art["latency"]["configs"]) == 2
     jsonschema.validate(json.loads((tmp_path / "out" / "report.json").read_text()), json.loads(SCHEMA_FILE.read_text()))
     md = markdown(report)
     assert "### int8: trade-off (layers kept float, worst first)" in md and "- `layer0`" in md

@@ -13,10 +13,12 @@ Request fields (paths relative to the run directory):
   rounds    the files taken in turn this many times, runs split between
             rounds: drift on a shared machine hits every file alike
   warmup
-  threads   thread counts, e.g. [1, 4]
+  threads   thread counts, e.g. [1, 4] (1 and --threads)
   xnnpack   [true, false]: with the default delegate, and without it
 Result:
   runtime        {"name": "ai-edge-litert", "version": ...}
+  measured_at    when the timing was taken (a timing the stage cache replays
+                 keeps it, so a report can say the number is not fresh)
   cpu_count
   measurements   {label: {"configs": [{xnnpack, threads, median_ms, p90_ms,
                  min_ms, runs, nodes, delegate_partitions}], "error": ...}}
@@ -92,11 +94,14 @@ def body(run_dir, request, result):
     version = getattr(ai_edge_litert, "__version__", "unknown")
     result["versions"] = {"ai-edge-litert": version, "numpy": np.__version__}
     result["runtime"] = {"name": "ai-edge-litert", "version": version}
-    result["cpu_count"] = os.cpu_count() or 0
+    # The CPUs this process may run on (a container's or taskset's limit), not the machine's.
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+    result["cpu_count"] = len(usable) or os.cpu_count() or 0
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     runs, warmup = int(request.get("runs", 20)), int(request.get("warmup", 3))
     if runs < 1:
         raise StageFailure("measure: runs must be at least 1")
-    threads = [int(t) for t in request.get("threads", [1, 4])]
+    threads = [int(t) for t in request.get("threads", [1])]
     xnnpack = [bool(x) for x in request.get("xnnpack", [True, False])]
     rounds = max(1, min(int(request.get("rounds", 1)), runs))
     configs = [(use, t) for use in xnnpack for t in threads]

@@ -24,6 +24,7 @@ from convertctl.config import modes, settings
 from convertctl.config.catalog import load_catalog
 from convertctl.config.options import OUTPUT, SPECS
 from convertctl.errors import ConvertError, UsageError
+from convertctl.report.text import term
 from convertctl.store import rundir, safefs
 
 app = typer.Typer(
@@ -184,7 +185,7 @@ def example(
         finally:
             rundir.release(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
-    console.print(f"saved {name} {list(shape)} to {path}")
+    console.print(f"saved {name} {list(shape)} to {term(path)}", highlight=False)
 
 
 @envs_app.command("list")
@@ -198,12 +199,12 @@ def envs_list():
     current = {store.path_for(v).name for v in catalog.variants.values()}
     rows = store.entries()
     if not rows:
-        console.print(f"no environments in {store.envs_dir}")
+        console.print(f"no environments in {term(store.envs_dir)}", highlight=False)
     for row in rows:
         state = row["state"] if row["state"] in ("ready", "building") else row["state"].upper()
         stale = "" if row["name"] in current else " (stale: no variant uses it)"
         console.print(
-            f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}", highlight=False
+            term(f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}"), highlight=False
         )
     console.print(envs_summary(), highlight=False)
 
@@ -223,9 +224,9 @@ def envs_prune(
     busy: list = []
     removed = store.prune(keep, dry_run, busy)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {n}" for n in removed), highlight=False)
+    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {term(n)}" for n in removed), highlight=False)
     for name in busy:
-        console.print(f"left alone (a run is building or using it): {name}", highlight=False)
+        console.print(f"left alone (a run is building or using it): {term(name)}", highlight=False)
 
 
 @report_app.command("show")
@@ -236,13 +237,19 @@ def report_show(
 ):
     """Re-render a saved report.json."""
     from convertctl.report.model import load_report
-    from convertctl.report.render import markdown, print_report
+    from convertctl.report.render import markdown, print_report, rendered
 
     report = load_report(path)
     if markdown_out:
-        typer.echo(markdown(report), nl=False)  # verbatim: no wrapping, no markup
-    else:
-        print_report(report, console)
+        typer.echo(rendered(path, lambda: markdown(report)), nl=False)  # verbatim: no wrapping, no markup
+        return
+
+    def terminal() -> str:
+        with console.capture() as shown:
+            print_report(report, console)
+        return shown.get()
+
+    typer.echo(rendered(path, terminal), nl=False)  # whole or not at all
 
 
 app.command("verify")(verify_command)

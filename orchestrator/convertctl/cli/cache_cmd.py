@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from convertctl.cli.params import with_options
 from convertctl.cli.ui import Progress, console, handled, options_of, runtime_for
-from convertctl.errors import EXIT_VALIDATION
+from convertctl.errors import EXIT_VALIDATION, UsageError
+from convertctl.report.text import term
 from convertctl.store import runs
 from convertctl.store.cache import StageCache, cache_root, parse_age
 
@@ -21,6 +21,7 @@ cache_app = typer.Typer(no_args_is_help=True, help="The stage cache (outputs of 
 runs_app = typer.Typer(no_args_is_help=True, help="Run directories failed runs left behind.")
 
 OlderThan = Annotated[str | None, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m.")]
+AllEntries = Annotated[bool, typer.Option("--all", help="Remove every entry.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")]
 
 
@@ -60,10 +61,10 @@ def cache_list():
     now = time.time()
     for r in rows:
         saves = f"{r['seconds']:.1f}s" if r.get("seconds") is not None else "-"
-        name = r.get("variant") or "[red]broken entry[/]"
-        table.add_row(
-            r["key"][:16], r.get("stage") or "-", name, r.get("mode") or "", _mb(r["size_bytes"]), saves,
-            f"{_age(now - r['last_used'])} ago",
+        name = term(r.get("variant")) if r.get("variant") else "[red]broken entry[/]"
+        table.add_row(  # an entry is a file like any other: its words are shown as text
+            term(r["key"][:16]), term(r.get("stage") or "-"), name, term(r.get("mode") or ""), _mb(r["size_bytes"]),
+            saves, f"{_age(now - r['last_used'])} ago",
         )  # fmt: skip
     if rows:
         console.print(table)
@@ -72,9 +73,15 @@ def cache_list():
 
 @cache_app.command("prune")
 @handled
-def cache_prune(older_than: OlderThan = None, dry_run: DryRun = False):
-    """Remove entries not used for --older-than (all of them without it), and broken ones."""
-    age = parse_age(older_than) if older_than else None
+def cache_prune(older_than: OlderThan = None, all_entries: AllEntries = False, dry_run: DryRun = False):
+    """Remove entries not used for --older-than (or --all of them), and broken ones."""
+    if (older_than is None) == (not all_entries):  # neither, or both
+        raise UsageError(
+            "cache prune: say what to remove: --older-than AGE (e.g. 30d) or --all"
+            if older_than is None
+            else "cache prune: --older-than and --all both given; choose one"
+        )
+    age = parse_age(older_than) if older_than is not None else None
     removed = StageCache(cache_root()).prune(age, dry_run)
     memos = [r for r in removed if r.get("stage") == "memo"]
     verb = "would remove" if dry_run else "removed"
@@ -100,7 +107,7 @@ def runs_prune(
     verb = "would remove" if dry_run else "removed"
     console.print(
         f"{verb} {len(removed)} failed run directories, {_mb(sum(r['size_bytes'] for r in removed))}"
-        + "".join(f"\n  {escape(r['path'])}" for r in removed),
+        + "".join(f"\n  {term(r['path'])}" for r in removed),
         highlight=False,
     )
     console.print(runs.summary(), highlight=False)
@@ -126,16 +133,19 @@ def verify_command(
     for column in ("file", "recorded", "in the folder", "re-run", ""):
         table.add_column(column, no_wrap=column == "file")
     for f in verdict.files:
-        mark = "[green]✓ match[/]" if f.ok else f"[red]✗ {escape(f.problem())}[/]"
-        table.add_row(f.name, f.recorded[:12] or "-", f.on_disk[:12] or "missing", f.rebuilt[:12] or "-", mark)
+        mark = "[green]✓ match[/]" if f.ok else f"[red]✗ {term(f.problem())}[/]"
+        table.add_row(
+            term(f.name), term(f.recorded[:12] or "-"), term(f.on_disk[:12] or "missing"), term(f.rebuilt[:12] or "-"),
+            mark,
+        )  # fmt: skip
     console.print(table)
     for problem in verdict.inputs:
-        console.print(f"[red]input {escape(problem)}[/]: not re-run", highlight=False)
+        console.print(f"[red]input {term(problem)}[/]: not re-run", highlight=False)
     if verdict.rerun is not None and verdict.rerun.status != "passed":
-        console.print(f"[red]the re-run failed:[/] {escape(verdict.rerun.failure)}", highlight=False)
+        console.print(f"[red]the re-run failed:[/] {term(verdict.rerun.failure)}", highlight=False)
     if verdict.ok:
         console.print(f"[bold green]VERIFIED: {len(verdict.files)} file(s) reproduced byte for byte[/]")
         raise typer.Exit(0)
     bad = [f.name for f in verdict.files if not f.ok]
-    console.print(f"[bold red]NOT VERIFIED: {', '.join(bad) or 'inputs changed'}[/]", highlight=False)
+    console.print(f"[bold red]NOT VERIFIED: {term(', '.join(bad) or 'inputs changed')}[/]", highlight=False)
     raise typer.Exit(EXIT_VALIDATION)

@@ -12,6 +12,7 @@ from convertctl.cli.params import with_options
 from convertctl.cli.ui import Progress, console, err, handled, index_settings, options_of
 from convertctl.config.catalog import STAGES, load_catalog
 from convertctl.errors import EnvironmentProblem, UsageError
+from convertctl.report.text import term, visible
 
 images_app = typer.Typer(no_args_is_help=True, help="Docker stage images.")
 
@@ -72,7 +73,7 @@ def images_list(
         builder, why = None, exc.message
     rows = image_rows(builder)
     if builder is None:
-        err.print(f"{why}: whether each image is built is unknown", highlight=False)
+        err.print(f"{term(why)}: whether each image is built is unknown", highlight=False)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))  # verbatim: no wrapping, no markup
         return
@@ -86,14 +87,14 @@ def images_list(
         for column in COLUMNS:
             table.add_column(column, no_wrap=column in WHOLE, overflow="fold")
         for c in cells:
-            table.add_row(*c)
+            table.add_row(*map(term, c))
         console.print(table)
         return
     # Too narrow for a table without cutting a name: aligned plain lines,
     # never wrapped (a long line runs on rather than breaking a tag).
     for line in [list(COLUMNS), *cells]:
         text = "  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip()
-        console.print(text, soft_wrap=True, highlight=False, markup=False)
+        console.print(visible(text), soft_wrap=True, highlight=False, markup=False)
 
 
 @images_app.command("build")
@@ -119,4 +120,4 @@ def images_build(
     for r in results:
         how = "pulled" if r.location in builder.pulled else "built"
         verb = f"{how} in {r.seconds:.0f}s" if r.created else "already current"
-        console.print(f"{r.location}: {verb}", highlight=False)
+        console.print(f"{term(r.location)}: {verb}", highlight=False)

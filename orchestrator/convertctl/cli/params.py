@@ -86,10 +86,13 @@ def given(values: dict) -> dict:
 
 
 def json_object(text: str, flag: str) -> dict:
+    shown = text if len(text) < 200 else text[:200] + "..."
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"{flag} {text!r}: not valid JSON ({exc})") from None
+        raise UsageError(f"{flag} {shown!r}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"{flag} {shown!r}: JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise UsageError(f"{flag} {text!r}: expected a JSON object, e.g. '{{\"num_classes\": 10}}'")
     return value

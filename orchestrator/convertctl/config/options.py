@@ -306,7 +306,8 @@ class Options:
     )  # fmt: skip
     threads: int = option(
         1, "--threads", group=CHECKS, cli=int, rule=integer(ge=1, le=256), file=False,
-        expected="a whole number from 1 to 256", help="Interpreter threads for latency.",
+        expected="a whole number from 1 to 256",
+        help="Threads for latency: each file is timed at 1 thread and at this many (more than the CPUs is flagged).",
     )  # fmt: skip
 
     # -- conversion and environments -----------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from convertctl import userfiles
 from convertctl.config import modes
 from convertctl.config.options import ALIASES, BOUNDS, FILE_KEYS, SPECS, Options, flag
 from convertctl.config.schema import checked, table
@@ -34,6 +35,7 @@ MAX_GENERATED_BYTES = 2 << 30
 # onnx2tf int8 file then fell to cosine 0.9796 (< 0.98) and int8 went to the next rung.
 SYNTHETIC_CALIB = 200
 CODE_KEYS = tuple(name for name, spec in SPECS.items() if spec.code)
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few lines; anything near this is not one
 
 SETTINGS = table("Settings", {name: spec.rule for name, spec in SPECS.items()})
 # Table keys whose values are per mode: a problem there is named "key.*" in EXPECTED.
@@ -117,14 +119,17 @@ def code_notice(options: Options, source: Path | str) -> str:
 def read_file(model: Path, explicit: Path | None = None) -> tuple[dict, Path | None]:
     """The raw values of convertctl.toml (next to the model, or --config)."""
     path = explicit or model.parent / "convertctl.toml"
-    if not path.is_file():
+    if not path.exists():
         if explicit:
             raise UsageError(f"--config {path}: no such file")
         return {}, None
+    data = userfiles.read_bytes(path, "settings file", MAX_SETTINGS_BYTES)  # a FIFO there: refused, not read
     try:
-        values = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+        values = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise UsageError(
+            f"{path}: not valid TOML ({type(exc).__name__ if isinstance(exc, RecursionError) else exc})"
+        ) from None
     return file_values(values, path), path
 
 
@@ -139,6 +144,10 @@ def file_values(values: dict, source: Path | str) -> dict:
     for alias, name in ALIASES.items():
         if alias in out:
             value = out.pop(alias)
+            try:  # checked under the name the file gave it, so the message names that key
+                validate({name: value}, source)
+            except UsageError as exc:
+                raise UsageError(exc.message.replace(f"{source}: {name} ", f"{source}: {alias} ", 1)) from None
             out.setdefault(name, value)
     return out
 
@@ -199,11 +208,13 @@ def mode_values(items: list[str], flag: str, names: tuple = MODES) -> dict:
     stay as typed here; their ranges are the schema's business."""
     out: dict = {}
     for item in items:
-        mode, _, value = item.rpartition("=")
+        mode, equals, value = item.rpartition("=")
         try:
             number = float(value)
         except ValueError:
             raise UsageError(f"{flag} {item!r}: expected NUMBER or MODE=NUMBER") from None
+        if equals and not mode:  # "=0.1": a mode left out (an unset variable?), not "every mode"
+            raise UsageError(f"{flag} {item!r}: no mode before '='; give MODE=NUMBER, or NUMBER for every mode")
         if mode and mode not in names:
             raise UsageError(f"{flag} {item!r}: unknown mode {mode!r} (choose from {', '.join(names)})")
         if not math.isfinite(number):

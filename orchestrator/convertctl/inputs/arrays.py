@@ -5,11 +5,14 @@ says what is wrong. (The model file: modelfile.py; input specs: inputspec.py.)""
 from __future__ import annotations
 
 import io
+import math
+import os
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convertctl import lazy
+from convertctl import lazy, userfiles
 from convertctl.errors import UsageError
 from convertctl.inputs.inputspec import parse_shape  # noqa: F401 - the CLI's --input-shape parser lives there
 from convertctl.store import safefs
@@ -20,24 +23,113 @@ else:
     np = lazy.numpy
 
 
-def load_arrays(path: Path, what: str) -> dict:
-    """The arrays of an .npy (as "x") or .npz, or a UsageError naming the file."""
+def free_memory() -> int:
+    """Bytes of memory this machine can still give (MemAvailable), or the
+    physical memory when the kernel does not say."""
     try:
-        if path.suffix == ".npy":
-            return {"x": np.load(path, allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):  # an .npy under another name
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 1 << 34
+
+
+def _header(f) -> tuple:
+    """(shape, dtype, header end) of the .npy stream at f, read from its
+    header alone (numpy.lib.format), nothing of the data."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(f)
+    else:  # 3.0 exists for structured arrays with non-Latin-1 field names: never model inputs
+        raise ValueError(f".npy format {version[0]}.{version[1]}: a structured array; convertctl takes plain numbers")
+    return tuple(shape), dtype, f.tell()
+
+
+def _declared(path: Path, name: str, shape: tuple, dtype, stored: int | None) -> int:
+    """The bytes an array declares; a UsageError when its file cannot hold
+    them (truncated) or loading it would not fit in memory."""
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise UsageError(f"{path}: array {name!r} declares an impossible shape {list(shape)}")
+    count = math.prod(shape)
+    size = count * dtype.itemsize
+    shown = list(shape) if len(shape) <= 8 else f"{len(shape)} dimensions"
+    if not dtype.hasobject and stored is not None and size > stored:
+        raise UsageError(
+            f"{path}: array {name!r} declares shape {shown} ({dtype}, {size / 1e6:.1f} MB) but holds "
+            f"{stored / 1e6:.1f} MB: the file is truncated or damaged"
+        )
+    room = free_memory() // 2  # the array, and its float32 copy beside it
+    if size > room:
+        raise UsageError(
+            f"{path}: array {name!r} declares shape {shown} ({dtype}): {size / 1e9:.1f} GB, more than this "
+            f"machine can load ({room / 1e9:.1f} GB free for it); refused before reading it"
+        )
+    return size
+
+
+def check_headers(path: Path, f) -> None:
+    """Every array in an .npy or .npz checked by its header before numpy
+    allocates it: a header can declare any shape (10^12 floats in a file of
+    a few bytes), and allocating that is a MemoryError, not an answer."""
+    f.seek(0)
+    if f.read(6) == b"\x93NUMPY":
+        f.seek(0)
+        shape, dtype, start = _header(f)
+        _declared(path, "x", shape, dtype, os.fstat(f.fileno()).st_size - start)
+        return
+    f.seek(0)
+    if not zipfile.is_zipfile(f):
+        return  # neither: np.load says what it is (a pickle, text...)
+    f.seek(0)
+    total = 0
+    with zipfile.ZipFile(f) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                shape, dtype, start = _header(member)
+            total += _declared(path, info.filename[:-4], shape, dtype, info.file_size - start)
+    room = free_memory() // 2
+    if total > room:
+        raise UsageError(
+            f"{path}: its arrays take {total / 1e9:.1f} GB together, more than this machine can load "
+            f"({room / 1e9:.1f} GB free for them); refused before reading them"
+        )
+
+
+def load_arrays(path: Path, what: str) -> dict:
+    """The arrays of an .npy (as "x") or .npz, or a UsageError naming the
+    file: a regular file only (a FIFO would block the read forever), every
+    array's header checked against the file and the memory first."""
+    with userfiles.open_regular(path, what) as f:
+        try:
+            check_headers(path, f)
+            f.seek(0)
+            data = np.load(f, allow_pickle=False)  # an .npy or an .npz, whatever the name says
+            if not hasattr(data, "files"):
                 return {"x": np.asarray(data)}
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{path}: cannot read {what} ({exc})") from None
+            with data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
+            raise UsageError(f"{path}: cannot read {what} ({exc})") from None
+        except (SyntaxError, RecursionError, TypeError, tokenize.TokenError) as exc:  # a header numpy cannot parse
+            raise UsageError(f"{path}: cannot read {what} (a damaged array header: {type(exc).__name__})") from None
+        except MemoryError:
+            raise UsageError(f"{path}: cannot read {what} (it does not fit in memory)") from None
 
 
 def load_sample_inputs(path: Path, shapes: dict) -> dict:
     """--sample-inputs: an npz with one array per input name (or a single
     array for a single input), shaped (N, *shape) or (N, *shape[1:])."""
-    if not path.is_file():
-        raise UsageError(f"{path}: sample inputs not found")
+    userfiles.check(path, "sample inputs")
     return fit_arrays(path, load_arrays(path, "sample inputs"), shapes)
 
 
@@ -50,7 +142,8 @@ def check_numbers(path: Path, name: str, arr: np.ndarray) -> None:
     if kind:
         raise UsageError(f"{path}: array {name!r} holds {kind} (dtype {arr.dtype}); the model takes real numbers")
     if arr.dtype.kind == "f" or arr.dtype.kind in "iu" and np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
-        as32 = arr.astype(np.float32)
+        with np.errstate(over="ignore"):  # what overflows float32 is what this finds and names
+            as32 = arr.astype(np.float32)
         bad = ~np.isfinite(as32)
         if bad.any():
             nan, total = int(np.isnan(as32).sum()), int(bad.sum())

@@ -3,10 +3,12 @@ Pillow only), for int8 calibration (--calib) and accuracy (--eval-data)."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convertctl import lazy
+from convertctl import lazy, userfiles
 from convertctl.errors import UsageError
 from convertctl.inputs.arrays import check_numbers, fit_arrays, load_arrays
 
@@ -22,6 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_CALIBRATION = 10
 # Fewer than this calibrate, but unreliably: a notice says so (100-500 advised).
 FEW_CALIBRATION = 50
+# Labels are class indices: beyond this no classifier has that many classes
+# (and a float label of 1e300 would wrap around when made an integer).
+MAX_LABEL = 1 << 31
 # stretch: resize to the input size, aspect ratio lost (the plain way);
 # shorter-side+center-crop: ImageNet's evaluation view (shorter side to
 # size / 0.875, e.g. 256 for 224, then the centre), what most pretrained
@@ -41,16 +46,19 @@ def parse_floats(text: str, flag: str) -> tuple:
 class ImagePrep:
     """Resize, scale to [0, 1], normalise, lay out as the model's input."""
 
-    def __init__(self, shape: tuple, mean: tuple | None = None, std: tuple | None = None, resize: str = "stretch"):
+    def __init__(
+        self, shape: tuple, mean: tuple | None = None, std: tuple | None = None, resize: str = "stretch", source=""
+    ):
         if resize not in RESIZE_MODES:
             raise UsageError(f"--resize {resize!r}: choose from {', '.join(RESIZE_MODES)}")
         self.resize = resize
+        where = f"{source}: " if source else ""  # the image folder, when there is one to name
         if len(shape) != 4:
-            raise UsageError(f"images need a 4-D input shape (N,C,H,W or N,H,W,C), not {list(shape)}")
+            raise UsageError(f"{where}images need a 4-D input shape (N,C,H,W or N,H,W,C), not {list(shape)}")
         self.channels_first = shape[1] in (1, 3) or shape[3] not in (1, 3)
         c, h, w = (shape[1], shape[2], shape[3]) if self.channels_first else (shape[3], shape[1], shape[2])
         if c not in (1, 3):
-            raise UsageError(f"images have 1 or 3 channels; the input shape {list(shape)} has {c}")
+            raise UsageError(f"{where}images have 1 or 3 channels; the input shape {list(shape)} has {c}")
         self.c, self.h, self.w = c, h, w
         default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ((0.0,), (1.0,))
         self.mean = np.array(mean or default_mean, dtype=np.float32)
@@ -62,14 +70,23 @@ class ImagePrep:
             raise UsageError("--std must not contain 0")
 
     def __call__(self, path: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
+        # Pillow's own decompression-bomb limit (MAX_IMAGE_PIXELS) guards the
+        # decoder: an image declaring 10^10 pixels is refused, not allocated.
+        # Truncated, damaged or hostile files fail in many ways inside the
+        # decoders (OSError, SyntaxError from PNG chunks, struct.error...):
+        # every one is this file's problem, named.
         try:
-            with Image.open(path) as img:
+            with userfiles.open_regular(path, "image") as f, Image.open(f) as img:
                 img = self._view(img.convert("RGB" if self.c == 3 else "L"), Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise UsageError(f"{path}: an image too large to decode safely ({exc})") from None
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, KeyError) as exc:
             raise UsageError(f"{path}: not a readable image ({exc})") from None
+        except (struct.error, zlib.error, MemoryError, RecursionError) as exc:
+            raise UsageError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
         if arr.ndim == 2:
             arr = arr[:, :, None]
         arr = (arr - self.mean) / self.std
@@ -140,9 +157,7 @@ def calibration_notes(path: Path | None, arrays: dict) -> list[str]:
 
 def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int = 500, resize: str = "stretch") -> dict:
     """--calib: a folder of images, or an .npy/.npz of inputs."""
-    if not path.exists():
-        raise UsageError(f"{path}: calibration data not found")
-    if path.is_dir():
+    if userfiles.check(path, "calibration data", folder_ok=True) == "dir":
         if len(shapes) != 1:
             raise UsageError(f"{path}: an image folder can calibrate a single-input model only; use an .npz")
         files = spread_files(path, limit)
@@ -153,7 +168,7 @@ def load_calibration(path: Path, shapes: dict, mean=None, std=None, limit: int =
                 f"{path}: {len(files)} image(s); int8 calibration needs at least {MIN_CALIBRATION} (100-500 advised)"
             )
         ((name, shape),) = shapes.items()
-        prep = ImagePrep(shape, mean, std, resize)
+        prep = ImagePrep(shape, mean, std, resize, path)
         return {name: np.stack([prep(f) for f in files])}
     return fit_arrays(path, load_arrays(path, "calibration data"), shapes, min_count=MIN_CALIBRATION)
 
@@ -162,12 +177,16 @@ def check_labels(path: Path, y) -> np.ndarray:
     """Class indices: whole numbers >= 0, one per sample."""
     y = np.asarray(y)
     check_numbers(path, "y", y)
+    if y.dtype.kind == "b":
+        raise UsageError(f"{path}: array 'y' holds booleans; labels are class indices (whole numbers)")
     if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
         raise UsageError(f"{path}: array 'y' holds fractions; labels are class indices (whole numbers)")
     if y.size and y.min() < 0:
         raise UsageError(
             f"{path}: array 'y' holds negative labels (the lowest is {y.min():g}); labels are class indices >= 0"
         )
+    if y.size and y.max() >= MAX_LABEL:
+        raise UsageError(f"{path}: array 'y' holds the label {y.max():g}; labels are class indices (below {MAX_LABEL})")
     return y.astype(np.int64).reshape(-1)
 
 
@@ -189,15 +208,15 @@ def labels_fit(path, labels: np.ndarray, outputs: list) -> str:
 
 
 MAX_CLASSES = 1_000_000
+MAX_LABELS_BYTES = 64 << 20
 
 
 def read_labels(path: Path) -> list[str]:
     """--labels: one class name per line, in the model's output order."""
-    if not path.is_file():
-        raise UsageError(f"--labels {path}: no such file")
+    raw = userfiles.read_bytes(path, "--labels file", MAX_LABELS_BYTES)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
         raise UsageError(f"--labels {path}: not a readable text file ({exc})") from None
     names = [ln.strip() for ln in lines if ln.strip()]
     if not names:
@@ -218,9 +237,7 @@ def load_eval(
     """--eval-data: a folder with one subfolder per class, or an .npz with x,
     y. A folder's classes are numbered by --labels (the model's order) when
     given, else by their sorted names (torchvision's ImageFolder order)."""
-    if not path.exists():
-        raise UsageError(f"{path}: evaluation data not found")
-    if path.is_dir():
+    if userfiles.check(path, "evaluation data", folder_ok=True) == "dir":
         classes = sorted(p.name for p in path.iterdir() if p.is_dir())
         if not classes or len(shapes) != 1:
             raise UsageError(f"{path}: expected one subfolder of images per class, for a single-input model")
@@ -232,7 +249,7 @@ def load_eval(
                 raise UsageError(f"{path}: class folder(s) {listed} are not in --labels (one name per line)")
             index = {c: labels.index(c) for c in classes}
         ((name, shape),) = shapes.items()
-        prep = ImagePrep(shape, mean, std, resize)
+        prep = ImagePrep(shape, mean, std, resize, path)
         xs, ys = [], []
         for cls in classes:
             label = index[cls]

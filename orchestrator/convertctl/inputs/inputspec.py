@@ -19,13 +19,15 @@ e.g. --input image:1,3,224,224 --input tokens:1,16:int64:0..999
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convertctl import lazy
-from convertctl.config.options import BATCH_CHECK
+from convertctl.config.options import BATCH_CHECK, MAX_INPUT_VALUES
+from convertctl.config.settings import MAX_GENERATED_BYTES
 from convertctl.errors import UsageError
 from convertctl.store.digests import sha256_file, sha256_json
 
@@ -35,6 +37,9 @@ else:
     np = lazy.numpy
 
 DTYPES = ("float32", "int64", "int32")
+# What each dtype holds: a range beyond it cannot be drawn (int32:0..1e12
+# wrapped around to negative ids; a float range past float32's overflows to inf).
+BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1), "float32": (-3.4028234e38, 3.4028234e38)}
 DEFAULT_INT_RANGE = (0, 9)
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RANGE = re.compile(r"(-?[0-9.eE+-]+)\.\.(-?[0-9.eE+-]+)")
@@ -75,7 +80,21 @@ def parse_shape(text: str, flag: str = "--input-shape") -> tuple:
         raise UsageError(f"{flag} {text!r}: expected comma-separated whole numbers, e.g. 1,3,256,256") from None
     if not dims or any(d <= 0 for d in dims):
         raise UsageError(f"{flag} {text!r}: every dimension must be a positive number")
+    check_size(dims, f"{flag} {text!r}")
     return dims
+
+
+def check_size(dims: tuple, source: str) -> None:
+    """One sample of one input holds at most MAX_INPUT_VALUES values: a
+    shape declared beyond that (by a flag, or by a model file) is refused
+    before any array of it is allocated."""
+    values = math.prod(dims)
+    if values > MAX_INPUT_VALUES:
+        count = f"{values:.3g}" if values < 10**300 else f"about 1e{len(str(values)) - 1}"
+        raise UsageError(
+            f"{source}: shape {list(dims) if len(str(dims)) < 200 else '(too long to show)'} holds {count} "
+            f"values per sample; convertctl takes at most {MAX_INPUT_VALUES} values per input"
+        )
 
 
 def _range(text: str, flag: str) -> tuple:
@@ -86,6 +105,8 @@ def _range(text: str, flag: str) -> tuple:
         low, high = float(found.group(1)), float(found.group(2))
     except ValueError:
         raise UsageError(f"{flag}: {text!r}: LOW and HIGH must be numbers") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UsageError(f"{flag}: range {text!r}: LOW and HIGH must be finite numbers")
     if low > high:
         raise UsageError(f"{flag}: range {text!r} is empty (LOW > HIGH)")
     return low, high
@@ -115,6 +136,10 @@ def parse_input(text: str) -> InputSpec:
         and not (low.is_integer() and high.is_integer())
     ):
         raise UsageError(f"{flag}: an integer input's range takes whole numbers")
+    if low is not None and high is not None:
+        lo, hi = BOUNDS[dtype or "float32"]
+        if low < lo or high > hi:
+            raise UsageError(f"{flag}: the range {low:g}..{high:g} does not fit {dtype or 'float32'} ({lo:g}..{hi:g})")
     return InputSpec(name, shape, dtype, low, high)
 
 
@@ -146,6 +171,8 @@ def _declared_shape(path, declared: dict) -> tuple:
         raise UsageError(f"{path}: input {declared['name']!r} has no declared shape; give it with --input")
     shape = []
     for axis, dim in enumerate(declared["shape"]):
+        if isinstance(dim, int) and dim <= 0:
+            raise UsageError(f"{path}: input {declared['name']!r} declares dimension {axis} as {dim}; give --input")
         if isinstance(dim, int):
             shape.append(dim)
         elif axis == 0:
@@ -195,6 +222,7 @@ def resolve(specs: list, facts, dynamic_batch: bool = False) -> list[InputSpec]:
         if decl["shape"] and (len(spec.shape) != len(decl["shape"]) or any(spec.shape[i] != d for i, d in fixed)):
             want = ",".join(str(d) if isinstance(d, int) else "?" for d in decl["shape"])
             raise UsageError(f"{path}: input {decl['name']!r} has shape {want}; {list(spec.shape)} given")
+        check_size(spec.shape, f"{path}: input {decl['name']!r}")
         out.append(_with(spec, name=safe_name(decl["name"], "input"), dtype=dtype))
     if dynamic_batch and facts.dynamic_batch() is False:
         fixed_names = [d["name"] for d in declared if d["shape"] and isinstance(d["shape"][0], int)]
@@ -249,12 +277,20 @@ def as_arrays(data) -> dict:
 def synthetic(specs: list, count: int, seed: int) -> dict:
     """Seeded sample inputs, (count, *shape) each: standard-normal floats (close
     to a normalised image), integers drawn over their range, both ends included."""
+    total = sum(math.prod(s.shape) for s in specs) * count * 4  # as check_budget counts them
+    if total > MAX_GENERATED_BYTES:
+        shapes = " ".join(",".join(map(str, s.shape)) for s in specs)
+        raise UsageError(
+            f"inputs {shapes}: {count} synthetic sample(s) would take {total / 1e9:.1f} GB while made "
+            f"(limit {MAX_GENERATED_BYTES / 1e9:.1f} GB): lower --samples"
+        )
     rng = np.random.default_rng(seed)
     out = {}
     for spec in specs:
         size, span = (count, *spec.shape), spec.data_range()
-        if spec.is_int:
-            out[spec.name] = rng.integers(int(span[0]), int(span[1]) + 1, size=size).astype(spec.dtype)
+        if spec.is_int:  # endpoint=True: HIGH + 1 would overflow int64 at its top
+            drawn = rng.integers(int(span[0]), int(span[1]), size=size, endpoint=True, dtype=np.int64)
+            out[spec.name] = drawn.astype(spec.dtype)
         elif span is not None:
             out[spec.name] = rng.uniform(span[0], span[1], size=size).astype(np.float32)
         else:

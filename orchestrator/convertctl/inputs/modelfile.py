@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convertctl import userfiles
 from convertctl.config.catalog import Variant, version_tuple
 from convertctl.errors import UsageError
 from convertctl.inputs import onnxinfo, tfliteinfo
@@ -49,6 +50,9 @@ SAVE_HINT = (
 )
 EP_DTYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32", 8: "float64"}
 EP_DTYPES.update({12: "bool", 13: "bfloat16"})
+# The small records read from an archive (version, model.json): a member
+# declaring more than this is no record torch writes (a zip bomb, say).
+MAX_RECORD_BYTES = 64 << 20
 
 
 @dataclass
@@ -100,10 +104,20 @@ class ModelFacts:
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a file")
+    userfiles.check(path, "the model")  # a FIFO or device: refused without opening it
     if not os.access(path, os.R_OK):
         raise UsageError(f"{path}: not readable")
+
+
+def _record(path: Path, archive: zipfile.ZipFile, name: str) -> bytes:
+    """A small member of the archive (its declared size checked first)."""
+    info = archive.getinfo(name)
+    if info.file_size > MAX_RECORD_BYTES:
+        raise UsageError(
+            f"{path}: the archive's {name} declares {info.file_size / 1e6:.0f} MB; no record torch writes is "
+            "that large, refused"
+        )
+    return archive.read(info)
 
 
 def _check_crc(path: Path, archive: zipfile.ZipFile) -> None:
@@ -147,7 +161,7 @@ def _torchscript(path: Path, archive: zipfile.ZipFile, names: list) -> ModelFact
     facts = ModelFacts(path.resolve(), "torchscript")
     version = next((n for n in names if n.endswith("/version") and n.count("/") == 1), None)
     if version:
-        text = archive.read(version).decode(errors="replace").strip()
+        text = _record(path, archive, version).decode(errors="replace").strip()
         facts.details["file_format_version"] = int(text) if text.isdigit() else text
     # torch >= 2.1 records the byte order of its tensors. Such archives carry
     # ops (aten::linear, scaled_dot_product_attention...) that torch 1.7's
@@ -162,10 +176,13 @@ def _torchscript(path: Path, archive: zipfile.ZipFile, names: list) -> ModelFact
 
 def _ep_shape(sizes: list) -> list:
     """Fixed sizes as ints, symbolic ones by their symbol ("s40") as torch.export names them."""
-    out = []
+    out: list = []
     for size in sizes:
         if "as_int" in size:
-            out.append(size["as_int"])
+            value = size["as_int"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise TypeError(f"a size {value!r} that is no whole number")
+            out.append(value)
         else:
             expr = str(size.get("as_expr", {}).get("expr_str", "dynamic"))
             found = re.match(r"Symbol\('(\w+)'", expr)
@@ -181,10 +198,19 @@ def _exported_program(path: Path, archive: zipfile.ZipFile, names: list) -> Mode
     if model_json is None:  # torch 2.1-2.5 wrote serialized_exported_program.json: no details read
         return facts
     try:
-        data = json.loads(archive.read(model_json))
+        data = json.loads(_record(path, archive, model_json))
         graph_module = data["graph_module"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise UsageError(f"{path}: an ExportedProgram archive whose {model_json} is not readable JSON") from None
+    try:
+        return _ep_facts(facts, data, graph_module)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # JSON, but not the shapes torch writes
+        raise UsageError(
+            f"{path}: an ExportedProgram archive whose {model_json} is not as torch writes it ({exc})"
+        ) from None
+
+
+def _ep_facts(facts: ModelFacts, data: dict, graph_module: dict) -> ModelFacts:
     saved_by = str(data.get("torch_version", ""))
     schema = data.get("schema_version") or {}
     facts.details.update(torch_version=saved_by, schema_version=f"{schema.get('major')}.{schema.get('minor')}")
@@ -201,6 +227,8 @@ def _exported_program(path: Path, archive: zipfile.ZipFile, names: list) -> Mode
                 facts.inputs = []
                 break
             continue
+        if not isinstance(name, str):
+            raise TypeError(f"an input name {name!r} that is no text")
         meta = values.get(name, {})
         facts.inputs.append(
             {
@@ -231,7 +259,9 @@ def _legacy_torch_save(path: Path) -> ModelFacts | None:
             found = []
             for _ in range(3):
                 found += pickle_globals(f)
-    except (ValueError, EOFError, OSError):
+    # Any bytes can look like a pickle opcode announcing 2**63 bytes to read:
+    # that file is no pickle, not a reason to run out of memory.
+    except (ValueError, EOFError, OSError, OverflowError, MemoryError, IndexError, KeyError):
         return None
     return _torch_save(path, found, "legacy")
 
@@ -283,6 +313,8 @@ def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
         archive = None
+    except NotImplementedError as exc:  # a zip of a version or compression torch never writes
+        raise UsageError(f"{path}: a zip archive convertctl cannot read ({exc}); not a model torch saved") from None
     if archive is not None:
         with archive:
             if not (state and state.get(path, "zip_crc_ok")):
@@ -303,7 +335,7 @@ def read_model(path: Path, state: FileState | None = None) -> ModelFacts:
                 )
             try:
                 found = pickle_globals(archive.read(pkl))
-            except (ValueError, EOFError) as exc:
+            except (ValueError, EOFError, OverflowError, MemoryError, IndexError, KeyError) as exc:
                 raise UsageError(
                     f"{path}: a torch.save() archive whose data.pkl is not a readable pickle ({exc})"
                 ) from None

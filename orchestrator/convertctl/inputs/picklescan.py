@@ -86,7 +86,7 @@ def _parses_as_pickle(data: bytes) -> bool:
             if op.name == "STOP" and pos is not None:
                 end = pos + 1
                 break
-    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError):
         return False
     return end == len(data)
 
@@ -125,7 +125,7 @@ def archive_unsafe(archive, torchscript: bool = False, depth: int = 0, where: st
             continue
         try:
             names = pickle_globals(data)
-        except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
+        except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError):
             return name, ""  # a .pkl that is no pickle: nothing can say what it would import
         for global_name in names:
             if is_safe_global(global_name) or (torchscript and global_name.startswith(TORCHSCRIPT_PREFIXES)):

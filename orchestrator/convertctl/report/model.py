@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from convertctl import __version__
+from convertctl import __version__, userfiles
 from convertctl.errors import (
     EXIT_CONVERSION,
     EXIT_ENVIRONMENT,
@@ -25,6 +25,7 @@ SCHEMA_VERSION = 3
 # Which failure a report names when there are several: the most serious kind.
 SEVERITY = [EXIT_VALIDATION, EXIT_CONVERSION, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_INTERNAL]
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+MAX_REPORT_BYTES = 256 << 20  # reports run to a few MB (pip freezes, layer lists)
 
 
 @dataclass
@@ -77,10 +78,16 @@ class Report:
 
 
 def load_report(path: Path) -> Report:
+    """A report.json from anywhere: a regular file (a FIFO is refused, not
+    waited on), JSON, convertctl's schema and version, the top-level fields
+    of their types. What is inside them is data the renderers show as text."""
+    raw = userfiles.read_bytes(path, "report", MAX_REPORT_BYTES)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
         raise UsageError(f"{path}: not a readable report ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not a readable report (JSON nested too deeply)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
         raise UsageError(f'{path}: not a convertctl report (no "schema": "{SCHEMA_NAME}")')
     if data.get("schema_version") != SCHEMA_VERSION:

@@ -6,6 +6,7 @@ go into both renderings' table; the Markdown sections hold the full lists
 from __future__ import annotations
 
 from convertctl.checks.validate import FEW_SAMPLES, share
+from convertctl.report.text import md_code, md_text
 
 TERMINAL_LAYERS = 5
 NAME_WIDTH = 48
@@ -33,7 +34,21 @@ def latency_text(latency: dict) -> str:
     delegated = next((c for c in latency.get("configs", []) if c["xnnpack"] and c.get("nodes")), None)
     if delegated and delegated.get("delegate_partitions") is not None:
         parts.append(f"XNNPACK took {delegated['delegate_partitions']} partition(s)")
+    parts += timing_caveats(latency)
     return f"{latency.get('runtime', 'LiteRT')}, median of {runs} runs: " + "; ".join(parts)
+
+
+def timing_caveats(latency: dict) -> list:
+    """What a reader must know before trusting the numbers: more threads
+    than CPUs, and a timing replayed from the stage cache (not this run's)."""
+    out = []
+    cpus = latency.get("cpu_count") or 0
+    most = max((c.get("threads", 1) for c in latency.get("configs", [])), default=1)
+    if cpus and most > cpus:
+        out.append(f"MORE THREADS ({most}) THAN CPUS ({cpus}): that timing is not meaningful")
+    if latency.get("cached"):
+        out.append(f"cached timing from {latency.get('measured_at') or 'an earlier run'}")
+    return out
 
 
 def _layers_text(errors: dict, count: int) -> str:
@@ -102,13 +117,16 @@ def artifact_rows(art: dict) -> list:
 
 
 def markdown_sections(report) -> list:
+    """Layer names, ops and runtimes come from stages (and a report from
+    anywhere): each is shown as text (md_code, md_text)."""
     lines = []
     for art in report.artifacts:
-        mode = art["mode"]
+        mode = md_text(art["mode"])
         errors = art.get("layer_errors") or {}
         if errors.get("layers"):
-            metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE / scale")
-            lines += ["", f"### {mode}: layers by quantization error ({metric}, {errors.get('samples')} samples)"]
+            metric = md_text(str(errors.get("metric", "rmse/scale")).replace("rmse/scale", "RMSE / scale"))
+            samples = md_text(errors.get("samples"))
+            lines += ["", f"### {mode}: layers by quantization error ({metric}, {samples} samples)"]
             lines += [
                 "",
                 "| # | op | RMSE/scale | max abs error | scale | layer (output tensor) |",
@@ -116,8 +134,8 @@ def markdown_sections(report) -> list:
             ]
             for i, r in enumerate(errors["layers"], 1):
                 lines.append(
-                    f"| {i} | {r['op']} | {r['rmse_scale']:.3f} | {r['max_abs_error']:.3g} | {r['scale']:.3g} "
-                    f"| `{r['name']}` |"
+                    f"| {i} | {md_text(r['op'])} | {r['rmse_scale']:.3f} | {r['max_abs_error']:.3g} | {r['scale']:.3g} "
+                    f"| {md_code(r['name'])} |"
                 )
         sel = art.get("selective") or {}
         if sel.get("curve"):
@@ -131,24 +149,25 @@ def markdown_sections(report) -> list:
                 chosen = "✓" if p.get("file") == (sel.get("chosen") or {}).get("file") else ""
                 cost = f"{p['latency_cost']:+.0%}" if p.get("latency_cost") is not None else "-"
                 lines.append(
-                    f"| {p['float_layers']} | {p['accuracy']:.2f}% | {p['size_bytes'] / 1e6:.2f} MB "
+                    f"| {md_text(p['float_layers'])} | {p['accuracy']:.2f}% | {p['size_bytes'] / 1e6:.2f} MB "
                     f"| {_ms(p.get('latency_ms'))} | {cost} | {chosen} |"
                 )
             if sel.get("latency_runtime"):
-                lines += ["", f"Latency measured with {sel['latency_runtime']}."]
+                lines += ["", f"Latency measured with {md_text(sel['latency_runtime'])}."]
         if sel.get("float_layers"):
             lines += ["", f"{mode}: layers kept float ({len(sel['float_layers'])}):", ""]
-            lines += [f"- `{n}`" for n in sel["float_layers"]]
+            lines += [f"- {md_code(n, table=False)}" for n in sel["float_layers"]]
     timed = [a for a in report.artifacts if (a.get("latency") or {}).get("configs")]
     if timed:
-        runtime = timed[0]["latency"].get("runtime", "LiteRT")
-        cpus = timed[0]["latency"].get("cpu_count", 0)
-        configs = [(c["xnnpack"], c["threads"]) for c in timed[0]["latency"]["configs"]]
-        head = " | ".join(f"{'XNNPACK' if x else 'no XNNPACK'} {t} thr" for x, t in configs)
+        runtime = md_text(timed[0]["latency"].get("runtime", "LiteRT"))
+        cpus = md_text(timed[0]["latency"].get("cpu_count", 0))
+        configs = list(dict.fromkeys((c["xnnpack"], c["threads"]) for a in timed for c in a["latency"]["configs"]))
+        head = " | ".join(f"{'XNNPACK' if x else 'no XNNPACK'} {md_text(t)} thr" for x, t in configs)
         lines += ["", f"### Latency: {runtime} on this host ({cpus} CPUs), median (p90)", ""]
-        lines += [f"| mode | {head} |", "|---" * (len(configs) + 1) + "|"]
+        lines += [f"| mode | {head} | |", "|---" * (len(configs) + 2) + "|"]
         for art in timed:
             got = {(c["xnnpack"], c["threads"]): c for c in art["latency"]["configs"]}
             cells = [f"{_ms(got[k]['median_ms'])} ({_ms(got[k]['p90_ms'])})" if k in got else "-" for k in configs]
-            lines.append(f"| {art['mode']} | " + " | ".join(cells) + " |")
+            note = md_text("; ".join(timing_caveats(art["latency"])))
+            lines.append(f"| {md_text(art['mode'])} | " + " | ".join(cells) + f" | {note} |")
     return lines

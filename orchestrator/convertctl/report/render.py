@@ -3,16 +3,18 @@ the terminal and Markdown for report.md / GitHub's job summary."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from convertctl.checks.validate import FEW_SAMPLES, share
 from convertctl.config.modes import NAMES as MODES
+from convertctl.errors import UsageError
 from convertctl.report.model import Report
 from convertctl.report.quality import artifact_rows, markdown_sections
+from convertctl.report.text import md_code, md_lines, md_text, term
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
@@ -214,45 +216,56 @@ def summary_line(report: Report) -> str:
     return f"FAILED (exit {report.exit_code}): {report.failure}{where}"
 
 
+# Everything below comes from a report, which may come from anywhere (`report
+# show`): each string is shown as text (text.py), never as markup or Markdown.
 def print_report(report: Report, console: Console) -> None:
-    table = Table(title=f"convertctl: {report.model.get('path', '')}", title_justify="left")
+    table = Table(title=f"convertctl: {term(report.model.get('path', ''))}", title_justify="left")
     for h in HEADERS:
         table.add_column(h, overflow="fold")
     for stage, mode, ok, numbers in rows(report):
-        table.add_row(stage, mode, MARKS[ok], escape(str(numbers)))
+        table.add_row(term(stage), term(mode), MARKS.get(ok, MARKS[None]), term(numbers))
     console.print(table)
     for stage, tail in failed_logs(report):
-        console.print(f"[bold]last lines of the log of the {escape(stage)}:[/]")
+        console.print(f"[bold]last lines of the log of the {term(stage)}:[/]", highlight=False)
         for line in tail:
-            console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+            console.print(f"  [dim]{term(line)}[/]", highlight=False, soft_wrap=True)
     if reference_line(report):
         console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
-    for notice in report.notices:
-        console.print(f"[bold yellow]NOTE[/] {notice}")
-    for line in stale_lines(report):
-        console.print(f"[bold yellow]NOTE[/] {escape(line)}", highlight=False)
+    for notice in [*report.notices, *stale_lines(report)]:
+        console.print(f"[bold yellow]NOTE[/] {term(notice)}", highlight=False, soft_wrap=True)
     style = "bold green" if report.status == "passed" else "bold red"
-    console.print(f"[{style}]{summary_line(report)}[/]", highlight=False)
+    console.print(f"[{style}]{term(summary_line(report))}[/]", highlight=False, soft_wrap=True)
+
+
+def rendered(source: Path | str, render: Callable[[], str]) -> str:
+    """render() of a report read from a file: a report whose fields inside
+    are not of the shapes convertctl writes (a hand-edited or hostile one)
+    is a usage error naming the file, not an internal error."""
+    try:
+        return render()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"{source}: not a valid convertctl report ({what})") from None
 
 
 def markdown(report: Report) -> str:
+    shapes = report.model.get("input_shapes")
     lines = [
-        f"## convertctl: `{report.model.get('path', '')}`",
+        f"## convertctl: {md_code(report.model.get('path', ''), table=False)}",
         "",
-        f"**{summary_line(report)}**",
+        f"**{md_text(summary_line(report))}**",
         "",
-        f"Runtime: {report.runtime}; modes: {', '.join(report.modes)}; "
-        f"input shapes: {report.model.get('input_shapes')}",
+        f"Runtime: {md_text(report.runtime)}; modes: {md_text(', '.join(map(str, report.modes)))}; "
+        f"input shapes: {md_text(shapes)}",
         "",
     ]
     if reference_line(report):
         lines += [f"**{reference_line(report)}**", ""]
-    lines += [f"> **Note:** {n}" for n in report.notices + stale_lines(report)]
+    lines += [f"> **Note:** {md_text(n)}" for n in report.notices + stale_lines(report)]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):
-        cell = str(numbers).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {stage} | {mode} | {PLAIN[ok]} | {cell} |")
+        lines.append(f"| {md_text(stage)} | {md_text(mode)} | {PLAIN.get(ok, PLAIN[None])} | {md_text(numbers)} |")
     lines += markdown_sections(report)
     for stage, tail in failed_logs(report):
-        lines += ["", f"Last lines of the log of the {stage}:", "", "```", *tail, "```"]
+        lines += ["", f"Last lines of the log of the {md_text(stage)}:", "", *md_lines(tail)]
     return "\n".join(lines) + "\n"

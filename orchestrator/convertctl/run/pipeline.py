@@ -74,6 +74,7 @@ class Prepared:
     plan: Plan
     cache: StageCache | None
     hasher: Hasher
+    notices: list  # what the user must know before anything runs (a cache that cannot be used)
 
 
 class Pipeline:
@@ -86,7 +87,7 @@ class Pipeline:
         """Everything checked and planned, nothing run (--dry-run stops here)."""
         o = self.opts
         check_options(o)
-        cache = open_cache(o.no_cache)
+        cache, cache_notice = open_cache(o.no_cache)
         hasher = Hasher(cache.file_state() if cache else None)
         facts = modelfile.read_model(self.model, hasher.state)
         modelflags.check_format(facts, o, self.runtime)
@@ -94,7 +95,7 @@ class Pipeline:
         if o.dynamic_batch:
             inputspec.check_dynamic_batch(specs)
         plan = make_plan(o, facts, self.catalog, self.runtime.name, bool(self.int8.float_layers))
-        return Prepared(facts, specs, plan, cache, hasher)
+        return Prepared(facts, specs, plan, cache, hasher, [cache_notice] if cache_notice else [])
 
     def run(self) -> Report:
         o = self.opts
@@ -119,7 +120,7 @@ class Pipeline:
             run_dir=str(run_dir),
             out_dir=str(self.out),
         )
-        report.notices += self.runtime.notices + killed
+        report.notices += self.runtime.notices + killed + ready.notices
         if calib is not None and o.calib is None:
             report.notices.append(
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
@@ -346,7 +347,8 @@ class Pipeline:
 
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
-        placement.place(self.opts, run_dir, report, hasher)
+        with rundir.out_lock(self.out, self.say):  # concurrent runs on one --out take turns
+            placement.place(self.opts, run_dir, report, hasher)
 
 
 def _count(data) -> int:

@@ -13,7 +13,7 @@ from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.run import manifest, protocol
 from convertctl.run.recorder import Recorder
-from convertctl.runtimes.base import Runtime, Say, StageRun, Step, read_result, write_request
+from convertctl.runtimes.base import Runtime, Say, StageRun, Step, machine_problem, read_result, write_request
 from convertctl.store import rundir, safefs
 from convertctl.store.cache import StageCache, step_key
 from convertctl.store.digests import Hasher
@@ -72,6 +72,12 @@ class Runner:
         self.recorder.stage(step, mode, result, hit.entry.get("seconds", 0.0) if hit else None)
         if not measuring:
             self.recorder.step(step, mode, parts, key, hit is not None, env, outputs)
+        problem = machine_problem(result)
+        if problem:  # the machine, not the model: exit 5, as on the host (the ladders pass it on)
+            raise EnvironmentProblem(
+                f"{step.stage} stage ({step.variant.name}): {problem} (in {self.run_dir})",
+                hint="free some space there and run again",
+            )
         return result
 
     def _refuse_what_is_not_data(self, step: Step, result: StageRun) -> None:

@@ -14,6 +14,7 @@ from convertctl.config.catalog import load_catalog
 from convertctl.errors import UsageError
 from convertctl.report.model import Report, load_report
 from convertctl.run import manifest
+from convertctl.store import safefs
 from convertctl.store.digests import Hasher
 
 
@@ -65,6 +66,17 @@ def recorded(path: Path) -> Report:
             f"{path}: no manifest with the run's options and outputs (a failed run, or one made by "
             "an older convertctl): nothing to verify"
         )
+    # A report is data: the files it names stay in its folder, its hashes are text.
+    outputs, inputs = m["outputs"], m.get("inputs") or {}
+    if not isinstance(m["options"], dict) or not isinstance(outputs, dict) or not isinstance(inputs, dict):
+        raise UsageError(f"{path}: not a valid convertctl report (manifest options, inputs or outputs not a table)")
+    for name, digest in outputs.items():
+        try:
+            safefs.rel(name, "an output")
+        except safefs.Unsafe as exc:
+            raise UsageError(f"{path}: the manifest names {exc}; refused") from None
+        if "/" in name or not isinstance(digest, str):
+            raise UsageError(f"{path}: the manifest's output {name!r} is not a file name with a sha256")
     return report
 
 
@@ -74,10 +86,12 @@ def changed_inputs(report: Report) -> list:
     for name, info in sorted(report.manifest.get("inputs", {}).items()):
         if not isinstance(info, dict) or "path" not in info:
             continue
-        path = Path(info["path"])
+        path = Path(str(info["path"]))
         if not path.exists():
             problems.append(f"{name} {path}: missing")
-        elif hasher.path(path) != info["sha256"]:
+        elif not (path.is_file() or path.is_dir()) or path.is_char_device() or path.is_fifo():
+            problems.append(f"{name} {path}: not a regular file or folder (not read)")
+        elif hasher.path(path) != info.get("sha256"):
             problems.append(f"{name} {path}: changed since the run (sha256 differs)")
     return problems
 
@@ -95,6 +109,14 @@ def named_code(path: Path, options: dict, trust_config: bool, say) -> None:
     say(f"WARNING: {path} names code to run (--trust-config): {listed}")
 
 
+def _on_disk(hasher: Hasher, out: Path, name: str) -> str:
+    """The sha256 of a file (or folder) the report placed in out; '' when it is missing or no regular one."""
+    try:
+        return hasher.inside(out, name) if safefs.kind(out, name) else ""
+    except safefs.Unsafe:
+        return ""
+
+
 def verify(path: Path, runtime_for, say, trust_config: bool = False) -> Verdict:
     """runtime_for(name) -> a Runtime: the one the report names, built the
     way the CLI builds it (index settings, base image)."""
@@ -103,7 +125,7 @@ def verify(path: Path, runtime_for, say, trust_config: bool = False) -> Verdict:
     report = recorded(path)
     named_code(path, report.manifest["options"], trust_config, say)
     out, hasher = path.resolve().parent, Hasher()
-    on_disk = {name: hasher.path(out / name) if (out / name).exists() else "" for name in report.manifest["outputs"]}
+    on_disk = {name: _on_disk(hasher, out, name) for name in report.manifest["outputs"]}
     problems = changed_inputs(report)
     if problems:
         files = [FileCheck(n, h, on_disk[n], "") for n, h in sorted(report.manifest["outputs"].items())]

@@ -108,6 +108,24 @@ class StageRun:
         return ""
 
 
+# What a stage says (its error, its last log lines) when the machine failed
+# it, not the model: a full disk is exit 5 wherever it is met, a stage included.
+MACHINE_SIGNS = {
+    "No space left on device": "no space left on the device",
+    "[Errno 28]": "no space left on the device",
+    "Disk quota exceeded": "disk quota exceeded",
+    "[Errno 122]": "disk quota exceeded",
+}
+
+
+def machine_problem(run: StageRun) -> str:
+    """'' unless a failed stage says the disk (or quota) ran out: then that, in words."""
+    if run.ok:
+        return ""
+    said = [str(run.result.get("error", "")), *map(str, run.log_tail)]
+    return next((words for sign, words in MACHINE_SIGNS.items() if any(sign in line for line in said)), "")
+
+
 # Why a stage died from a signal, in words a user can act on.
 CRASH_HINTS = {
     "SIGSEGV": "Native code crashed; old library builds (torch 1.7, TF 2.8) can crash on CPUs newer than "

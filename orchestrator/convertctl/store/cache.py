@@ -17,6 +17,7 @@ a wrong answer.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -50,9 +51,23 @@ def disabled_by_env() -> bool:
     return os.environ.get("CONVERTCTL_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def open_cache(no_cache: bool = False) -> StageCache | None:
-    """The cache a run uses, or None with --no-cache / CONVERTCTL_NO_CACHE=1."""
-    return None if no_cache or disabled_by_env() else StageCache(cache_root())
+def open_cache(no_cache: bool = False) -> tuple[StageCache | None, str]:
+    """(the cache a run uses, a notice): None with --no-cache /
+    CONVERTCTL_NO_CACHE=1, and None with a notice saying why when the
+    cache folder cannot be written (read-only, not a folder, no room): a
+    cache is a saving, never a reason for a run to fail."""
+    if no_cache or disabled_by_env():
+        return None, ""
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return None, f"the stage cache {root} cannot be written ({why}): this run neither reuses nor stores steps"
+    return StageCache(root), ""
 
 
 @dataclass
@@ -242,15 +257,18 @@ def step_key(parts: dict) -> str:
     return sha256_json({"format": CACHE_FORMAT, **parts})
 
 
-def parse_age(text: str) -> float:
-    """'30d', '12h', '90m', '45s' or plain seconds -> seconds."""
+def parse_age(text: str, flag: str = "--older-than") -> float:
+    """'30d', '12h', '90m', '45s' or plain seconds -> seconds; an age is a
+    finite number >= 0 (a negative one made every entry "older" than it)."""
+    from convertctl.errors import UsageError
+
     units = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 7 * 86400}
+    shown = text
     text = text.strip().lower()
     try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
     except ValueError:
-        from convertctl.errors import UsageError
-
-        raise UsageError(f"{text!r}: not an age (e.g. 30d, 12h, 90m)") from None
+        raise UsageError(f"{flag} {shown!r}: not an age (e.g. 30d, 12h, 90m)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(f"{flag} {shown!r}: an age is a finite number >= 0 (e.g. 30d, 12h, 90m)")
+    return seconds

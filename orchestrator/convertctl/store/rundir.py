@@ -18,6 +18,8 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from convertctl.errors import ConversionError, ConvertError, EnvironmentProblem, UsageError
@@ -28,6 +30,7 @@ SCRATCH = ".stage-home"  # a local stage's home, caches and temp files: the stag
 MARKER = ".convertctl-run"  # written when convertctl makes a run directory: only such folders are ever removed
 LOCK = ".lock"
 KILLED = ".killed"
+OUT_LOCK = Path(".convertctl") / "out.lock"  # held by the run placing its files in OUT
 _held: dict = {}  # run dir -> open lock file, for as long as this process runs it
 PREVIOUS = Path(".convertctl") / "previous"
 
@@ -61,14 +64,62 @@ def marker(run: Path) -> str:
 
 
 def hold(run: Path) -> None:
-    """Lock the run directory for this process's lifetime."""
-    handle = open(run / LOCK, "a+")
+    """Lock the run directory for this process's lifetime. The lock file is
+    made and locked under a name of its own, then renamed into place: a
+    concurrent run never sees a .lock not yet locked and takes the live run
+    for a killed one (it did, between this open and its flock)."""
+    tmp = run / f"{LOCK}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    handle = open(tmp, "x+")
     fcntl.flock(handle, fcntl.LOCK_EX)
-    handle.seek(0)
-    handle.truncate()
     handle.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
     handle.flush()
+    os.replace(tmp, run / LOCK)
     _held[str(run)] = handle
+
+
+@contextmanager
+def out_lock(out: Path, say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """Hold OUT for one run at a time: concurrent runs on one --out take
+    turns placing their files (each then sees the folder the other left),
+    saying whom they wait for. The lock file goes when its run is done; a
+    run that locked a file since removed (by the run before it) tries again."""
+    path = out / OUT_LOCK
+    told = False
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(path, "a+")
+        except FileNotFoundError:  # .convertctl/ removed by the run before, just now
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                say(f"waiting for another convertctl run writing to {out} (pid {owner})")
+                told = True
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # the run before removed it as it finished: lock the one there now
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        try:
+            path.unlink()  # while still held: a waiter that wakes on it sees it gone and retries
+            path.parent.rmdir()  # leave no empty .convertctl/ behind
+        except OSError:
+            pass
+        handle.close()
 
 
 def release(run: Path) -> None:
@@ -231,8 +282,11 @@ def earlier_outputs(out: Path) -> set:
 
 
 def discard(run_dir: Path) -> None:
-    release(run_dir)
+    """Remove a finished run's directory. Its lock is held until the folder
+    is gone: released first, a concurrent run could find the lock free and
+    report.json already deleted, and tell the user this run was killed."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    release(run_dir)
     runs = run_dir.parent
     if runs.parts[-2:] != RUNS.parts:
         return
