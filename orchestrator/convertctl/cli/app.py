@@ -192,13 +192,22 @@ def envs_prune(
 def report_show(
     path: Annotated[Path, typer.Argument(help="report.json")],
     markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False,
+    html_out: Annotated[
+        bool, typer.Option("--html", help="Print the self-contained HTML page instead (as report.html).")
+    ] = False,
 ):
     """Re-render a saved report.json."""
     from convertctl.report.model import load_report
     from convertctl.report.render import markdown, print_report
 
     report = load_report(path)
-    if markdown_out:
+    if markdown_out and html_out:
+        raise UsageError("--markdown and --html: choose one")
+    if html_out:
+        from convertctl.report.html import render
+
+        typer.echo(render(report), nl=False)
+    elif markdown_out:
         typer.echo(markdown(report), nl=False)  # verbatim: no wrapping, no markup
     else:
         print_report(report, console)

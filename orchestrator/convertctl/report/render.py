@@ -8,11 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from convertctl.checks.validate import FEW_SAMPLES, share
 from convertctl.config.modes import NAMES as MODES
 from convertctl.report.model import Report
 from convertctl.report.quality import artifact_rows, markdown_sections
+from convertctl.report.text import visible
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
 MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
@@ -201,24 +203,30 @@ def summary_line(report: Report) -> str:
 
 
 def print_report(report: Report, console: Console) -> None:
-    table = Table(title=f"convertctl: {report.model.get('path', '')}", title_justify="left")
+    # Every string of a report may come from outside (a model's path, a stage's
+    # error, a report.json given to `report show`): shown as text, never as markup.
+    table = Table(title=Text(f"convertctl: {visible(report.model.get('path', ''))}"), title_justify="left")
     for h in HEADERS:
         table.add_column(h, overflow="fold")
     for stage, mode, ok, numbers in rows(report):
-        table.add_row(stage, mode, MARKS[ok], escape(str(numbers)))
+        table.add_row(_safe(stage), _safe(mode), MARKS[ok], _safe(numbers))
     console.print(table)
     for stage, tail in failed_logs(report):
-        console.print(f"[bold]last lines of the log of the {escape(stage)}:[/]")
+        console.print(f"[bold]last lines of the log of the {_safe(stage)}:[/]")
         for line in tail:
-            console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+            console.print(f"  [dim]{_safe(line)}[/]", highlight=False, soft_wrap=True)
     if reference_line(report):
         console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
     for notice in report.notices:
-        console.print(f"[bold yellow]NOTE[/] {notice}")
+        console.print(f"[bold yellow]NOTE[/] {_safe(notice)}", highlight=False)
     for line in stale_lines(report):
-        console.print(f"[bold yellow]NOTE[/] {escape(line)}", highlight=False)
+        console.print(f"[bold yellow]NOTE[/] {_safe(line)}", highlight=False)
     style = "bold green" if report.status == "passed" else "bold red"
-    console.print(f"[{style}]{summary_line(report)}[/]", highlight=False)
+    console.print(f"[{style}]{_safe(summary_line(report))}[/]", highlight=False)
+
+
+def _safe(value) -> str:
+    return escape(visible(str(value or "")))
 
 
 def markdown(report: Report) -> str:
