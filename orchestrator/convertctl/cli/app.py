@@ -19,7 +19,6 @@ from convertctl.cli.params import given, with_options
 # numpy, the pipeline and the runtimes are imported inside the commands that
 # use them: `convertctl --help` and argument errors must not pay for them.
 from convertctl.cli.ui import STATE, Progress, console, handled, options_of, runtime_for
-from convertctl.config import modes, settings
 from convertctl.config.catalog import load_catalog
 from convertctl.config.options import OUTPUT, SPECS
 from convertctl.errors import ConvertError, UsageError
@@ -77,27 +76,15 @@ def run(
     **flags,
 ):
     """Convert MODEL to one validated .tflite per quantization mode."""
+    from convertctl.api import execute, plan
     from convertctl.report.render import print_report
-    from convertctl.run.options import preflight
-    from convertctl.run.pipeline import Pipeline, check_options, input_specs
 
     typed = given(flags)
     if "out" in typed and not str(typed["out"]).strip():  # an unset shell variable: not the working directory
         raise UsageError("--out '': an empty folder name (an unset variable?); give the output folder")
-    opts, cfg_path = settings.load(model, config, {**typed, "model": str(model)}, trust_config)
-    check_options(opts)
-    calibrated = modes.calibrated(opts.modes)
-    if opts.calib and not calibrated:
-        raise UsageError(f"--calib {opts.calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
-    shapes = [s.shape for s in input_specs(opts)]
-    settings.check_budget(shapes, opts.samples, bool(calibrated) and opts.calib is None)
+    planned = plan(model, config, typed, trust_config)  # what the Python API runs too
     with Progress() as say:
-        if trust_config and cfg_path is not None and (opts.arch or opts.code) and not typed.get("arch"):
-            say("WARNING: " + settings.code_notice(opts, cfg_path))
-        rt = runtime_for(opts, say)
-        catalog = load_catalog()
-        preflight(rt, catalog, opts)
-        report = Pipeline(opts, rt, catalog, say).run()
+        report = execute(planned, say)
     print_report(report, console)
     raise typer.Exit(report.exit_code)
 

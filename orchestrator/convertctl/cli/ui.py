@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -52,20 +51,16 @@ def options_of(flags: dict):
 
 
 def index_settings(opts):
-    from convertctl.store.pipconfig import settings_from_flags
+    from convertctl.api import index_settings as make
 
-    return settings_from_flags(
-        Path(opts.ca_bundle) if opts.ca_bundle else None,
-        opts.pip_index_url or "",
-        Path(opts.wheelhouse) if opts.wheelhouse else None,
-    )
+    return make(opts)
 
 
 def runtime_for(opts, say, name: str | None = None):
-    """The runtime the options name (or `name`), built with their index settings and base image."""
-    from convertctl.runtimes import select_runtime
+    """The runtime the options name (or `name`): the Python API's runtime_for."""
+    from convertctl.api import runtime_for as make
 
-    return select_runtime(name or opts.runtime, index_settings(opts), say, {"base_image": opts.base_image or ""})
+    return make(opts, say, name)
 
 
 def handled(fn):
