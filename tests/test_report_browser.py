@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, chromium, open_page, pixel_spread
-from test_report_html_unit import four_mode_run, hostile_report
-
 from convertctl.report import html as report_html
+from test_report_html_unit import four_mode_run, hostile_report
 
 pytestmark = pytest.mark.skipif(
     chromium() is None and os.environ.get("CONVERTCTL_REQUIRE_BROWSER") != "1",
