@@ -35,11 +35,11 @@ border-radius:6px;margin:.3rem 0;overflow-wrap:anywhere}
 .cctl .card dt{color:#57606a}.cctl .card dd{margin:0;overflow-wrap:anywhere}
 .cctl .scroll{overflow-x:auto}.cctl table{border-collapse:collapse;font-size:.85rem;width:100%}
 .cctl th,.cctl td{border:1px solid #d0d7de;padding:.2rem .4rem;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}.cctl th{background:#f6f8fa}
+overflow-wrap:break-word}.cctl td:first-child{white-space:nowrap}.cctl th{background:#f6f8fa}
 .cctl details{margin:.5rem 0}.cctl summary{cursor:pointer;font-weight:600}
 .cctl pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem;background:#f6f8fa;padding:.4rem}
-.cctl svg.chart{max-width:100%;height:auto;font:11px system-ui,sans-serif}
-.cctl svg .axis{stroke:#57606a}.cctl svg .grid{stroke:#eaeef2}.cctl svg .lbl{fill:#57606a;font-size:12px}
+.cctl svg.chart{max-width:40rem;height:auto;font:13px system-ui,sans-serif;display:block}
+.cctl svg .axis{stroke:#57606a}.cctl svg .grid{stroke:#eaeef2}.cctl svg .lbl{fill:#57606a;font-size:13px}
 .cctl svg .tick,.cctl svg .name{fill:#1b1f24}
 .cctl .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.5rem}
 """

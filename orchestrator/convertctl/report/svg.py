@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from convertctl.report.text import esc
 
-W = 640  # viewBox width; the element itself is 100% wide
-PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 12, 40
+W = 520  # viewBox width: on a phone (~360 px) its 13-unit text is 9 px; the element is at most 40rem wide
+PAD_L, PAD_R, PAD_T, PAD_B = 60, 12, 12, 40
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
@@ -94,14 +94,14 @@ def _x_tick(x: float, height: int, text: str) -> str:
 
 def bars(items: Sequence[tuple[str, float, str]], label: str, unit: str = "", kind: str = "bars") -> str:
     """Horizontal bars, one per (name, value, hover text), longest scale first."""
-    row, top, name_w = 22, 8, 220
+    row, top, name_w = 24, 8, 190
     height = top + row * len(items) + 8
     hi = max((v for _, v, _ in items if math.isfinite(v)), default=1.0) or 1.0
-    to = _scale(0, hi, 0, W - name_w - 70)
+    to = _scale(0, hi, 0, W - name_w - 60)
     parts = [_open(kind, height, label)]
     for i, (name, value, hover) in enumerate(items):
         y = top + i * row
-        shown = name if len(name) <= 34 else name[:33] + "…"
+        shown = name if len(name) <= 26 else name[:25] + "…"
         width = _num(max(to(value), 1.0)) if math.isfinite(value) else "1.0"
         parts.append(
             f'<g class="bar" data-v="{esc(fmt(value))}"><title>{esc(hover)}</title>'
@@ -132,6 +132,7 @@ def lines(series: dict, steps: Sequence[str], label: str, y_label: str, kind: st
     parts = [_open(kind, height, label), *_axes(height, _ticks(lo, hi, True), y_to, "", y_label, lambda t: f"{t:.0e}")]
     for i, step in enumerate(steps):
         parts.append(_x_tick(x_to(i), height, step))
+    taken: list = []  # label heights used at the line ends: equal values would print on each other
     for n, (name, pts) in enumerate(series.items()):
         color = PALETTE[n % len(PALETTE)]
         drawn = [(x_to(i), y_to(max(v, lo)), v, hover) for i, v, hover in pts if v is not None and math.isfinite(v)]
@@ -145,6 +146,9 @@ def lines(series: dict, steps: Sequence[str], label: str, y_label: str, kind: st
             )
         if drawn:
             x, y = drawn[-1][0], drawn[-1][1]
+            while any(abs(y - t) < 12 for t in taken):
+                y += 12
+            taken.append(y)
             parts.append(
                 f'<text class="tick" x="{_num(x + 8)}" y="{_num(y)}" dy="0.3em" fill="{color}">{esc(name)}</text>'
             )
