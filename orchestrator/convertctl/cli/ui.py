@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import typer
 from rich.console import Console
@@ -109,10 +110,17 @@ def _kept(exc: BaseException) -> None:
 
 class Progress:
     """A spinner with the latest line of whatever is happening; stage
-    starts and notices are kept on screen above it."""
+    starts and notices are kept on screen above it. In a log (not a
+    terminal) there is no spinner: the latest line is printed when
+    HEARTBEAT seconds passed without one, so a long build shows it is alive
+    (builds say their status, with the time so far, every few seconds)."""
 
-    def __init__(self):
+    HEARTBEAT = 15.0
+
+    def __init__(self, clock=time.monotonic):
         self.status = console.status("starting", spinner="dots")
+        self.clock = clock
+        self.printed = clock()
 
     def __enter__(self):
         self.status.__enter__()
@@ -128,4 +136,8 @@ class Progress:
             ("creating ", "export:", "convert:", "quantize:", "removing ", "removed ", "building ", "could not pull")
         ):
             console.print(f"[cyan]›[/] {escape(line)}", highlight=False)
-        self.status.update(line[:110])
+            self.printed = self.clock()
+        elif not console.is_terminal and self.clock() - self.printed >= self.HEARTBEAT:
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+            self.printed = self.clock()
+        self.status.update(escape(line[:110]))
