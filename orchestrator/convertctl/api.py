@@ -139,7 +139,16 @@ def convert(
     else:
         path = _save_torch(torch_model, examples, Path(given.get("out") or Options().out), name)
         p = plan(path, _path(config), given, trust_config)
-    return Result(execute(p, say))
+    try:
+        return Result(execute(p, say))
+    except OSError as exc:  # a full disk, a quota: the error family's words and exit code, as the CLI says it
+        from convertctl.store.rundir import os_error
+
+        mapped = os_error(exc, getattr(exc, "run_dir", None))
+        if mapped is exc:
+            raise
+        mapped.run_dir = getattr(exc, "run_dir", "")  # type: ignore[attr-defined]
+        raise mapped from exc
 
 
 def _log(line: str) -> None:
