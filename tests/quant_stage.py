@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from convertctl.catalog import load_catalog
+from convertctl.config.catalog import load_catalog
 from stage_envs import env_python
 
 # The request fields every quantize step takes, for one float input named "input".

@@ -57,7 +57,8 @@ def test_passing_conversion_sets_outputs_summary_artifacts_and_cache(pythons, sm
 
     (upload,) = calls["upload"]
     assert upload["name"] == "convertctl-smallcnn" and upload["include-hidden-files"] == "true"
-    assert set(upload["path"].splitlines()) == {*files, o["report"], o["report-md"]}
+    assert set(upload["path"].splitlines()) == {*files, o["report"], o["report-md"], o["report-html"]}
+    assert Path(o["report-html"]).parent == out and "<svg" in Path(o["report-html"]).read_text()
     (restore,), (save,) = calls["restore"], calls["save"]
     assert save["key"] == restore["key"] and save["path"] == restore["path"]
     # Cached: every environment the local ladders may use, so those this run used among them.
@@ -66,7 +67,7 @@ def test_passing_conversion_sets_outputs_summary_artifacts_and_cache(pythons, sm
 
     catalog, store = load_catalog(), EnvStore()
     ladder = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]
-    ladder += [catalog.get(v.quantize) for v in ladder if getattr(v, "quantize", None)]
+    ladder += [catalog.get(q) for v in ladder for q in v.quantize]
     assert set(save["path"].splitlines()) == {str(store.path_for(v)) for v in ladder}
     assert {e["location"] for e in report["environments"]} <= set(save["path"].splitlines())
 

@@ -371,10 +371,16 @@ def test_a_new_run_moves_an_earlier_runs_files_aside_and_lists_them(model, tmp_p
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
         "net_fp16.tflite",
         "notes.txt",
+        "report.html",
         "report.json",
         "report.md",
     ]
-    assert [s["name"] for s in report.stale] == ["net_dynamic.tflite", "net_fp32.tflite", "net_int8.tflite"]
+    assert [s["name"] for s in report.stale] == [
+        "net_dynamic.tflite",
+        "net_fp32.tflite",
+        "net_int8.layer_errors.json",  # int8's Model Explorer overlay goes with its file
+        "net_int8.tflite",
+    ]
     aside = Path(report.stale[0]["moved_to"]).parent
     assert aside.parent == out / ".convertctl" / "previous"
     assert sorted(p.name for p in aside.iterdir()) == sorted(

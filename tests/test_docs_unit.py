@@ -176,8 +176,10 @@ def bench_flags() -> set[str]:
     }
 
 
-# Flags of other tools the pages name: uv and pip (locks, installs) and images/lock.py.
+# Flags of other tools the pages name: uv and pip (locks, installs), images/lock.py, and
+# Model Explorer (`model-explorer FILE --node_data_paths=...`, the regex reads its `--node`).
 OTHER_TOOLS = {
+    "--node",
     "--generate-hashes",
     "--require-hashes",
     "--no-deps",

@@ -37,7 +37,7 @@ def test_passing_run_promotes_every_mode_and_a_valid_report(model, tmp_path):
     assert report.status == "passed" and report.exit_code == EXIT_OK
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
-        [f"net_{m}.tflite" for m in ALL] + ["report.json", "report.md"]
+        [f"net_{m}.tflite" for m in ALL] + ["net_int8.layer_errors.json", "report.json", "report.md", "report.html"]
     )
     assert not (out / ".convertctl").exists(), "a passed run leaves no run directory behind"
     data = json.loads((out / "report.json").read_text())

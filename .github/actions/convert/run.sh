@@ -56,7 +56,7 @@ if runtime == "auto":
 catalog = load_catalog()
 # Every environment the local ladders may use (a model may need a later rung), and the measure one.
 local = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]
-local += [catalog.get(v.quantize) for v in local if getattr(v, "quantize", None)]
+local += [catalog.get(q) for v in local for q in v.quantize]  # a convert variant names its quantizers (a tuple)
 store = EnvStore()
 paths = sorted({str(store.path_for(v)) for v in local})
 
@@ -151,7 +151,9 @@ if not report:  # stopped before a report existed (a usage error, say): say why 
     with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
         summary.write(f"## convertctl: failed (exit code {code})\n\n```\n" + "\n".join(tail) + "\n```\n")
 if code == 0:
-    upload = files + [report, str(Path(report).with_suffix(".md"))]
+    # report.html and the Model Explorer overlays (one beside each .tflite that has per-layer errors) travel too.
+    beside = [str(Path(report).with_name("report.html"))] + [str(Path(f).with_suffix(".layer_errors.json")) for f in files]
+    upload = files + [report, str(Path(report).with_suffix(".md"))] + beside
 else:
     upload = [run_dir] if run_dir else []
 outputs = {
@@ -162,6 +164,7 @@ outputs = {
     "sizes": json.dumps(sizes, sort_keys=True),
     "report": report,
     "report-md": str(Path(report).with_suffix(".md")) if report else "",
+    "report-html": str(Path(report).with_name("report.html")) if report else "",
     "run-dir": run_dir,
     "artifact-paths": "\n".join(p for p in upload if Path(p).exists()),
 }

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from convertctl import __version__
 from convertctl.cli.cache_cmd import cache_app, envs_summary, runs_app, verify_command
@@ -20,7 +19,6 @@ from convertctl.cli.params import given, with_options
 # numpy, the pipeline and the runtimes are imported inside the commands that
 # use them: `convertctl --help` and argument errors must not pay for them.
 from convertctl.cli.ui import STATE, Progress, console, handled, options_of, runtime_for
-from convertctl.config import modes, settings
 from convertctl.config.catalog import load_catalog
 from convertctl.config.options import OUTPUT, SPECS
 from convertctl.errors import ConvertError, UsageError
@@ -111,34 +109,22 @@ def quantize(
 
 def convert(model: Path, config: Path | None, trust_config: bool, flags: dict) -> None:
     """What run and quantize do: options checked, the plan run (or printed), the report shown."""
+    from convertctl.api.run import check, dry_run, execute
     from convertctl.report.render import print_report
-    from convertctl.run.options import preflight
-    from convertctl.run.pipeline import Pipeline, check_options, input_specs
 
     typed = given(flags)
     if "out" in typed and not str(typed["out"]).strip():  # an unset shell variable: not the working directory
         raise UsageError("--out '': an empty folder name (an unset variable?); give the output folder")
-    opts, cfg_path = settings.load(model, config, {**typed, "model": str(model)}, trust_config)
-    check_options(opts)
-    calibrated = modes.calibrated(opts.modes)
-    if opts.calib and not calibrated:
-        raise UsageError(f"--calib {opts.calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
-    shapes = [s.shape for s in input_specs(opts)]
-    settings.check_budget(shapes, opts.samples, bool(calibrated) and opts.calib is None)
+    checked = check(model, config, typed, trust_config)  # what the Python API runs too
     with Progress() as say:
-        if trust_config and cfg_path is not None and (opts.arch or opts.code) and not typed.get("arch"):
-            say("WARNING: " + settings.code_notice(opts, cfg_path))
-        rt = runtime_for(opts, say)
-        catalog = load_catalog()
-        if opts.dry_run:
-            plan = Pipeline(opts, rt, catalog, say).prepare().plan
+        if checked.options.dry_run:
+            plan, runtime = dry_run(checked, say)
         else:
-            preflight(rt, catalog, opts)
-            report = Pipeline(opts, rt, catalog, say).run()
-    if opts.dry_run:
-        console.print(f"plan for {escape(str(model))} on the {rt.name} runtime (nothing was run):", highlight=False)
+            report = execute(checked, say)
+    if checked.options.dry_run:
+        console.print(f"plan for {term(model)} on the {runtime} runtime (nothing was run):", highlight=False)
         for line in plan.lines():
-            console.print("  " + escape(line), highlight=False)
+            console.print("  " + term(line), highlight=False)
         raise typer.Exit(0)
     print_report(report, console)
     raise typer.Exit(report.exit_code)
@@ -234,12 +220,22 @@ def envs_prune(
 def report_show(
     path: Annotated[Path, typer.Argument(help="report.json")],
     markdown_out: Annotated[bool, typer.Option("--markdown", help="Print Markdown instead.")] = False,
+    html_out: Annotated[
+        bool, typer.Option("--html", help="Print the self-contained HTML page instead (as report.html).")
+    ] = False,
 ):
     """Re-render a saved report.json."""
     from convertctl.report.model import load_report
     from convertctl.report.render import markdown, print_report, rendered
 
     report = load_report(path)
+    if markdown_out and html_out:
+        raise UsageError("--markdown and --html: choose one")
+    if html_out:
+        from convertctl.report.html import render
+
+        typer.echo(rendered(path, lambda: render(report)), nl=False)
+        return
     if markdown_out:
         typer.echo(rendered(path, lambda: markdown(report)), nl=False)  # verbatim: no wrapping, no markup
         return

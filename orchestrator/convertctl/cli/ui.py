@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
-from pathlib import Path
+import time
 
 import typer
 from rich.console import Console
@@ -53,20 +53,16 @@ def options_of(flags: dict):
 
 
 def index_settings(opts):
-    from convertctl.store.pipconfig import settings_from_flags
+    from convertctl.api.run import index_settings as make
 
-    return settings_from_flags(
-        Path(opts.ca_bundle) if opts.ca_bundle else None,
-        opts.pip_index_url or "",
-        Path(opts.wheelhouse) if opts.wheelhouse else None,
-    )
+    return make(opts)
 
 
 def runtime_for(opts, say, name: str | None = None):
-    """The runtime the options name (or `name`), built with their index settings and base image."""
-    from convertctl.runtimes import select_runtime
+    """The runtime the options name (or `name`): the Python API's runtime_for."""
+    from convertctl.api.run import runtime_for as make
 
-    return select_runtime(name or opts.runtime, index_settings(opts), say, {"base_image": opts.base_image or ""})
+    return make(opts, say, name)
 
 
 class Interrupts:
@@ -157,10 +153,17 @@ def _kept(exc: BaseException) -> None:
 
 class Progress:
     """A spinner with the latest line of whatever is happening; stage
-    starts and notices are kept on screen above it."""
+    starts and notices are kept on screen above it. In a log (not a
+    terminal) there is no spinner: the latest line is printed when
+    HEARTBEAT seconds passed without one, so a long build shows it is alive
+    (builds say their status, with the time so far, every few seconds)."""
 
-    def __init__(self):
+    HEARTBEAT = 15.0
+
+    def __init__(self, clock=time.monotonic):
         self.status = console.status("starting", spinner="dots")
+        self.clock = clock
+        self.printed = clock()
 
     def __enter__(self):
         self.status.__enter__()
@@ -186,4 +189,8 @@ class Progress:
             )
         ):
             console.print(f"[cyan]›[/] {term(line)}", highlight=False)
+            self.printed = self.clock()
+        elif not console.is_terminal and self.clock() - self.printed >= self.HEARTBEAT:
+            console.print(f"  {term(line)}", highlight=False, soft_wrap=True)
+            self.printed = self.clock()
         self.status.update(term(line[:110]))  # a stage's own words: never markup

@@ -117,10 +117,24 @@ def _ladder_row(entry: dict, cache_note: str = "") -> tuple:
     return (f"{entry['stage']} rung", "", False, f"{what}: failed{where}{seconds}: {error}")
 
 
+def _environments_row(report: Report) -> tuple:
+    """How long making the stage environments ready took, and which were made now."""
+    envs = report.environments
+    made = [e for e in envs if e.get("created")]
+    total = sum(e.get("seconds") or 0.0 for e in envs)
+    if made:
+        each = ", ".join(f"{e['variant']} {e.get('seconds') or 0.0:.1f}s" for e in made)
+        detail = f"{len(made)} created ({each}), {len(envs) - len(made)} ready before; {total:.1f}s in all"
+    else:
+        detail = f"{len(envs)} ready before, none created ({total:.1f}s)"
+    return ("environments", "", True, detail)
+
+
 def rows(report: Report) -> list:
     """(stage, mode, ok, numbers) in pipeline order: the facts both
     renderings show. ok is None for what was skipped."""
-    out = [_ladder_row(e, note) for e, note in zip(report.ladder, _cache_notes(report))]
+    out = [_environments_row(report)] if report.environments else []
+    out += [_ladder_row(e, note) for e, note in zip(report.ladder, _cache_notes(report))]
     ref = reference_name(report)
     for c in report.checks:
         if c["stage"] in ("onnx", "savedmodel"):

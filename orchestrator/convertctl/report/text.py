@@ -1,9 +1,9 @@
 """Text from outside (file and tensor names, a stage's log lines, a report's
 strings) shown as text, never as markup: for the terminal (rich markup
 escaped, control characters made visible so that no escape sequence moves
-the cursor, recolours or rewrites a line) and for Markdown (report.md, also
+the cursor, recolours or rewrites a line), for Markdown (report.md, also
 appended to $GITHUB_STEP_SUMMARY: code spans that cannot be broken out of,
-HTML and Markdown punctuation escaped).
+HTML and Markdown punctuation escaped) and for HTML (report.html).
 
 Nothing here imports rich's console: `rich.markup.escape` is the one rule
 rich itself documents for putting text into markup."""
@@ -33,12 +33,14 @@ def _show(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def visible(value: object) -> str:
+def visible(value: object, keep_newlines: bool = False) -> str:
     """str(value) with every control or invisible formatting character
-    written out (ESC as \\x1b, a newline as \\x0a); a backslash that would
-    make such a spelling ambiguous is left as it is (names rarely hold one)."""
+    written out (ESC as \\x1b, a newline as \\x0a unless keep_newlines: a
+    message's own lines); a backslash that would make such a spelling
+    ambiguous is left as it is (names rarely hold one)."""
     text = str(value)
-    text = _INVISIBLE.sub(lambda m: _show(m.group()), text)
+    keep = "\n\t" if keep_newlines else ""
+    text = _INVISIBLE.sub(lambda m: m.group() if m.group() in keep else _show(m.group()), text)
     # Unassigned or private-use code points render as anything a font likes.
     return "".join(_show(c) if unicodedata.category(c) in ("Co", "Cn", "Cs") else c for c in text)
 
@@ -82,3 +84,9 @@ def md_lines(lines: list, fence_for: str = "") -> list:
     longest = max((len(run) for line in shown for run in re.findall(r"`+", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence + fence_for, *shown, fence]
+
+
+def esc(value: object) -> str:
+    """For HTML text and attribute values: visible (a message keeps its
+    lines), then escaped, quotes too."""
+    return html.escape(visible(value, keep_newlines=True), quote=True)

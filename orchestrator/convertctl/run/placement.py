@@ -1,5 +1,6 @@
 """What a finished run leaves in --out. A passed run places its set there:
-one .tflite per mode, report.json and report.md, and with
+one .tflite per mode, report.json, report.md and report.html (and a Model
+Explorer overlay per file with per-layer errors), and with
 --keep-intermediates the ONNX file and the SavedModel. Files an earlier run
 of this model (or the earlier report in --out) left there that this run did
 not make are moved to OUT/.convertctl/previous/<time>/ with the report that
@@ -13,7 +14,9 @@ import os
 from pathlib import Path
 
 from convertctl.config.modes import NAMES as MODES
+from convertctl.report import files as report_files
 from convertctl.report.model import Report
+from convertctl.report.overlay import overlay_name
 from convertctl.store import rundir, runs, safefs
 from convertctl.store.digests import Hasher
 
@@ -32,7 +35,8 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
     if ok:
         report.run_dir = ""
         report.manifest["outputs"] = {name: hasher.inside(run_dir, rel) for rel, name in files.items()}
-        stale = rundir.stale_files(out, set(files.values()), rundir.earlier_outputs(out) | out_names(opts, report))
+        made = set(files.values()) | report_files.names(report, Path(opts.model).stem)
+        stale = rundir.stale_files(out, made, rundir.earlier_outputs(out) | out_names(opts, report))
         if stale:
             aside = rundir.previous_dir(out)
             report.stale = [{"name": n, "moved_to": str(aside / n)} for n in stale]
@@ -41,8 +45,9 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
     report.save(run_dir / "report.json")
     md = markdown(report)
     safefs.write_atomic(run_dir, "report.md", md)
+    beside = report_files.write(run_dir, report, Path(opts.model).stem)  # report.html, Model Explorer overlays
     if ok:
-        everything = {**files, "report.md": "report.md", "report.json": "report.json"}
+        everything = {**files, **beside, "report.md": "report.md", "report.json": "report.json"}
         rundir.promote(run_dir, out, everything, [s["name"] for s in report.stale], aside)
         if not opts.keep_run:
             rundir.discard(run_dir)
@@ -74,6 +79,7 @@ def out_names(opts, report: Report) -> set:
     """Every name a run of this model may place in --out."""
     stem = Path(opts.model).stem
     names = {f"{stem}_{m}.tflite" for m in MODES} | {f"{stem}.onnx", f"{stem}_saved_model"}
+    names |= {overlay_name(stem, m) for m in MODES}
     for entry in report.ladder:
         if entry.get("stage") == "convert":
             names |= {f"{stem}_{entry['variant']}.onnx", f"{stem}_{entry['variant']}_saved_model"}

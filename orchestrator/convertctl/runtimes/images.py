@@ -25,6 +25,7 @@ from pathlib import Path
 from convertctl.config.catalog import Variant, images_dir
 from convertctl.errors import EnvironmentProblem
 from convertctl.runtimes.base import Prepared, Say
+from convertctl.store.buildprogress import BuildProgress
 from convertctl.store.lockfile import Sources, sources
 from convertctl.store.pipconfig import IndexSettings
 
@@ -234,7 +235,7 @@ class ImageBuilder:
         ref = self.ref(variant)
         say(f"building {ref} ({variant.stage}, Python {variant.python}, base {self.base_for(variant)})")
         tail: list = []
-        with tempfile.TemporaryDirectory(prefix="convertctl-ctx-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="convertctl-ctx-") as tmp, BuildProgress(say, ref) as progress:
             ctx = self.context(variant, Path(tmp))
             try:
                 stream = self.client.api.build(
@@ -253,7 +254,7 @@ class ImageBuilder:
                     for line in chunk.get("stream", "").splitlines():
                         if line.strip():
                             tail = (tail + [line.rstrip()])[-15:]
-                            say(line.strip()[:120])
+                            progress.line(line)  # docker's "Step k/n", pip's packages: a step, a time, a package
             except docker.errors.APIError as exc:
                 tail.append(str(exc))
                 raise EnvironmentProblem(self._failure(variant, tail)) from None

@@ -21,6 +21,7 @@ from pathlib import Path
 from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
 from convertctl.store import procs
+from convertctl.store.buildprogress import BuildProgress
 from convertctl.store.lockfile import sources
 from convertctl.store.pipconfig import IndexSettings
 
@@ -245,8 +246,10 @@ class EnvStore:
             ],
         ]
         say(f"creating {variant.stage} environment {variant.name} (Python {variant.python})")
-        with open(log, "w") as out:
-            for cmd in steps:
+        names = ("making the virtualenv", f"installing {Path(variant.requirements).name}")
+        with open(log, "w") as out, BuildProgress(say, variant.name, len(steps)) as progress:
+            for k, cmd in enumerate(steps, 1):
+                progress.step(k, names[k - 1] if k <= len(names) else "")
                 out.write("$ " + " ".join(cmd) + "\n")
                 out.flush()
                 proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -254,8 +257,7 @@ class EnvStore:
                     assert proc.stdout is not None
                     for line in proc.stdout:
                         out.write(line)
-                        if line.strip():
-                            say(line.strip()[:120])
+                        progress.line(line)  # the installer's words as a step, a time and a package
                     code = procs.finish(proc)
                 except BaseException:  # Ctrl-C: no installer left writing into the store
                     procs.stop(proc)
