@@ -366,6 +366,7 @@ def test_a_new_run_moves_an_earlier_runs_files_aside_and_lists_them(model, tmp_p
     run(model, out, modes=["fp32", "dynamic", "int8"])
     (out / "notes.txt").write_text("the user's own file")
     earlier = json.loads((out / "report.json").read_text())
+    earlier_html = (out / "report.html").read_text()
     report, _ = run(model, out, modes=["fp16"])
     assert report.status == "passed"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
@@ -384,9 +385,10 @@ def test_a_new_run_moves_an_earlier_runs_files_aside_and_lists_them(model, tmp_p
     aside = Path(report.stale[0]["moved_to"]).parent
     assert aside.parent == out / ".convertctl" / "previous"
     assert sorted(p.name for p in aside.iterdir()) == sorted(
-        [s["name"] for s in report.stale] + ["report.json", "report.md"]
+        [s["name"] for s in report.stale] + ["report.html", "report.json", "report.md"]
     )
     assert json.loads((aside / "report.json").read_text()) == earlier, "the earlier report went with its files"
+    assert (aside / "report.html").read_text() == earlier_html, "its page too"
     assert sha256_file(aside / "net_int8.tflite") == earlier["manifest"]["outputs"]["net_int8.tflite"]
     saved = json.loads((out / "report.json").read_text())
     assert saved["stale"] == report.stale and set(saved["manifest"]["outputs"]) == {"net_fp16.tflite"}

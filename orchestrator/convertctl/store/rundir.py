@@ -195,6 +195,10 @@ def grant(run: Path, work: str, uid: int, gid: int) -> None:
             os.chown(folder, uid, gid, follow_symlinks=False)
 
 
+# Every run writes these three; an earlier run's copies go aside with its files.
+REPORTS = ("report.json", "report.md", "report.html")
+
+
 def promote(run_dir: Path, out: Path, files: dict, stale: list | None = None, aside: Path | None = None) -> None:
     """Put a run's outputs into out as one set: {run-dir source: name}.
 
@@ -223,7 +227,7 @@ def promote(run_dir: Path, out: Path, files: dict, stale: list | None = None, as
     if stale:
         assert aside is not None, "stale files need a place to go"
         aside.mkdir(parents=True, exist_ok=True)
-        for name in ("report.json", "report.md"):  # the earlier report goes with the files it described
+        for name in REPORTS:  # the earlier report goes with the files it described
             if (out / name).is_file():
                 shutil.copy2(out / name, aside / name)
         for name in stale:
@@ -260,8 +264,8 @@ def previous_dir(out: Path) -> Path:
 def stale_files(out: Path, made: set, candidates: set) -> list:
     """Names in out, among the candidates (what an earlier report in out
     listed, and the names a run of this model writes), that this run does
-    not write; report.json and report.md are always replaced."""
-    keep = made | {"report.json", "report.md"}
+    not write; the reports are always replaced."""
+    keep = made | set(REPORTS)
     return sorted(n for n in candidates if n not in keep and "/" not in n and (out / n).exists())
 
 
