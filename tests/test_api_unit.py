@@ -14,7 +14,7 @@ from pathlib import Path
 import convertctl
 import numpy as np
 import pytest
-from convertctl.errors import EXIT_VALIDATION, UsageError, ValidationFailed
+from convertctl.errors import EXIT_VALIDATION, ConversionError, EnvironmentProblem, UsageError, ValidationFailed
 from convertctl.report.model import load_report
 from convertctl.store.digests import sha256_file
 from fakes import FakeRuntime, torchscript_file
@@ -159,3 +159,42 @@ def test_help_imports_neither_the_html_report_nor_numpy():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "loaded: []" in proc.stdout, proc.stdout[-500:]
+
+
+class _NoEnvironment(FakeRuntime):
+    """A runtime whose environments cannot be made (an installer that fails)."""
+
+    def prepare(self, variants, say):
+        from convertctl.errors import EnvironmentProblem
+
+        raise EnvironmentProblem("could not create the fake environment", hint="installer said: no space")
+
+
+@pytest.mark.parametrize(
+    "case, runtime, extra, family",
+    [
+        ("usage", FakeRuntime, {"atol": -1.0}, UsageError),
+        ("conversion", lambda: FakeRuntime(crash="convert"), {}, ConversionError),
+        ("validation", lambda: FakeRuntime(noise={"fp16": 0.5}), {}, ValidationFailed),
+        ("environment", _NoEnvironment, {}, EnvironmentProblem),
+    ],
+)
+def test_the_api_raises_the_family_the_cli_maps_to_the_same_exit_code(
+    fake, model, tmp_path, case, runtime, extra, family
+):
+    from convertctl.cli.app import app
+    from typer.testing import CliRunner
+
+    flags = ["--input-shape", "1,3,8,8", "-q", "fp16", "--latency-runs", "0"]
+    flags += [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()]
+    fake.append(runtime())
+    cli = CliRunner().invoke(app, ["run", str(model), *flags, "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == family.exit_code not in (0, 1), (case, cli.output)
+    fake.clear()
+    fake.append(runtime())
+    with pytest.raises(family) as raised:
+        result = convertctl.convert(
+            model, inputs=[(1, 3, 8, 8)], quant="fp16", out=tmp_path / "api", latency_runs=0, **extra
+        )
+        result.raise_for_status()  # a run that ended: its report carries the failure
+    assert raised.value.exit_code == cli.exit_code
