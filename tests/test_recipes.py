@@ -5,6 +5,8 @@ real files, on both runtimes. Each file proves its mode by what it stores."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import convertctl, load_json, requires_docker
 
@@ -46,7 +48,8 @@ def assert_recipes(report: dict, modes: list) -> dict:
 @pytest.fixture(scope="module")
 def float_tflite(smallcnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("fp32")
-    run("run", smallcnn, "--input-shape", SHAPE, "-q", "fp32", "--out", out, "--runtime", "local", "--latency-runs", 0)
+    run("run", smallcnn, "--input-shape", SHAPE, "-q", "fp32", "--out", out, "--runtime", "local", "--latency-runs", 0,
+        "--keep-run")  # fmt: skip
     path = out / "smallcnn_fp32.tflite"
     assert path.is_file()
     return path
@@ -71,6 +74,37 @@ def test_quantize_makes_every_mode_from_a_float_tflite(float_tflite, tmp_path):
     int8 = next(a for a in report["artifacts"] if a["mode"] == "int8")
     assert [t["dtype"] for t in int8["inputs"] + int8["outputs"]] == ["int8", "int8"]
     assert "Reference: LiteRT on the float .tflite" in proc.stdout
+
+
+def test_quantize_judges_against_pytorch_when_the_run_that_made_the_file_is_given(float_tflite, tmp_path):
+    import numpy as np
+
+    earlier = Path(load_json(float_tflite.parent / "report.json")["run_dir"])
+    proc = run("quantize", float_tflite, "-q", "int8", "--out", tmp_path, "--runtime", "local", "--latency-runs", 0,
+               "--reference-run", earlier, "--keep-run")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = load_json(tmp_path / "report.json")
+    assert report["model"]["reference"] == "torch" and report["inputs"]["samples"]["source"].startswith("the inputs of")
+    assert any(n.startswith("reference: PyTorch's outputs of") and "not a file" not in n for n in report["notices"])
+    here = Path(report["run_dir"])
+    rung = next(r["variant"] for r in load_json(earlier / "report.json")["ladder"] if r["status"] == "used")
+    with (
+        np.load(earlier / "export" / rung / "reference_samples.npz") as a,
+        np.load(here / "export" / "reference-run" / "reference_samples.npz") as b,
+    ):
+        assert [a[k].tolist() for k in a.files] == [b[k].tolist() for k in b.files], "PyTorch's outputs, as saved"
+    with np.load(earlier / "inputs" / "samples.npz") as a, np.load(here / "inputs" / "samples.npz") as b:
+        assert sorted(np.asarray(a[a.files[0]]).ravel().tolist()) == sorted(np.asarray(b[b.files[0]]).ravel().tolist())
+    check = next(c for c in report["checks"] if c["stage"] == "tflite" and c["mode"] == "int8")
+    assert check["status"] == "passed" and check["input_set"] == "samples"
+    assert "PyTorch" in proc.stdout
+
+
+def test_a_reference_run_is_for_a_tflite_only(smallcnn, float_tflite, tmp_path):
+    earlier = load_json(float_tflite.parent / "report.json")["run_dir"]
+    proc = run("run", smallcnn, "--input-shape", SHAPE, "-q", "fp16", "--out", tmp_path, "--reference-run", earlier)
+    assert proc.returncode == 2 and "--reference-run is for a float .tflite" in proc.stderr
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_quantize_refuses_a_file_that_is_already_quantized(float_tflite, tmp_path):

@@ -201,6 +201,11 @@ class Options:
         None, "--sample-inputs", group=INPUTS, rule=PATH, file=False, path=True, expected="a path (a string)",
         help="npz of inputs to compare on (instead of random ones).",
     )  # fmt: skip
+    reference_run: str | None = option(
+        None, "--reference-run", group=INPUTS, rule=PATH, file=False, path=True, expected="a folder path (a string)",
+        help="convertctl quantize: judge against PyTorch's outputs, on the inputs of the run (kept with --keep-run) "
+        "that made the float .tflite, instead of the float file's own outputs.",
+    )  # fmt: skip
     samples: int = option(
         SAMPLES, "--samples", group=INPUTS, cli=int, rule=integer(ge=1, le=10000), file=False,
         expected="a whole number from 1 to 10000",

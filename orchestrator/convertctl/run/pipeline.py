@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 from convertctl.checks import validate
@@ -22,14 +23,14 @@ from convertctl.errors import (
     UsageError,
 )
 from convertctl.inputs import arrays as inputs
-from convertctl.inputs import inputspec, modelfile, modelflags
+from convertctl.inputs import inputspec, modelfile, modelflags, referencerun
 from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval, read_labels
 from convertctl.report.model import Report
 from convertctl.run import manifest, placement, selective
 from convertctl.run.comparer import Comparer
 from convertctl.run.context import CALIBRATION, Context
 from convertctl.run.converts import ConvertLadder
-from convertctl.run.exports import ExportLadder
+from convertctl.run.exports import ExportLadder, Reference
 from convertctl.run.measure import measure_artifacts
 from convertctl.run.plan import Plan, make_plan
 from convertctl.run.protocol import InputsPart
@@ -102,7 +103,8 @@ class Pipeline:
         ready = self.prepare()
         facts, specs, hasher = ready.facts, ready.specs, ready.hasher
         shapes = {s.name: s.shape for s in specs}
-        sets, labels, calib, sample_source = self._load_data(specs)  # bad data fails before any work
+        earlier = self._reference_run(facts, shapes)
+        sets, labels, calib, sample_source = self._load_data(specs, earlier)  # bad data fails before any work
         killed = rundir.killed_runs(self.out)
         run_dir = rundir.create_run_dir(self.out)
         report = Report(
@@ -149,7 +151,7 @@ class Pipeline:
             report.inputs = self._write_inputs(runner, sets, labels, calib)
             report.inputs["samples"]["source"] = sample_source
             report.manifest["inputs"] = manifest.input_hashes(o, run_dir, hasher)
-            self._ladders(ctx, facts)
+            self._ladders(ctx, facts, earlier)
         except BaseException as exc:  # Ctrl-C, a full disk, a bug...: keep the run dir, say why
             mapped = rundir.os_error(exc, run_dir)
             code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(mapped, "exit_code", EXIT_CONVERSION)
@@ -178,7 +180,18 @@ class Pipeline:
             "input_sets": {name: f"inputs/{name}.npz" for name in sets},
         }
 
-    def _ladders(self, ctx: Context, facts) -> None:
+    def _reference_run(self, facts, shapes: dict) -> referencerun.ReferenceRun | None:
+        folder = self.opts.path("reference_run")
+        if folder is None:
+            return None
+        if facts.format != "tflite":
+            raise UsageError(
+                f"--reference-run is for a float .tflite (convertctl quantize); {facts.path} is a {facts.format} "
+                "model, whose run computes PyTorch's outputs itself"
+            )
+        return referencerun.read(folder, shapes, Hasher().file(facts.path))
+
+    def _ladders(self, ctx: Context, facts, earlier: referencerun.ReferenceRun | None) -> None:
         o, report = self.opts, ctx.report
         exports = ExportLadder(ctx, facts)
         ladder = ConvertLadder(ctx, exports)
@@ -189,6 +202,8 @@ class Pipeline:
                 return
             assert exports.reference is not None
             report.model["outputs"] = exports.reference.outputs
+            if earlier is not None:
+                exports.reference = _pytorch_reference(ctx, exports.reference, earlier)
             labels = ctx.labels
             misfit = labels_fit(o.path("eval_data"), labels, exports.reference.outputs) if labels is not None else ""
             if misfit:
@@ -286,7 +301,7 @@ class Pipeline:
             )
 
     # -- inputs ---------------------------------------------------------
-    def _load_data(self, specs: list):
+    def _load_data(self, specs: list, earlier: referencerun.ReferenceRun | None):
         o = self.opts
         shapes = {s.name: s.shape for s in specs}
         sets: dict = {}
@@ -309,7 +324,10 @@ class Pipeline:
         # int8 model calibrated on real inputs clips random noise, and would
         # be judged on that instead of on what it will see.
         samples: dict | inputspec.Synthetic
-        if sample_path:
+        if earlier is not None:  # the earlier run's inputs: PyTorch's outputs are on them
+            samples = inputspec.typed(earlier.samples, specs, earlier.folder / "inputs" / "samples.npz")
+            source = f"the inputs of run {earlier.folder}"
+        elif sample_path:
             samples = inputspec.typed(inputs.load_sample_inputs(sample_path, shapes), specs, sample_path)
             source = str(sample_path)
         elif eval_data or (calib_path and calib is not None):
@@ -395,3 +413,24 @@ def _classes(outputs: list) -> int:
         if validate.looks_like_scores(tuple(out["shape"])):
             return int(math.prod(d for d in out["shape"] if d != 1))
     return 0
+
+
+def _pytorch_reference(ctx: Context, litert: Reference, earlier: referencerun.ReferenceRun) -> Reference:
+    """--reference-run: the float file's reference replaced by PyTorch's
+    outputs from the run that made it, saved in this run directory under the
+    float file's own output names (in its order), so every later check reads
+    them where it reads any reference."""
+    if len(earlier.outputs) != len(litert.output_names):
+        raise UsageError(
+            f"--reference-run {earlier.folder}: its model has {len(earlier.outputs)} output(s), the float .tflite "
+            f"{len(litert.output_names)}; was the file made from that model?"
+        )
+    work = "export/reference-run"
+    arrays = dict(zip(litert.output_names, earlier.outputs.values()))
+    inputs.save_set(ctx.runner.run_dir / work / "reference_samples.npz", arrays)
+    ctx.report.model["reference"] = earlier.source
+    ctx.report.notices.append(
+        f"reference: {earlier.describe()}"
+        + ("" if earlier.made_it else " (the float .tflite is not a file that run made; its outputs are used as given)")
+    )
+    return dataclass_replace(litert, work=work, source=earlier.source)

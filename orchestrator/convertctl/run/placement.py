@@ -33,7 +33,7 @@ def place(opts, run_dir: Path, report: Report, hasher: Hasher | None = None) -> 
             art["path"] = str(out / files[art["file"]]) if ok else str(run_dir / art["file"])
     aside = None
     if ok:
-        report.run_dir = ""
+        report.run_dir = str(run_dir) if opts.keep_run else ""  # kept: convertctl quantize --reference-run reads it
         report.manifest["outputs"] = {name: hasher.inside(run_dir, rel) for rel, name in files.items()}
         made = set(files.values()) | report_files.names(report, Path(opts.model).stem)
         stale = rundir.stale_files(out, made, rundir.earlier_outputs(out) | out_names(opts, report))
