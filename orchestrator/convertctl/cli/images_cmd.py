@@ -121,3 +121,42 @@ def images_build(
         how = "pulled" if r.location in builder.pulled else "built"
         verb = f"{how} in {r.seconds:.0f}s" if r.created else "already current"
         console.print(f"{term(r.location)}: {verb}", highlight=False)
+
+
+@images_app.command("prune")
+@handled
+def images_prune(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every image convertctl built, the ones this install uses too.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")] = False,
+):
+    """Remove the images convertctl built that no catalog variant of this install
+    uses (older stage code, locks or bases), and untagged build stages. Images
+    of other checkouts with other stage code count as unused."""
+    from convertctl.runtimes import prune
+
+    builder = _builder()
+    in_use = {builder.ref(v) for v in load_catalog().variants.values()}
+    doomed = prune.plan(builder.client, in_use, everything)
+    if not doomed:
+        console.print("nothing to prune", highlight=False)
+        return
+    if dry_run:
+        for d in doomed:
+            console.print(f"would remove {_named(d)} ({d.size_bytes / 1e9:.2f} GB): {d.why}", highlight=False)
+        console.print(f"{len(doomed)} image(s), {sum(d.size_bytes for d in doomed) / 1e9:.2f} GB", highlight=False)
+        return
+    removed, kept = prune.remove(builder.client, doomed)
+    for d in removed:
+        console.print(f"removed {_named(d)}: {d.why}", highlight=False)
+    for d, why in kept:
+        err.print(f"kept {_named(d)}: {term(why)}", highlight=False)
+    # Sizes overlap where images share layers: the sum is an upper bound of what was freed.
+    console.print(
+        f"removed {len(removed)} image(s) of up to {sum(d.size_bytes for d in removed) / 1e9:.2f} GB", highlight=False
+    )
+
+
+def _named(d) -> str:
+    return term(", ".join(d.tags) if d.tags else f"untagged {d.id.removeprefix('sha256:')[:12]}")
