@@ -13,7 +13,7 @@ from pathlib import Path
 from convertctl.report import svg
 from convertctl.report.model import Report
 from convertctl.report.overlay import node_data, overlay_name
-from convertctl.report.render import failed_logs, reference_name, rows, stale_lines, summary_line
+from convertctl.report.render import failed_logs, method_text, reference_name, rows, stale_lines, summary_line
 from convertctl.report.summary import ModeFile, mode_files
 from convertctl.report.text import esc
 
@@ -55,11 +55,22 @@ def _size(n: int) -> str:
 
 def _quality(f: ModeFile) -> str:
     if f.accuracy is not None:
-        drop = f", drop {f.accuracy_drop:.2f} pts (budget {f.max_accuracy_drop})" if f.accuracy_drop is not None else ""
+        drop = ""
+        if f.max_accuracy_drop is not None:
+            step = f.accuracy_step or 0.0
+            below = ", below one step" if step and f.max_accuracy_drop < step else ""
+            drop = f", drop {f.accuracy_drop or 0.0:.2f} pts (budget {f.max_accuracy_drop:g}, step {step:.3g}{below})"
         return f"accuracy {f.accuracy:.2f}%{drop}"
     if f.agreement is not None:
         return f"top-1 agreement {f.agreement:.0%}, cosine {svg.fmt(f.cosine)}"
     return f"cosine {svg.fmt(f.cosine)}" if f.cosine is not None else "-"
+
+
+def _how(f: ModeFile) -> str:
+    """How the file's checks were computed: the sample inputs' first, then fresh inputs' and batch N's."""
+    said = [(c.get("input_set", ""), method_text(c)) for c in f.checks]
+    said = sorted((s for s in said if s[1]), key=lambda s: s[0] != "samples")
+    return "; ".join(how if where == "samples" else f"{where}: {how}" for where, how in said) or "-"
 
 
 def _card(f: ModeFile) -> str:
@@ -69,6 +80,7 @@ def _card(f: ModeFile) -> str:
         ("size", esc(_size(f.size_bytes)) if f.size_bytes else "-"),
         ("latency", esc(_ms(f.latency_ms)) + (" <span class=muted>XNNPACK, 1 thread</span>" if f.latency_ms else "")),
         ("quality", esc(_quality(f))),
+        ("checked", esc(_how(f))),
         ("made by", esc(rung or "-")),
         ("sha256", f"<code>{esc(f.sha256[:16])}</code>" if f.sha256 else "-"),
     ]
