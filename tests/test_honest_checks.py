@@ -200,4 +200,4 @@ def test_labels_give_pytorchs_own_accuracy_and_without_them_it_is_near_chance_sa
     )
     warning = next(n for n in report["notices"] if "near chance" in n)
     assert warning.startswith(f"WARNING: PyTorch's own accuracy on --eval-data is {by_name:.1f}%, near chance")
-    assert "WARNING: PyTorch's own accuracy on --eval-data" in proc.stdout and "--labels FILE" in proc.stdout
+    assert "WARNING PyTorch's own accuracy on --eval-data" in proc.stdout and "--labels FILE" in proc.stdout

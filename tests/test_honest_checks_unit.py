@@ -291,7 +291,10 @@ def test_pytorchs_own_accuracy_near_chance_is_a_warning_and_a_failure_under_stri
     warning = next(n for n in report.notices if "near chance" in n)
     assert warning.startswith("WARNING: PyTorch's own accuracy on --eval-data is 0.0%, near chance (10.0% for 10")
     assert "--labels FILE" in warning
-    assert "near chance" in shown(report) and "near chance" in markdown(report)
+    # Louder than a note: WARNING in the terminal, a Warning in Markdown, red on the page.
+    assert "WARNING PyTorch's own accuracy on --eval-data is 0.0%" in shown(report)
+    assert "> **Warning:** PyTorch's own accuracy on --eval-data is 0.0%" in markdown(report)
+    assert '<div class="note warn"><span>WARNING</span> PyTorch&#x27;s own accuracy' in html.render(report)
     strict = run(model, tmp_path / "b", eval_data=data, strict=True)
     assert strict.status == "failed" and strict.exit_code == EXIT_USAGE
     assert "near chance" in strict.failure and strict.failure.endswith("(--strict)")

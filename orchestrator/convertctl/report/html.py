@@ -13,7 +13,15 @@ from pathlib import Path
 from convertctl.report import svg
 from convertctl.report.model import Report
 from convertctl.report.overlay import node_data, overlay_name
-from convertctl.report.render import failed_logs, method_text, reference_name, rows, stale_lines, summary_line
+from convertctl.report.render import (
+    failed_logs,
+    method_text,
+    notice_kind,
+    reference_name,
+    rows,
+    stale_lines,
+    summary_line,
+)
 from convertctl.report.summary import ModeFile, mode_files
 from convertctl.report.text import esc
 
@@ -27,7 +35,7 @@ border-bottom:1px solid #d0d7de}.cctl h3{font-size:1rem;margin:.8rem 0 .3rem}
 .cctl .banner{padding:.5rem .75rem;border-radius:6px;font-weight:600;overflow-wrap:anywhere}
 .cctl .ok{background:#dafbe1;color:#116329}.cctl .bad{background:#ffebe9;color:#a40e26}
 .cctl .meta,.cctl .muted{color:#57606a;font-size:.9rem}.cctl .note{background:#fff8c5;padding:.4rem .6rem;
-border-radius:6px;margin:.3rem 0;overflow-wrap:anywhere}
+border-radius:6px;margin:.3rem 0;overflow-wrap:anywhere}.cctl .note.warn{background:#ffebe9;color:#a40e26}
 .cctl .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.6rem}
 .cctl .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .75rem;border-top:5px solid #2da44e}
 .cctl .card.failed{border-top-color:#cf222e}.cctl .card h3{margin:0 0 .3rem;display:flex;justify-content:space-between}
@@ -288,7 +296,12 @@ def render(report: Report) -> str:
     stem = Path(str(report.model.get("path", "model"))).stem
     marks = {True: "✓", False: "✗", None: "–"}
     all_rows = [[s, m, marks[ok], n] for s, m, ok, n in rows(report)]
-    notes = "".join(f'<div class="note">{esc(n)}</div>' for n in report.notices + stale_lines(report))
+    notes = "".join(
+        f'<div class="note warn"><span>WARNING</span> {esc(text)}</div>'
+        if kind == "warning"
+        else f'<div class="note">{esc(text)}</div>'
+        for kind, text in map(notice_kind, report.notices + stale_lines(report))
+    )
     logs = "".join(
         f"<details><summary>last lines of the log of the {esc(stage)}</summary><pre>{esc(chr(10).join(tail))}</pre>"
         "</details>"

@@ -262,6 +262,16 @@ def stale_lines(report: Report) -> list:
     return [f"moved aside (an earlier run's files this run did not make): {names} -> {where}"]
 
 
+WARNING = "WARNING: "  # a check that cannot mean what it says (run/pipeline.py _warn): said louder than a note
+
+
+def notice_kind(notice: str) -> tuple[str, str]:
+    """('warning', text) for a notice that is a WARNING, else ('note', notice)."""
+    if str(notice).startswith(WARNING):
+        return "warning", str(notice)[len(WARNING) :]
+    return "note", str(notice)
+
+
 def summary_line(report: Report) -> str:
     if report.status == "passed":
         return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
@@ -285,7 +295,9 @@ def print_report(report: Report, console: Console) -> None:
     if reference_line(report):
         console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
     for notice in [*report.notices, *stale_lines(report)]:
-        console.print(f"[bold yellow]NOTE[/] {term(notice)}", highlight=False, soft_wrap=True)
+        kind, text = notice_kind(notice)
+        mark = "[bold red]WARNING[/]" if kind == "warning" else "[bold yellow]NOTE[/]"
+        console.print(f"{mark} {term(text)}", highlight=False, soft_wrap=True)
     style = "bold green" if report.status == "passed" else "bold red"
     console.print(f"[{style}]{term(summary_line(report))}[/]", highlight=False, soft_wrap=True)
 
@@ -314,7 +326,9 @@ def markdown(report: Report) -> str:
     ]
     if reference_line(report):
         lines += [f"**{reference_line(report)}**", ""]
-    lines += [f"> **Note:** {md_text(n)}" for n in report.notices + stale_lines(report)]
+    for notice in report.notices + stale_lines(report):
+        kind, text = notice_kind(notice)
+        lines.append(f"> **{'Warning' if kind == 'warning' else 'Note'}:** {md_text(text)}")
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):
         lines.append(f"| {md_text(stage)} | {md_text(mode)} | {PLAIN.get(ok, PLAIN[None])} | {md_text(numbers)} |")
