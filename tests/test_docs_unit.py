@@ -126,6 +126,51 @@ def test_the_readmes_exit_codes_are_errors_py():
     assert "interrupted" in rows[EXIT_INTERRUPTED]
 
 
+def said(path: Path, pattern: str) -> tuple:
+    """The numbers a page states where `pattern` (a regex, any whitespace between words) matches."""
+    text = " ".join(prose(path.read_text()).split())
+    found = re.search(pattern, text)
+    assert found, f"{rel(path)} no longer says {pattern!r}"
+    return tuple(float(g) for g in found.groups())
+
+
+def test_what_the_readme_and_the_guide_say_of_the_checks_is_the_code():
+    """The sample count, the element bound's share and cap, the worst-sample cosine, the step
+    and the runtime that judges the files, as the README and the guide state them."""
+    from convertctl.checks import validate
+    from convertctl.config.catalog import load_catalog
+    from convertctl.config.options import Options
+    from convertctl.config.runtimes import KINDS
+    from convertctl.config.tolerance import Tolerance
+    from convertctl.run import converts, pipeline
+
+    guide = ROOT / "docs" / "guide.md"
+    samples = Options(model="m.pt", out="o").samples
+    assert said(README, r"on (\d+) seeded samples") == (samples,)
+    assert said(guide, r"instead of the (\d+) seeded random ones") == (samples,)
+    assert said(guide, r"run on (\d+) seeded samples by default, and on at least (\d+) with real data") == (
+        samples,
+        pipeline.MIN_REAL_SAMPLES,
+    )
+    assert said(guide, r"one sample: 100 / samples points, ([\d.]+) on (\d+)\)") == (round(100 / samples, 2), samples)
+    tol = Tolerance()
+    for page in (README, guide):
+        share, cap = said(
+            page, r"for ([\d.]+) % of the (?:elements|\S+ elements), (?:and )?(?:none|no element) beyond (\d+)×"
+        )
+        assert (share, cap) == (tol.quantile * 100, tol.cap), rel(page)
+    # The cosine: each sample's, the worst judged, as the check computes and says it.
+    assert validate.method(tol, samples)["cosine"].startswith("the worst sample's")
+    assert "the cosine is each sample's, the worst one judged" in " ".join(README.read_text().split())
+    assert "the worst sample's held to the mode's bound" in " ".join(guide.read_text().split())
+    # LiteRT judges: the judge script runs in the measure environment the guide names, on every runtime.
+    assert converts.JUDGE == "measure/judge.py"
+    major, minor = said(guide, r"by LiteRT \(`ai-edge-litert` in the `measure-litert(\d+)\.(\d+)` environment")
+    for kind in KINDS:
+        measure = load_catalog().ladder(kind.name, "measure")[0]
+        assert measure.name == f"measure-litert{major:g}.{minor:g}" and "ai-edge-litert" in measure.pins, kind.name
+
+
 # -- every page ------------------------------------------------------------------------
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""

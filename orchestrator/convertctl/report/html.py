@@ -13,7 +13,15 @@ from pathlib import Path
 from convertctl.report import svg
 from convertctl.report.model import Report
 from convertctl.report.overlay import node_data, overlay_name
-from convertctl.report.render import failed_logs, reference_name, rows, stale_lines, summary_line
+from convertctl.report.render import (
+    failed_logs,
+    method_text,
+    notice_kind,
+    reference_name,
+    rows,
+    stale_lines,
+    summary_line,
+)
 from convertctl.report.summary import ModeFile, mode_files
 from convertctl.report.text import esc
 
@@ -27,7 +35,7 @@ border-bottom:1px solid #d0d7de}.cctl h3{font-size:1rem;margin:.8rem 0 .3rem}
 .cctl .banner{padding:.5rem .75rem;border-radius:6px;font-weight:600;overflow-wrap:anywhere}
 .cctl .ok{background:#dafbe1;color:#116329}.cctl .bad{background:#ffebe9;color:#a40e26}
 .cctl .meta,.cctl .muted{color:#57606a;font-size:.9rem}.cctl .note{background:#fff8c5;padding:.4rem .6rem;
-border-radius:6px;margin:.3rem 0;overflow-wrap:anywhere}
+border-radius:6px;margin:.3rem 0;overflow-wrap:anywhere}.cctl .note.warn{background:#ffebe9;color:#a40e26}
 .cctl .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.6rem}
 .cctl .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .75rem;border-top:5px solid #2da44e}
 .cctl .card.failed{border-top-color:#cf222e}.cctl .card h3{margin:0 0 .3rem;display:flex;justify-content:space-between}
@@ -55,11 +63,22 @@ def _size(n: int) -> str:
 
 def _quality(f: ModeFile) -> str:
     if f.accuracy is not None:
-        drop = f", drop {f.accuracy_drop:.2f} pts (budget {f.max_accuracy_drop})" if f.accuracy_drop is not None else ""
+        drop = ""
+        if f.max_accuracy_drop is not None:
+            step = f.accuracy_step or 0.0
+            below = ", below one step" if step and f.max_accuracy_drop < step else ""
+            drop = f", drop {f.accuracy_drop or 0.0:.2f} pts (budget {f.max_accuracy_drop:g}, step {step:.3g}{below})"
         return f"accuracy {f.accuracy:.2f}%{drop}"
     if f.agreement is not None:
         return f"top-1 agreement {f.agreement:.0%}, cosine {svg.fmt(f.cosine)}"
     return f"cosine {svg.fmt(f.cosine)}" if f.cosine is not None else "-"
+
+
+def _how(f: ModeFile) -> str:
+    """How the file's checks were computed: the sample inputs' first, then fresh inputs' and batch N's."""
+    said = [(c.get("input_set", ""), method_text(c)) for c in f.checks]
+    said = sorted((s for s in said if s[1]), key=lambda s: s[0] != "samples")
+    return "; ".join(how if where == "samples" else f"{where}: {how}" for where, how in said) or "-"
 
 
 def _card(f: ModeFile) -> str:
@@ -69,6 +88,7 @@ def _card(f: ModeFile) -> str:
         ("size", esc(_size(f.size_bytes)) if f.size_bytes else "-"),
         ("latency", esc(_ms(f.latency_ms)) + (" <span class=muted>XNNPACK, 1 thread</span>" if f.latency_ms else "")),
         ("quality", esc(_quality(f))),
+        ("checked", esc(_how(f))),
         ("made by", esc(rung or "-")),
         ("sha256", f"<code>{esc(f.sha256[:16])}</code>" if f.sha256 else "-"),
     ]
@@ -276,7 +296,12 @@ def render(report: Report) -> str:
     stem = Path(str(report.model.get("path", "model"))).stem
     marks = {True: "✓", False: "✗", None: "–"}
     all_rows = [[s, m, marks[ok], n] for s, m, ok, n in rows(report)]
-    notes = "".join(f'<div class="note">{esc(n)}</div>' for n in report.notices + stale_lines(report))
+    notes = "".join(
+        f'<div class="note warn"><span>WARNING</span> {esc(text)}</div>'
+        if kind == "warning"
+        else f'<div class="note">{esc(text)}</div>'
+        for kind, text in map(notice_kind, report.notices + stale_lines(report))
+    )
     logs = "".join(
         f"<details><summary>last lines of the log of the {esc(stage)}</summary><pre>{esc(chr(10).join(tail))}</pre>"
         "</details>"

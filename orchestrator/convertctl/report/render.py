@@ -14,6 +14,7 @@ from convertctl.config.modes import NAMES as MODES
 from convertctl.errors import UsageError
 from convertctl.report.model import Report
 from convertctl.report.quality import artifact_rows, markdown_sections
+from convertctl.report.summary import accuracy_step
 from convertctl.report.text import md_code, md_lines, md_text, term
 
 HEADERS = ("Stage", "Mode", "", "Numbers")
@@ -37,7 +38,44 @@ def _check_numbers(check: dict) -> str:
     tol = check.get("tolerance") or {}
     if parts and tol.get("atol") is not None:  # the bound as set, so a user can see what --atol/--rtol did
         parts.append(f"bound atol {tol['atol']:g} + rtol {tol.get('rtol') or 0:g}·max|ref|")
+    how = method_text(check)
+    if parts and how:
+        parts.append(f"how: {how}")
     return "; ".join(parts) or check.get("note", "")
+
+
+def method_text(check: dict) -> str:
+    """How a check was computed, in a few words (Check.method): the samples,
+    which cosine, the element bound's share and cap, the runtime that ran the
+    file. "" for a report that does not say (written before it did)."""
+    how = check.get("method") or {}
+    tol = check.get("tolerance") or {}
+    parts = []
+    if how.get("samples"):
+        parts.append(f"{how['samples']} samples")
+    cosine = str(how.get("cosine", ""))
+    if cosine:  # which sample was the worst is said where it matters: in the failure
+        parts.append("cosine of the worst sample" if cosine.startswith("the worst") else f"cosine {cosine}")
+    if how.get("elements"):
+        if tol.get("quantile") is not None and tol.get("cap") is not None:
+            parts.append(f"{tol['quantile']:.1%} of elements within the bound, none beyond {tol['cap']:g}x")
+        else:
+            parts.append(str(how["elements"]))
+    if how.get("runtime"):
+        parts.append(f"judged by {how['runtime']}")
+    return ", ".join(parts)
+
+
+def budget_text(drop: float | None, budget, acc: dict) -> str:
+    """'drop 0.00 pts, budget 1 pt (step 1.56 pts: 1 of 64 samples)', and
+    a word when the budget is below that step (one flip fails it)."""
+    step = accuracy_step(acc)
+    said = f"drop {drop:.2f} pts, " if drop is not None else ""
+    unit = "pt" if budget == 1 else "pts"
+    said += f"budget {budget:g} {unit} (step {step:.3g} pts: 1 of {acc.get('samples', 0)} samples)"
+    if step and budget < step:
+        said += ", BELOW ONE STEP"
+    return said
 
 
 def _artifact_numbers(art: dict) -> str:
@@ -142,11 +180,13 @@ def rows(report: Report) -> list:
             out.append((label, "", c["status"] != "failed", f"{c.get('variant', '')}: {_check_numbers(c)}"))
     chosen = {(a.get("variant"), a["mode"]) for a in report.artifacts}
     checks: dict = {}
-    batches: dict = {}
+    extra: dict = {}  # batch N (--dynamic-batch) and fresh inputs (after another file of the mode missed)
     for c in report.checks:
         if c["stage"] == "tflite":
-            into = batches if c.get("input_set") == "batch" else checks
-            into[(c.get("variant"), c["mode"])] = c
+            if c.get("input_set") in ("batch", "fresh"):
+                extra.setdefault((c.get("variant"), c["mode"]), []).append(c)
+            else:
+                checks[(c.get("variant"), c["mode"])] = c
     for art in report.artifacts:
         ok = art.get("status") == "ok"
         numbers = _artifact_numbers(art) if ok else art.get("error", "")
@@ -154,9 +194,8 @@ def rows(report: Report) -> list:
         c = checks.get((art.get("variant"), art["mode"]))
         if c and (c.get("variant"), c["mode"]) in chosen:
             out.append((f"tflite vs {ref}", art["mode"], c["status"] != "failed", _check_numbers(c)))
-        b = batches.get((art.get("variant"), art["mode"]))
-        if b:
-            label = f"tflite vs {ref} ({b.get('note') or 'batch N'})"
+        for b in extra.get((art.get("variant"), art["mode"]), []):
+            label = f"tflite vs {ref} ({b.get('note') or b.get('input_set')})"
             out.append((label, art["mode"], b["status"] != "failed", _check_numbers(b)))
         out += artifact_rows(art)
     # A timing is not a step verify reproduces (LiteRT's run of a file, judge.py, is).
@@ -180,7 +219,7 @@ def rows(report: Report) -> list:
             value = f"{m['accuracy']:.2f}%"
             if acc["samples"] < FEW_SAMPLES:
                 value = share(round(m["accuracy"] * acc["samples"] / 100.0), acc["samples"])
-            budget = f"drop {m['drop']:.2f} pts, budget {m['max_drop']}"
+            budget = budget_text(m["drop"], m["max_drop"], acc)
             out.append(("accuracy", mode, m["status"] == "passed", f"{value} ({budget})"))
     return out
 
@@ -223,6 +262,16 @@ def stale_lines(report: Report) -> list:
     return [f"moved aside (an earlier run's files this run did not make): {names} -> {where}"]
 
 
+WARNING = "WARNING: "  # a check that cannot mean what it says (run/pipeline.py _warn): said louder than a note
+
+
+def notice_kind(notice: str) -> tuple[str, str]:
+    """('warning', text) for a notice that is a WARNING, else ('note', notice)."""
+    if str(notice).startswith(WARNING):
+        return "warning", str(notice)[len(WARNING) :]
+    return "note", str(notice)
+
+
 def summary_line(report: Report) -> str:
     if report.status == "passed":
         return f"PASSED: {len(report.artifacts)} TFLite file(s) in {report.out_dir}"
@@ -246,7 +295,9 @@ def print_report(report: Report, console: Console) -> None:
     if reference_line(report):
         console.print(f"[bold]{reference_line(report)}[/]", highlight=False)
     for notice in [*report.notices, *stale_lines(report)]:
-        console.print(f"[bold yellow]NOTE[/] {term(notice)}", highlight=False, soft_wrap=True)
+        kind, text = notice_kind(notice)
+        mark = "[bold red]WARNING[/]" if kind == "warning" else "[bold yellow]NOTE[/]"
+        console.print(f"{mark} {term(text)}", highlight=False, soft_wrap=True)
     style = "bold green" if report.status == "passed" else "bold red"
     console.print(f"[{style}]{term(summary_line(report))}[/]", highlight=False, soft_wrap=True)
 
@@ -275,7 +326,9 @@ def markdown(report: Report) -> str:
     ]
     if reference_line(report):
         lines += [f"**{reference_line(report)}**", ""]
-    lines += [f"> **Note:** {md_text(n)}" for n in report.notices + stale_lines(report)]
+    for notice in report.notices + stale_lines(report):
+        kind, text = notice_kind(notice)
+        lines.append(f"> **{'Warning' if kind == 'warning' else 'Note'}:** {md_text(text)}")
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|---|---|---|---|"]
     for stage, mode, ok, numbers in rows(report):
         lines.append(f"| {md_text(stage)} | {md_text(mode)} | {PLAIN.get(ok, PLAIN[None])} | {md_text(numbers)} |")

@@ -34,6 +34,7 @@ class ModeFile:
     layer_errors: dict = field(default_factory=dict)
     float_layers: tuple = ()  # layers kept float (int8 --int8-float-layers)
     selective: dict = field(default_factory=dict)
+    accuracy_step: float | None = None  # one sample of the accuracy data, in points
 
     @property
     def name(self) -> str:
@@ -58,10 +59,17 @@ def tflite_checks(report: Report, art: dict) -> list:
     ]
 
 
+def accuracy_step(acc: dict) -> float:
+    """The smallest accuracy change the data can show, in points: one sample
+    (a report written before it said so has its sample count)."""
+    return float(acc.get("step") or (100.0 / acc["samples"] if acc.get("samples") else 0.0))
+
+
 def mode_file(report: Report, art: dict) -> ModeFile:
     mode = art.get("mode", "")
     checks = tflite_checks(report, art)
-    main = next((c for c in checks if c.get("input_set") != "batch"), None)
+    # The sample inputs' check (fresh inputs' and batch N's are recorded beside it).
+    main = next((c for c in checks if c.get("input_set") not in ("batch", "fresh")), None)
     acc = ((report.accuracy or {}).get("modes") or {}).get(mode)
     problem = ""
     if art.get("status") != "ok":
@@ -99,6 +107,7 @@ def mode_file(report: Report, art: dict) -> ModeFile:
         layer_errors=dict(art.get("layer_errors") or {}),
         float_layers=tuple(sel.get("float_layers") or ()),
         selective=dict(sel),
+        accuracy_step=accuracy_step(report.accuracy or {}) if acc else None,
     )
 
 
