@@ -262,6 +262,17 @@ def test_labels_number_the_class_folders_in_the_models_order(model, tmp_path):
     assert reversed_.accuracy["pytorch"] < 100.0
 
 
+def test_the_classes_are_the_ones_labels_lists_with_or_without_a_folder(model, tmp_path):
+    import shutil
+
+    counts = class_folders(tmp_path / "val")
+    shutil.rmtree(tmp_path / "val" / NAMES[max(counts)])  # the last class has no images here
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(NAMES) + "\n")
+    report = run(model, tmp_path / "a", eval_data=tmp_path / "val", labels=labels)
+    assert report.inputs["eval"]["classes"] == len(NAMES)
+
+
 def test_a_class_folder_missing_from_labels_is_a_usage_error_naming_it(model, tmp_path):
     from convertctl.errors import UsageError
 

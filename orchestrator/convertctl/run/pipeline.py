@@ -83,6 +83,7 @@ class Pipeline:
         self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
         self.model, self.out = Path(opts.model), Path(opts.out)
         self.int8 = selective.Int8Options.of(opts)
+        self._eval_classes = 0  # how many classes --eval-data (or --labels) names
 
     def prepare(self) -> Prepared:
         """Everything checked and planned, nothing run (--dry-run stops here)."""
@@ -309,7 +310,8 @@ class Pipeline:
         eval_data, calib_path, sample_path = o.path("eval_data"), o.path("calib"), o.path("sample_inputs")
         if eval_data:
             names = read_labels(Path(o.labels)) if o.labels else None
-            sets["eval"], labels, _ = load_eval(eval_data, shapes, o.mean, o.std, o.resize, names)
+            sets["eval"], labels, class_names = load_eval(eval_data, shapes, o.mean, o.std, o.resize, names)
+            self._eval_classes = len(class_names)  # --labels' lines: classes with no folder count too
             sets["eval"] = inputspec.typed(sets["eval"], specs, eval_data)
         calib: dict | inputspec.Synthetic | None = None
         if modes.calibrated(o.modes):
@@ -353,7 +355,7 @@ class Pipeline:
             info["batch"]["batch"] = inputspec.BATCH_CHECK
         o = self.opts
         if labels is not None:
-            info["eval"].update(source=str(o.eval_data), classes=int(labels.max()) + 1)
+            info["eval"].update(source=str(o.eval_data), classes=self._eval_classes)
         if calib is not None:
             _save(runner, run_dir / CALIBRATION, calib)
             info["calibration"] = {
