@@ -27,7 +27,8 @@ from convertctl.store.pipconfig import IndexSettings
 
 # Bump when the way venvs are built changes: the key changes, so old ones
 # are rebuilt instead of reused. 2: bytecode compiled at install time.
-# 3: hashed locks installed with hash checking.
+# 3: hashed locks installed with hash checking. (Not bumped when install-time
+# bytecode went: a venv made either way runs the same, so old ones stay good.)
 STORE_FORMAT = 3
 MARKER = ".convertctl-ready"
 
@@ -228,9 +229,10 @@ class EnvStore:
         args = self.settings.uv_args(constraints=False) + torch
         if torch and "--index-strategy" not in args:
             args += ["--index-strategy", "unsafe-best-match"]
-        # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
-        # without it every stage would compile TensorFlow from source on
-        # every run (~6 s of the ~10 s an import takes).
+        # No --compile-bytecode: it compiled every file of torch and TensorFlow
+        # (75 s of the 100 s a cold first run spent building venvs, and 350 MB);
+        # stages compile what they import, once, into the venv's .pycache
+        # (runtimes/local.py process_environ).
         # --no-deps (as the images install it): a lock holds every pin, and
         # may leave out what a package declares but does not need (onnx2tf's
         # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
@@ -242,7 +244,6 @@ class EnvStore:
                 "install",
                 "--require-hashes",
                 "--no-deps",
-                "--compile-bytecode",
                 "--python",
                 str(path / "bin" / "python"),
                 "-r",
