@@ -227,7 +227,7 @@ def envs_prune(
     shared = done.size_bytes - done.freed_bytes
     console.print(
         f"{verb} {len(done.rows)} environment(s), {human(done.size_bytes)}: {frees} {human(done.freed_bytes)}"
-        + (f" (the other {human(shared)} are files uv hard-linked from its cache)" if shared > 0 else "")
+        + (f" (the other {human(shared)}: files uv's cache or a kept environment links too)" if shared > 0 else "")
         + "".join(f"\n  {term(r['name'])}  {term(r['variant'])}  {human(r['size_bytes'])}" for r in done.rows),
         highlight=False,
     )
