@@ -105,7 +105,8 @@ def new_user_env(cache: Path, **extra: str) -> dict:
     env["PATH"] = os.pathsep.join(
         p for p in env.get("PATH", "").split(os.pathsep) if p and not (Path(p).parent / "pyvenv.cfg").exists()
     )
-    return {**env, "XDG_CACHE_HOME": str(cache), **extra}
+    # Wide: convertctl's lines (a "building <ref>" one, say) are read back whole.
+    return {**env, "XDG_CACHE_HOME": str(cache), "COLUMNS": "250", **extra}
 
 
 def run_line(line: str, cwd: Path, env: dict, log: Path) -> tuple[list, list]:
@@ -250,7 +251,7 @@ def measure_docker(line: str, work: Path) -> None:
     dangling = [i for i in client.images.list(filters={"dangling": True}) if i.id not in dangling_before]
     builds = []
     for at, text in lines:
-        found = re.match(r"\s*building (\S+) \(", text)
+        found = re.search(r"(?:^|\s)building (\S+) \(", text)  # "› building <ref> (stage, ...)"
         if found:
             try:
                 builds.append((found.group(1), created(client.images.get(found.group(1))) - (wall_start + at)))
