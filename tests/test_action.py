@@ -117,7 +117,8 @@ def test_auto_runtime_is_what_convertctl_would_pick(pythons, tmp_path):
     subprocess.run([str(ACTION / "run.sh"), "install"], env=env, check=True)
     outputs = tmp_path / "output"
     step_env = {"GITHUB_OUTPUT": str(outputs), "INPUT_RUNTIME": "auto", "INPUT_MODEL": "zoo/resnet.pt"}
-    step_env["GITHUB_REPOSITORY"] = "Someone/convertctl"
+    # This checkout as the workspace: the action is a local one (uses: ./.github/actions/convert).
+    step_env.update(GITHUB_REPOSITORY="Someone/convertctl", GITHUB_WORKSPACE=str(ROOT))
     proc = subprocess.run([str(ACTION / "run.sh"), "prepare"], env={**env, **step_env}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     o = read_outputs(outputs)
@@ -125,3 +126,4 @@ def test_auto_runtime_is_what_convertctl_would_pick(pythons, tmp_path):
     assert o["cache"] == ("true" if o["runtime"] == "local" else "false")
     assert o["artifact-name"] == "convertctl-resnet"
     assert o["registry"] == "ghcr.io/someone"  # where images.yml publishes, lower-cased as registries want
+    # (every other layout: tests/test_action_unit.py)

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 from convertctl.config.catalog import Variant
 from convertctl.errors import EnvironmentProblem
+from convertctl.store import envprune
 from convertctl.store.envstore import MARKER, EnvStore, env_key
 from convertctl.store.pipconfig import load_settings
 
@@ -63,7 +64,7 @@ def test_half_built_env_is_rebuilt(store, tmp_path):
     (path / "junk").write_text("x")
     env = store.ensure(v)
     assert env.created and not (path / "junk").exists() and (path / MARKER).is_file()
-    assert [r["ready"] for r in store.entries()] == [True]
+    assert [r["ready"] for r in envprune.entries(store)] == [True]
 
 
 def test_failed_build_leaves_nothing(store, tmp_path):
@@ -104,6 +105,30 @@ def test_prune_keeps_what_is_named(store, tmp_path):
     a, c = variant(tmp_path, name="a"), variant(tmp_path, lock=SIX17, name="c")
     store.ensure(a)
     store.ensure(c)
-    removed = store.prune({store.path_for(a).name})
-    assert removed == [store.path_for(c).name]
-    assert [r["name"] for r in store.entries()] == [store.path_for(a).name]
+    done = envprune.prune(store, {store.path_for(a).name})
+    assert [r["name"] for r in done.rows] == [store.path_for(c).name]
+    assert [r["name"] for r in envprune.entries(store)] == [store.path_for(a).name]
+    # uv linked six's files from its cache: what the prune freed is less than the venv's size
+    assert 0 < done.freed_bytes < done.size_bytes
+
+
+def test_stages_compile_what_they_import_into_the_venvs_pycache(store, tmp_path):
+    """Nothing is compiled at install time; a stage process writes the
+    bytecode of what it imports under the venv's .pycache, never beside the
+    venv's files (whose stamp decides when a freeze is asked again)."""
+    from convertctl.runtimes.freezes import venv_stamp
+    from convertctl.runtimes.local import PYCACHE, process_environ
+
+    env = store.ensure(variant(tmp_path))
+    site = next(env.path.glob("lib/python*/site-packages"))
+    assert not list(env.path.rglob("*.pyc"))
+    stamp = venv_stamp(env.path, MARKER)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    environ = process_environ(env.path, run_dir)
+    assert "PYTHONDONTWRITEBYTECODE" not in environ
+    for _ in range(2):  # a second process finds it compiled
+        subprocess.run([str(env.python), "-c", "import six"], env=environ, check=True, cwd=run_dir)
+    compiled = list((env.path / PYCACHE).rglob("six*.pyc"))
+    assert len(compiled) == 1 and str(site).lstrip("/") in str(compiled[0])
+    assert not list(site.rglob("*.pyc")) and venv_stamp(env.path, MARKER) == stamp

@@ -38,7 +38,7 @@ install() {
 }
 
 prepare() {
-  "$python" - <<'PY'
+  CONVERTCTL_ACTION_DIR="$here" "$python" - <<'PY'
 import hashlib, json, os, subprocess, sys
 from pathlib import Path
 
@@ -75,10 +75,18 @@ pythons = "-".join(interpreter(p) for p in sorted({v.python for v in local}))
 digest = hashlib.sha256(json.dumps(sorted(env_key(v) for v in local)).encode()).hexdigest()[:16]
 prefix = f"convertctl-envs-{os.environ.get('RUNNER_OS', 'Linux')}-{os.environ.get('ImageOS', 'any')}-py{pythons}-"
 stem = Path(os.environ.get("INPUT_MODEL", "model")).stem or "model"
-# Published images live with the action's repository (a local action: this one).
-owner = (os.environ.get("ACTION_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY", "")).partition("/")[0]
-registry = os.environ.get("INPUT_REGISTRY", "")
-registry = "" if registry == "none" else registry or (f"ghcr.io/{owner.lower()}" if owner else "")
+# Published images live with the action's repository, read from the action's
+# own path (registry.py: github.action_repository is empty in composite actions).
+sys.path.insert(0, os.environ["CONVERTCTL_ACTION_DIR"])
+from registry import resolve
+
+registry, how = resolve(
+    os.environ.get("INPUT_REGISTRY", ""),
+    os.environ.get("GITHUB_ACTION_PATH") or os.environ["CONVERTCTL_ACTION_DIR"],
+    os.environ.get("GITHUB_WORKSPACE", ""),
+    os.environ.get("GITHUB_REPOSITORY", ""),
+)
+print(how)
 outputs = {
     "runtime": runtime,
     "cache": "true" if runtime == "local" and os.environ.get("INPUT_CACHE", "true") == "true" else "false",

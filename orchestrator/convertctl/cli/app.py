@@ -21,7 +21,7 @@ from convertctl.cli.params import given, with_options
 from convertctl.cli.ui import STATE, Progress, console, handled, options_of, runtime_for
 from convertctl.config.catalog import load_catalog
 from convertctl.config.options import OUTPUT, SPECS
-from convertctl.errors import ConvertError, UsageError
+from convertctl.errors import EXIT_ENVIRONMENT, ConvertError, UsageError
 from convertctl.report.text import term
 from convertctl.store import rundir, safefs
 
@@ -178,19 +178,30 @@ def example(
 @handled
 def envs_list():
     """Local environments: which variant, ready, building, half-built or broken, size."""
+    from convertctl.store import envprune
+    from convertctl.store.diskuse import human, usage
     from convertctl.store.envstore import EnvStore
 
     store = EnvStore()
-    catalog = load_catalog()
-    current = {store.path_for(v).name for v in catalog.variants.values()}
-    rows = store.entries()
+    current = {store.path_for(v).name for v in load_catalog().variants.values()}
+    rows = envprune.entries(store)
     if not rows:
         console.print(f"no environments in {term(store.envs_dir)}", highlight=False)
     for row in rows:
         state = row["state"] if row["state"] in ("ready", "building") else row["state"].upper()
         stale = "" if row["name"] in current else " (stale: no variant uses it)"
+        line = f"{row['name']}  {row['variant']}  {state}  {human(row['size_bytes'])}{stale}"
+        console.print(term(line), highlight=False)
+    for name in envprune.foreign(store):
+        console.print(f"not made by convertctl (prune leaves it alone): {term(name)}", highlight=False)
+    if rows:
+        stale_paths = [Path(r["path"]) for r in rows if r["name"] not in current or r["state"] != "ready"]
+        both = usage(*(Path(r["path"]) for r in rows), store.uv_cache)
         console.print(
-            term(f"{row['name']}  {row['variant']}  {state}  {row['size_bytes'] / 1e6:.0f} MB{stale}"), highlight=False
+            f"{len(rows)} environment(s) in {term(store.envs_dir)}; with uv's download cache "
+            f"{human(both.total)} on disk"
+            + (f"; `convertctl envs prune` would free {human(usage(*stale_paths).freed)}" if stale_paths else ""),
+            highlight=False,
         )
     console.print(envs_summary(), highlight=False)
 
@@ -198,21 +209,43 @@ def envs_list():
 @envs_app.command("prune")
 @handled
 def envs_prune(
-    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-    all_envs: Annotated[bool, typer.Option("--all", help="Remove every environment.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")] = False,
+    all_envs: Annotated[
+        bool, typer.Option("--all", help="Remove every environment, and uv's download cache in the store.")
+    ] = False,
 ):
-    """Remove environments no catalog variant uses, half-built or broken ones (or all of them).
-    One that a run is building or using is left alone."""
+    """Remove the environments no catalog variant uses, and half-built or broken ones (--all: every one).
+    One that a run is building or using is left alone; so is anything convertctl did not make."""
+    from convertctl.store import envprune
+    from convertctl.store.diskuse import human, usage
     from convertctl.store.envstore import EnvStore
 
     store = EnvStore()
     keep = set() if all_envs else {store.path_for(v).name for v in load_catalog().variants.values()}
-    busy: list = []
-    removed = store.prune(keep, dry_run, busy)
-    verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(removed)} environment(s)" + "".join(f"\n  {term(n)}" for n in removed), highlight=False)
-    for name in busy:
+    done = envprune.prune(store, keep, dry_run)
+    verb, frees = ("would remove", "would free") if dry_run else ("removed", "freed")
+    shared = done.size_bytes - done.freed_bytes
+    console.print(
+        f"{verb} {len(done.rows)} environment(s), {human(done.size_bytes)}: {frees} {human(done.freed_bytes)}"
+        + (f" (the other {human(shared)}: files uv's cache or a kept environment links too)" if shared > 0 else "")
+        + "".join(f"\n  {term(r['name'])}  {term(r['variant'])}  {human(r['size_bytes'])}" for r in done.rows),
+        highlight=False,
+    )
+    if all_envs:
+        said, freed = envprune.clean_uv_cache(store, dry_run, busy=bool(done.busy))
+        if dry_run:  # removed together, the cache and the environments free their shared files too
+            freed = usage(*(Path(r["path"]) for r in done.rows), store.uv_cache).freed
+        else:
+            freed += done.freed_bytes
+        console.print(f"{term(said)}; {frees} {human(freed)} in all", highlight=False)
+    for name in done.busy:
         console.print(f"left alone (a run is building or using it): {term(name)}", highlight=False)
+    for name in envprune.foreign(store):
+        console.print(f"left alone (not made by convertctl): {term(name)}", highlight=False)
+    for name, why in done.failed:
+        console.print(f"[red]could not remove {term(name)}[/]: {term(why)}", highlight=False)
+    if done.failed:
+        raise typer.Exit(EXIT_ENVIRONMENT)
 
 
 @report_app.command("show")

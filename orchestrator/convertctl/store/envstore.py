@@ -27,7 +27,8 @@ from convertctl.store.pipconfig import IndexSettings
 
 # Bump when the way venvs are built changes: the key changes, so old ones
 # are rebuilt instead of reused. 2: bytecode compiled at install time.
-# 3: hashed locks installed with hash checking.
+# 3: hashed locks installed with hash checking. (Not bumped when install-time
+# bytecode went: a venv made either way runs the same, so old ones stay good.)
 STORE_FORMAT = 3
 MARKER = ".convertctl-ready"
 
@@ -77,13 +78,18 @@ class EnvStore:
     def envs_dir(self) -> Path:
         return self.root / "envs"
 
+    @property
+    def uv_cache(self) -> Path:
+        """uv's download cache, unless UV_CACHE_DIR names the user's own."""
+        return self.root / "uv-cache"
+
     def path_for(self, variant: Variant) -> Path:
         # The lock's hash, not the variant name, decides identity: variants
         # that share a lock (convert and quantize) share one venv.
         return self.envs_dir / f"py{variant.python}-{env_key(variant)}"
 
     @contextmanager
-    def _locked(self, path: Path, mode: int = fcntl.LOCK_EX):
+    def locked(self, path: Path, mode: int = fcntl.LOCK_EX):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(str(path) + ".lock", "a") as handle:
             fcntl.flock(handle, mode)  # LOCK_NB in mode: BlockingIOError when busy
@@ -98,7 +104,7 @@ class EnvStore:
         (exclusive) waits or steps aside. The env is checked again under the
         lock, since a prune may have run between ensure() and here."""
         while True:
-            with self._locked(env.path, fcntl.LOCK_SH):
+            with self.locked(env.path, fcntl.LOCK_SH):
                 if (env.path / MARKER).is_file():
                     yield env
                     return
@@ -124,7 +130,7 @@ class EnvStore:
         path = self.path_for(variant)
         if (path / MARKER).is_file() and not self.broken(path):
             return Env(variant, path)
-        with self._locked(path):
+        with self.locked(path):
             broken = ""
             if (path / MARKER).is_file():  # another run built it while we waited
                 broken = self.broken(path)
@@ -198,7 +204,7 @@ class EnvStore:
         env = {**os.environ, **self.settings.env(), "UV_PYTHON_DOWNLOADS": "never"}
         # uv's download cache lives in the store (unless the user points it elsewhere): nothing
         # is written outside it, and a venv made again from the same lock installs offline.
-        env.setdefault("UV_CACHE_DIR", str(self.root / "uv-cache"))
+        env.setdefault("UV_CACHE_DIR", str(self.uv_cache))
         env.pop("VIRTUAL_ENV", None)  # the host's venv must not leak into the stage's
         log = self.root / "logs" / f"{path.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -223,9 +229,10 @@ class EnvStore:
         args = self.settings.uv_args(constraints=False) + torch
         if torch and "--index-strategy" not in args:
             args += ["--index-strategy", "unsafe-best-match"]
-        # --compile-bytecode: stages run with PYTHONDONTWRITEBYTECODE, so
-        # without it every stage would compile TensorFlow from source on
-        # every run (~6 s of the ~10 s an import takes).
+        # No --compile-bytecode: it compiled every file of torch and TensorFlow
+        # (75 s of the 100 s a cold first run spent building venvs, and 350 MB);
+        # stages compile what they import, once, into the venv's .pycache
+        # (runtimes/local.py process_environ).
         # --no-deps (as the images install it): a lock holds every pin, and
         # may leave out what a package declares but does not need (onnx2tf's
         # and tf-keras's `tensorflow`, where tensorflow-cpu stands in).
@@ -237,7 +244,6 @@ class EnvStore:
                 "install",
                 "--require-hashes",
                 "--no-deps",
-                "--compile-bytecode",
                 "--python",
                 str(path / "bin" / "python"),
                 "-r",
@@ -274,58 +280,10 @@ class EnvStore:
         """ready | building | half-built | broken."""
         ready = (path / MARKER).is_file()
         try:
-            with self._locked(path, fcntl.LOCK_SH | fcntl.LOCK_NB):
+            with self.locked(path, fcntl.LOCK_SH | fcntl.LOCK_NB):
                 pass
         except BlockingIOError:  # someone holds it exclusively: building (or pruning) it
             return "ready" if ready else "building"
         if not ready:
             return "half-built"
         return "broken" if self.broken(path) else "ready"
-
-    def entries(self) -> list[dict]:
-        rows: list[dict] = []
-        if not self.envs_dir.is_dir():
-            return rows
-        for path in sorted(p for p in self.envs_dir.iterdir() if p.is_dir()):
-            marker = path / MARKER
-            try:
-                info = json.loads(marker.read_text()) if marker.is_file() else {}
-            except (OSError, ValueError):
-                info = {}
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-            state = self.state(path)
-            rows.append(
-                {
-                    "name": path.name,
-                    "path": str(path),
-                    "ready": state == "ready",
-                    "state": state,
-                    "variant": info.get("variant", "?"),
-                    "created": info.get("created", ""),
-                    "size_bytes": size,
-                }
-            )
-        return rows
-
-    def prune(self, keep: set[str], dry_run: bool = False, busy: list | None = None) -> list[str]:
-        """Remove environments no current variant maps to, and half-built or
-        broken ones. Each is judged again under its lock, taken without
-        waiting: one being built or used by a run is left alone (and named
-        in busy), never deleted from under it."""
-        removed = []
-        for row in self.entries():
-            path = Path(row["path"])
-            try:
-                with self._locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB):
-                    if path.name in keep and (path / MARKER).is_file() and not self.broken(path):
-                        continue
-                    if not path.exists():
-                        continue
-                    if not dry_run:
-                        shutil.rmtree(path, ignore_errors=True)
-            except BlockingIOError:
-                if busy is not None:
-                    busy.append(row["name"])
-                continue
-            removed.append(row["name"])
-        return removed
