@@ -51,11 +51,39 @@ def timing_caveats(latency: dict) -> list:
     return out
 
 
+def layer_label(row: dict, width: int = NAME_WIDTH) -> str:
+    """'features.3.conv.1 (model/tf.nn.relu6_3/Re…)': the PyTorch module path
+    first, the TFLite tensor name beside it; the tensor name alone when the
+    module is unknown. A row from an older report has its name only."""
+    module, tensor = row.get("module"), str(row.get("tflite") or row.get("name", ""))
+    if not module:
+        return _short(tensor) if width >= NAME_WIDTH else tensor[: width - 1] + "…" if len(tensor) > width else tensor
+    side = tensor if len(tensor) <= width // 2 else tensor[: width // 2 - 1] + "…"
+    return f"{module} ({side})"
+
+
+def kept_float(sel: dict) -> list:
+    """The layers kept float as rows {name, tflite, module} (older reports: names only)."""
+    return list(sel.get("layers") or ({"name": n, "tflite": n} for n in sel.get("float_layers", [])))
+
+
+def _unnamed(errors: dict) -> str:
+    said = errors.get("modules") or {}
+    if not said.get("unnamed"):
+        return ""
+    if not said.get("named"):
+        return f"; no PyTorch module names ({said.get('note') or said.get('source', '')})"
+    return f"; {said['unnamed']} of {said['named'] + said['unnamed']} layers without a PyTorch module name"
+
+
 def _layers_text(errors: dict, count: int) -> str:
     layers = errors.get("layers", [])[:count]
-    listed = "; ".join(f"{r['op']} {_short(r['name'])} {r['rmse_scale']:.2f}" for r in layers)
+    listed = "; ".join(f"{r['op']} {layer_label(r)} {r['rmse_scale']:.2f}" for r in layers)
     metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE/scale")
-    return f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
+    return (
+        f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
+        + _unnamed(errors)
+    )
 
 
 def _accuracy(value: float, samples: int) -> str:
@@ -86,7 +114,7 @@ def _selective_text(sel: dict, floats: dict | None) -> str:
             f" and {floats['glue_ops']} DEQUANTIZE/QUANTIZE next to them, of {floats['total_ops']}"
         )
     if names:
-        text += "; kept float: " + ", ".join(_short(n) for n in names[:TERMINAL_LAYERS])
+        text += "; kept float: " + ", ".join(layer_label(r) for r in kept_float(sel)[:TERMINAL_LAYERS])
         text += f" (+{len(names) - TERMINAL_LAYERS} more in report.md)" if len(names) > TERMINAL_LAYERS else ""
     return text
 
@@ -129,14 +157,17 @@ def markdown_sections(report) -> list:
             lines += ["", f"### {mode}: layers by quantization error ({metric}, {samples} samples)"]
             lines += [
                 "",
-                "| # | op | RMSE/scale | max abs error | scale | layer (output tensor) |",
-                "|---|---|---|---|---|---|",
+                "| # | op | RMSE/scale | max abs error | scale | PyTorch module | TFLite tensor |",
+                "|---|---|---|---|---|---|---|",
             ]
             for i, r in enumerate(errors["layers"], 1):
+                module = md_code(r["module"]) if r.get("module") else "-"
                 lines.append(
                     f"| {i} | {md_text(r['op'])} | {r['rmse_scale']:.3f} | {r['max_abs_error']:.3g} | {r['scale']:.3g} "
-                    f"| {md_code(r['name'])} |"
+                    f"| {module} | {md_code(r.get('tflite') or r['name'])} |"
                 )
+            if _unnamed(errors):
+                lines += ["", md_text(_unnamed(errors)[2:]) + "."]
         sel = art.get("selective") or {}
         if sel.get("curve"):
             lines += ["", f"### {mode}: trade-off (layers kept float, worst first)", ""]
@@ -156,7 +187,12 @@ def markdown_sections(report) -> list:
                 lines += ["", f"Latency measured with {md_text(sel['latency_runtime'])}."]
         if sel.get("float_layers"):
             lines += ["", f"{mode}: layers kept float ({len(sel['float_layers'])}):", ""]
-            lines += [f"- {md_code(n, table=False)}" for n in sel["float_layers"]]
+            lines += [
+                f"- {md_code(r['module'], table=False)} ({md_code(r['tflite'], table=False)})"
+                if r.get("module")
+                else f"- {md_code(r['tflite'], table=False)}"
+                for r in kept_float(sel)
+            ]
     timed = [a for a in report.artifacts if (a.get("latency") or {}).get("configs")]
     if timed:
         runtime = md_text(timed[0]["latency"].get("runtime", "LiteRT"))

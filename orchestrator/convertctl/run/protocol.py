@@ -87,6 +87,7 @@ class QuantizeRequest(InputsPart, total=False):
     latency_runs: int
     threads: int
     judge: str  # "litert": the host runs the file in LiteRT (measure/judge.py); the maker only makes it
+    modules: str  # the convert step's modules.json: layers named by PyTorch module path (common/module_names.py)
 
 
 class MeasureFile(TypedDict):
@@ -134,6 +135,7 @@ class ConvertResult(ResultPart, total=False):
     layout: dict[str, Any]
     signature: dict[str, Any]
     reason_code: str  # a converter's own failure code (onnx2tf 2.x)
+    modules: str  # modules.json: the PyTorch module path of the graph's op names (common/module_names.py)
 
 
 class QuantizeResult(ResultPart, total=False):
