@@ -119,9 +119,25 @@ def _selective_text(sel: dict, floats: dict | None) -> str:
     return text
 
 
+def metadata_text(meta: dict) -> str:
+    """'tflite-support 0.4.4: 10 labels on output; input normalised (mean …, std … on 0..255); outputs unchanged …'"""
+    text = f"{meta.get('written_by', '')}: {meta.get('labels')} labels on {meta.get('labels_output', 'the output')}"
+    norm = meta.get("normalization")
+    if norm:
+        nums = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(norm.get("mean", []), norm.get("std", [])))
+        text += f"; {norm.get('input')} normalised as (pixel - mean) / std, mean/std {nums} (0..255 scale)"
+    same = meta.get("outputs_unchanged") or {}
+    if same.get("compared"):
+        text += f"; outputs unchanged ({same.get('runtime', 'LiteRT')}, {same.get('samples')} samples, bit for bit)"
+    elif same:
+        text += f"; outputs not compared: {same.get('why', '')}"
+    return text
+
+
 def artifact_rows(art: dict) -> list:
     """Rows under an artifact's own: latency, worst layers, layers kept float."""
-    mode, out = art["mode"], []
+    mode = art["mode"]
+    out: list[tuple[str, str, bool | None, str]] = []
     if art.get("latency"):
         out.append(("latency", mode, None, latency_text(art["latency"])))
     elif art.get("latency_ms"):
@@ -137,6 +153,8 @@ def artifact_rows(art: dict) -> list:
         out.append(("io", mode, None, f"{art['io']} I/O: " + "; ".join(io)))
     if art.get("layer_errors", {}).get("layers"):
         out.append(("layer errors", mode, None, _layers_text(art["layer_errors"], TERMINAL_LAYERS)))
+    if art.get("metadata"):
+        out.append(("metadata", mode, True, metadata_text(art["metadata"])))
     sel = art.get("selective")
     if sel:
         ok = sel.get("met") if sel.get("requested") == "auto" else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 CONTRACT_VERSION = 2  # images/common/contract.py writes it into every result; a test holds them equal
-STAGES = ("export", "convert", "quantize", "measure")
+STAGES = ("export", "convert", "quantize", "measure", "metadata")
 
 
 class InputsPart(TypedDict, total=False):
@@ -104,6 +104,26 @@ class MeasureRequest(TypedDict):
     xnnpack: list[bool]
 
 
+class MetadataTensor(TypedDict):
+    name: str  # the signature name
+    tensor: str  # its tensor's name in the file
+
+
+class MetadataRequest(TypedDict, total=False):
+    """TFLite metadata for a final file (--labels): images/metadata/metadata.py."""
+
+    tflite: str
+    name: str
+    description: str
+    labels: str  # one class name per line, in the output's order
+    labels_output: str
+    image_input: str  # the image input the normalisation is for; absent: none
+    mean: list[float]  # per channel, on the 0..255 pixel scale the metadata uses
+    std: list[float]
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+
+
 class ResultPart(TypedDict, total=False):
     """What every result.json holds (images/common/contract.py run_stage)."""
 
@@ -148,18 +168,26 @@ class MeasureResult(ResultPart, total=False):
     measurements: dict[str, Any]
 
 
+class MetadataResult(ResultPart, total=False):
+    file: str  # the file with its metadata
+    size_bytes: int
+    metadata: dict[str, Any]  # read back: {labels, labels_file, labels_output, normalization, written_by}
+
+
 REQUESTS: dict[str, type] = {
     "export": ExportRequest,
     "example": ExampleRequest,
     "convert": ConvertRequest,
     "quantize": QuantizeRequest,
     "measure": MeasureRequest,
+    "metadata": MetadataRequest,
 }
 RESULTS: dict[str, type] = {
     "export": ExportResult,
     "convert": ConvertResult,
     "quantize": QuantizeResult,
     "measure": MeasureResult,
+    "metadata": MetadataResult,
 }
 
 
