@@ -96,7 +96,7 @@ def write(request, blob, info, labels_path):
     general = mi.GeneralMd(name=request.get("name") or "model", description=request.get("description") or "",
                            author="convertctl")
     writer = info.metadata_writer.MetadataWriter.create_from_metadata_info(
-        bytearray(blob), general_md=general, input_md=inputs_md, output_md=outputs_md)
+        bytearray(blob), general_md=general, input_md=inputs_md, output_md=outputs_md, associated_files=[labels_path])
     return bytes(writer.populate())
 
 
