@@ -94,16 +94,19 @@ def test_rows_are_named_three_ways_and_the_unnamed_are_counted():
 
 def test_float_layers_resolve_from_either_spelling():
     rows = [
-        {"tflite": "dw", "module": "features.1.conv.0.0"},
-        {"tflite": "pad", "module": "features.1.conv.0.0"},
-        {"tflite": "pw", "module": "features.1.conv.1"},
-        {"tflite": "add", "module": "features.10"},
-        {"tflite": "mean", "module": None},
+        {"tflite": "dw", "module": "features.1.conv.0.0", "op": "DEPTHWISE_CONV_2D"},
+        {"tflite": "pad", "module": "features.1.conv.0.0", "op": "PAD"},  # onnx-tf's pad and layout transpose
+        {"tflite": "tr", "module": "features.1.conv.0.0", "op": "TRANSPOSE"},
+        {"tflite": "pw", "module": "features.1.conv.1", "op": "CONV_2D"},
+        {"tflite": "add", "module": "features.10", "op": "ADD"},
+        {"tflite": "mean", "module": None, "op": "MEAN"},
+        {"tflite": "view", "module": "flatten", "op": "RESHAPE"},
     ]
-    assert names.resolve(["features.1.conv.0"], rows) == (["dw", "pad"], [])  # a module above the layer
-    assert names.resolve(["features.1"], rows) == (["dw", "pad", "pw"], [])  # a whole block
+    assert names.resolve(["features.1.conv.0"], rows) == (["dw"], [])  # a module above the layer, moves left out
+    assert names.resolve(["features.1"], rows) == (["dw", "pw"], [])  # a whole block
     assert names.resolve(["mean", "features.1.conv.1"], rows) == (["mean", "pw"], [])  # tensor name, exact path
-    assert names.resolve(["features.1.conv.0.0", "dw"], rows) == (["dw", "pad"], [])  # each tensor once
+    assert names.resolve(["features.1.conv.0.0", "dw", "pad"], rows) == (["dw", "pad"], [])  # each once; exact
+    assert names.resolve(["flatten"], rows) == (["view"], [])  # a module of moves only keeps them
     assert names.resolve(["features.1.c", "nothing"], rows) == ([], ["features.1.c", "nothing"])  # no partial words
 
 

@@ -28,6 +28,10 @@ import json
 import re
 
 MAP_FILE = "modules.json"
+# Ops that only move int8 values (a converter's layout transposes and pads,
+# named after the convolution they serve): a module path keeps them float
+# only when the module has nothing else.
+MOVES = ("PAD", "PADV2", "MIRROR_PAD", "TRANSPOSE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 
 def from_onnx_node(name):
@@ -125,15 +129,19 @@ class Names(object):
 def resolve(asked, rows):
     """--int8-float-layers names (tensor names, module paths, or a module
     above several layers) -> the tensor names of the file's layers, and the
-    names that match no layer. rows: the file's layers with tflite and module."""
+    names that match no layer. rows: the file's layers with tflite, module and
+    op. A tensor name is taken as it is; a module path takes its layers but
+    the ops that only move values (MOVES), unless it has no other."""
     tensors, unknown = [], []
     by_tensor = set(r["tflite"] for r in rows)
     for name in asked:
         if name in by_tensor:
             hits = [name]
         else:
-            hits = [r["tflite"] for r in rows
-                    if r.get("module") and (r["module"] == name or r["module"].startswith(name + "."))]
+            under = [r for r in rows
+                     if r.get("module") and (r["module"] == name or r["module"].startswith(name + "."))]
+            computing = [r for r in under if r.get("op") not in MOVES]
+            hits = [r["tflite"] for r in (computing or under)]
         if not hits:
             unknown.append(name)
         for hit in hits:

@@ -85,17 +85,18 @@ def calibration_data(np, interpreter_class, run_dir, request, fp32):
 
 
 def op_scopes(interpreter_class, fp32):
-    """{layer name: the op's scope in recipes}, and the names of the layers
-    that make a graph output. A layer is named by its op's first output
+    """{layer name: the op's scope in recipes}, the names of the layers that
+    make a graph output, and {layer name: its op}. A layer is named by its op's first output
     tensor; the quantizer matches the op on all its outputs."""
     interp = interpreter_class(model_path=fp32)
     names = dict((t["index"], t["name"]) for t in interp.get_tensor_details())
-    scopes = {}
+    scopes, kinds = {}, {}
     for op in interp._get_ops_details():
         outs = [names[int(t)] for t in op["outputs"] if int(t) >= 0 and names.get(int(t))]
         if outs and op["op_name"] != "DELEGATE":
             scopes.setdefault(outs[0], ";".join(outs) + ";")
-    return scopes, set(names[d["index"]] for d in interp.get_output_details())
+            kinds.setdefault(outs[0], op["op_name"])
+    return scopes, set(names[d["index"]] for d in interp.get_output_details()), kinds
 
 
 class Plan(object):
@@ -107,7 +108,7 @@ class Plan(object):
         from litert_quantizer.utils import qsv_utils
 
         self.spec, self.fp32, self.work = spec, fp32, contract.work_path(run_dir, request, "")
-        self.scopes, self.graph_outputs = op_scopes(interpreter_class, fp32)
+        self.scopes, self.graph_outputs, self.kinds = op_scopes(interpreter_class, fp32)
         rel = request.get("modules")
         self.names = module_names.Names.load(
             in_run(run_dir, rel) if rel else None,
@@ -185,7 +186,7 @@ def int8_file(np, interpreter_class, run_dir, request, plan, sets, info):
             )
     asked = want = request.get("float_layers")
     if isinstance(want, list):  # module paths to tensor names, against every op of the file
-        every = plan.names.annotate([{"name": n} for n in plan.scopes])
+        every = plan.names.annotate([{"name": n, "op": plan.kinds.get(n)} for n in plan.scopes])
         want = int8_search.resolve(want, every)
         request = dict(request, float_layers=want)
     if (request.get("int8_io") or "int8") != "float":
