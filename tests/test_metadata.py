@@ -12,7 +12,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import convertctl, load_json
+from conftest import convertctl, load_json, requires_docker
 from convertctl.config.catalog import load_catalog
 from stage_envs import env_python, run_in
 
@@ -62,3 +62,19 @@ def test_labels_make_android_ready_files(tmp_path):
         scores = graph["output_tensor_metadata"][0]["associated_files"][0]
         assert scores["type"] == "TENSOR_AXIS_LABELS"
     assert "metadata" in (out / "report.md").read_text()
+
+
+@requires_docker
+def test_the_metadata_image_writes_the_same_on_docker(tmp_path):
+    """The metadata image (its slim base lacked libusb-1.0, which tflite-support's extension links)."""
+    run_in(load_catalog().ladder("local", "export")[0].name, "names_model.py", tmp_path)
+    (tmp_path / "labels.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    out = tmp_path / "out"
+    proc = convertctl(
+        "run", tmp_path / "mobilenet.pt", "--input", "x:1,3,32,32", "-q", "fp32", "--labels", tmp_path / "labels.txt",
+        "--converter", "onnx2tf", "--runtime", "docker", "--latency-runs", "0", "--out", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (art,) = load_json(out / "report.json")["artifacts"]
+    assert art["metadata"]["labels"] == 10 and art["metadata"]["outputs_unchanged"]["compared"]
+    assert art["metadata"]["written_by"] == "tflite-support 0.4.4"

@@ -135,9 +135,13 @@ class Modules(object):
     __init__ (which imports its Task Library, audio and all)."""
 
     def __init__(self):
-        from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated
-        from tensorflow_lite_support.metadata.python import metadata
-        from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info, metadata_writer
+        try:
+            from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated
+            from tensorflow_lite_support.metadata.python import metadata
+            from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info, metadata_writer
+        except ImportError as exc:  # its extension links libusb-1.0, a system library
+            raise StageFailure("tflite-support cannot be imported here (%s); on Debian or Ubuntu, "
+                               "apt-get install libusb-1.0-0" % exc)
 
         self.schema, self.metadata_fb = schema_py_generated, metadata_schema_py_generated
         self.metadata, self.metadata_info, self.metadata_writer = metadata, metadata_info, metadata_writer
