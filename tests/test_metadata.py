@@ -4,7 +4,7 @@ in its own environment (the labels on the class-score output, ImageNet's
 normalisation on the 0..255 scale), LiteRT finds the file computes what it
 did before, and the placed files read back, with tflite-support's own
 MetadataDisplayer in a fresh process, as the labels and normalisation asked
-for. Local runtime; the model is tests/names_model.py's MobileNet."""
+for; convertctl verify makes the same bytes again. Local runtime; the model is tests/names_model.py's MobileNet."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def test_labels_make_android_ready_files(tmp_path):
         scores = graph["output_tensor_metadata"][0]["associated_files"][0]
         assert scores["type"] == "TENSOR_AXIS_LABELS"
     assert "metadata" in (out / "report.md").read_text()
+    again = convertctl("verify", out / "report.json")  # the labels are packed in a zip: dated, not now
+    assert again.returncode == 0, again.stdout[-3000:]
 
 
 @requires_docker

@@ -32,6 +32,9 @@ import contract  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
 LABELS_FILE = "labels.txt"  # the name the file is packed under, as Android Studio's examples name it
+# The writer packs associated files in a zip inside the .tflite, each entry dated now; a fixed
+# date keeps the bytes the same from run to run (convertctl verify compares them).
+PACKED_DATE = (2000, 1, 1, 0, 0, 0)
 
 
 def version():
@@ -150,6 +153,9 @@ class Modules(object):
 def body(run_dir, request, result):
     written_by = "tflite-support %s" % version()
     result["versions"] = {"tflite_support": version()}
+    import zipfile
+
+    dated(zipfile)
     info = Modules()
     with open(in_run(run_dir, request["tflite"]), "rb") as f:
         blob = f.read()
@@ -176,6 +182,22 @@ def body(run_dir, request, result):
     log("metadata written (%d labels on %s%s) and read back: %d bytes"
         % (len(labels), request["labels_output"],
            ", normalisation of %s" % record["normalization"]["input"] if record["normalization"] else "", len(made)))
+
+
+def dated(zipfile):
+    """ZipFile.writestr with a name dates the entry now: the same entry as
+    it makes (mode 0600, the archive's compression), dated PACKED_DATE."""
+    real = zipfile.ZipFile.writestr
+
+    def writestr(self, name, data, *args, **kwargs):
+        if isinstance(name, str) and not name.endswith("/"):
+            info = zipfile.ZipInfo(name, date_time=PACKED_DATE)
+            info.compress_type = self.compression
+            info.external_attr = 0o600 << 16
+            name = info
+        return real(self, name, data, *args, **kwargs)
+
+    zipfile.ZipFile.writestr = writestr
 
 
 def _has_metadata(info, blob):
