@@ -243,7 +243,10 @@ class FakeRuntime(Runtime):
     def judge(self, work, request, sets, result, run_dir=None):
         """LiteRT's run of the file a quantize step made: the same outputs and facts
         (the fake interpreters agree), said to be LiteRT's."""
-        made = json.loads((work.parent / "result.json").read_text())["artifact"]
+        made = json.loads((work.parent / "result.json").read_text())
+        if "artifact" not in made:  # the metadata step's file: the quantize step's facts are a folder up
+            made = json.loads((work.parent.parent / "result.json").read_text())
+        made = made["artifact"]
         kept = len(request.get("float_layers") or [])
         for name, arrays in sets.items():  # the same outputs the maker computed, on whatever set it is asked
             np.savez(work / f"outputs_{name}.npz", output=self._outputs(request["mode"], arrays, kept))
@@ -252,6 +255,21 @@ class FakeRuntime(Runtime):
             **{k: made[k] for k in keys if k in made},
             "mode": request["mode"],
             "judged_by": "fake-litert",
+        }
+
+    def metadata(self, work, request, sets, result, run_dir=None):
+        """The file with b"META" after it; the metadata said read back as asked."""
+        blob = (run_dir / request["tflite"]).read_bytes() + b"META"
+        (work / "model.tflite").write_bytes(blob)
+        labels = (run_dir / request["labels"]).read_text().splitlines()
+        norm = {"input": request["image_input"], "mean": request["mean"], "std": request["std"]}
+        result.update(file=f"{request['work']}/model.tflite", size_bytes=len(blob))
+        result["metadata"] = {
+            "labels": len(labels),
+            "labels_file": "labels.txt",
+            "labels_output": request["labels_output"],
+            "normalization": norm if request.get("image_input") else None,
+            "written_by": "fake",
         }
 
     def measure(self, work, request, sets, result, run_dir=None):

@@ -33,6 +33,7 @@ SCRIPTS = {
     "measure/measure.py": ("measure",),
     "measure/reference.py": ("export",),
     "measure/judge.py": ("quantize",),
+    "metadata/metadata.py": ("metadata",),
     "common/modelio.py": ("export", "convert"),
     "common/savedmodel.py": ("convert",),
     "common/tflite_run.py": ("quantize",),

@@ -2,9 +2,13 @@
 contract every family's quantize step shares (images/quantize/selective.py
 with TensorFlow's quantizer, images/litert/quantize.py with
 litert-quantizer). A family brings a plan, whose quantize(io, names) makes
-an int8 file (bytes) from one calibration with the named layers kept float,
-and a ranking of its layers, worst first ({name, op, rmse_scale, elements});
-this module answers the request's float_layers with them.
+an int8 file (bytes) from one calibration with the named layers kept float
+(by tensor name), and a ranking of its layers, worst first ({name, tflite,
+module, op, rmse_scale, elements}: module_names.py); this module answers the
+request's float_layers with them. A name asked for may be a tensor name or a
+PyTorch module path (module_names.resolve); the record's float_layers are
+tensor names (what the int8 contract check allows), its layers say each
+three ways.
 
 Request fields: float_layers (null, "auto" or [layer names]), search (for
 "auto": {set, labels, target, max_layers}), int8_io. Artifact fields:
@@ -15,6 +19,7 @@ set, samples, chosen}. Python 3.8 syntax.
 import os
 
 import contract
+import module_names
 import tflite_run
 from contract import StageFailure, in_run, log
 
@@ -75,7 +80,7 @@ def search(plan, np, interpreter_class, run_dir, request, ranking, sets):
         labels = data["y"].astype(np.int64).reshape(-1)
     arrays = sets[set_name]
     target = float(spec["target"])
-    names = [r["name"] for r in ranking]
+    names = [r.get("tflite") or r["name"] for r in ranking]
     io = request.get("int8_io", "int8")
     os.makedirs(contract.work_path(run_dir, request, "candidates"), exist_ok=True)
     tried = {}  # tuple of ranking indices -> curve point
@@ -120,6 +125,7 @@ def search(plan, np, interpreter_class, run_dir, request, ranking, sets):
             stopped += "; %d of the %d worst layers given back to int8" % (hi - len(keep), hi)
     return {
         "requested": "auto", "float_layers": [names[i] for i in keep], "target": target,
+        "layers": module_names.described([names[i] for i in keep], ranking),
         "met": tried[keep]["accuracy"] >= target, "stopped": stopped, "set": set_name,
         "samples": int(len(labels)), "chosen": tried[keep],
         "curve": sorted(tried.values(), key=lambda p: (p["float_layers"], p["file"])),
@@ -138,10 +144,24 @@ def choose(plan, np, interpreter_class, run_dir, request, ranking, sets):
         record = search(plan, np, interpreter_class, run_dir, request, ranking, sets)
         return plan.quantize(io, record["float_layers"]), record
     if want:
-        known = set(r["name"] for r in ranking)
-        unknown = [n for n in want if ranking and n not in known]
-        if unknown:
-            raise StageFailure("--int8-float-layers: no quantized layer named %s (the report lists them)"
-                               % ", ".join(repr(n) for n in unknown))
-        return plan.quantize(io, want), {"requested": "names", "float_layers": list(want)}
+        tensors = resolve(want, ranking)
+        return plan.quantize(io, tensors), {"requested": "names", "asked": list(want), "float_layers": tensors,
+                                            "layers": module_names.described(tensors, ranking)}
     return plan.quantize(io, []), None
+
+
+def resolve(want, ranking):
+    """The tensor names --int8-float-layers asks for (tensor names or module
+    paths); a name no layer answers to fails the step, naming it. Without a
+    ranking (no per-layer error asked for) the names go to the quantizer as
+    they are, and it says which it does not know."""
+    if not ranking:
+        return list(want)
+    rows = [dict(r, tflite=r.get("tflite") or r["name"]) for r in ranking]
+    tensors, unknown = module_names.resolve(want, rows)
+    if unknown:
+        some = ", ".join(repr(r["name"]) for r in rows[:3])
+        raise StageFailure("--int8-float-layers: no quantized layer or PyTorch module named %s (layers are "
+                           "named by module path where known, else by tensor name, as the report lists them: %s...)"
+                           % (", ".join(repr(n) for n in unknown), some))
+    return tensors

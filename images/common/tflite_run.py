@@ -66,6 +66,12 @@ def signature_tensors(interp):
     return ins, outs
 
 
+def output_tensor_names(interp):
+    """{tensor name: signature output name} of a file's outputs."""
+    names = dict((t["index"], t["name"]) for t in interp.get_tensor_details())
+    return dict((names[i], n) for n, i in signature_tensors(interp)[1].items() if i in names)
+
+
 def tensor_facts(np, detail, name):
     scale, zero = detail.get("quantization", (0.0, 0))
     facts = {"name": name, "tensor": detail["name"], "dtype": _name(np, detail["dtype"]),

@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 
 import contract  # noqa: E402
+import module_names  # noqa: E402
 import savedmodel  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
@@ -47,6 +48,38 @@ def drop_empty_trailing_inputs(model):
     return dropped
 
 
+def record_ops(tf, backend_class):
+    """{TensorFlow op name: ONNX node name} of every op onnx-tf creates while
+    it converts each node (TensorFlowBackend._onnx_node_to_tensorflow_op,
+    called while the graph is traced): the .tflite tensor names are those op
+    names, the ONNX node names carry the PyTorch module paths. Constants are
+    left out: folded into whatever uses them, they name no layer."""
+    made = {}
+    real = backend_class._onnx_node_to_tensorflow_op.__func__
+
+    def convert_node(cls, node, tensor_dict, handlers=None, opset=None, strict=True):
+        graph = tf.compat.v1.get_default_graph()
+        before = len(graph.get_operations())
+        out = real(cls, node, tensor_dict, handlers, opset, strict)
+        for op in graph.get_operations()[before:]:
+            if op.type != "Const":
+                made[op.name] = getattr(node, "name", "") or ""
+        return out
+
+    backend_class._onnx_node_to_tensorflow_op = classmethod(convert_node)
+    return made
+
+
+def write_modules(run_dir, request, onnx_model, made):
+    fragments = dict((op, module_names.from_onnx_node(node)) for op, node in made.items())
+    producer = dict((o, node.name) for node in onnx_model.graph.node for o in node.output)
+    outputs = dict((o.name, module_names.from_onnx_node(producer.get(o.name, ""))) for o in onnx_model.graph.output)
+    data = module_names.write(contract.work_path(run_dir, request, module_names.MAP_FILE),
+                              "onnx-tf ops -> ONNX node names", fragments, outputs)
+    log("%d of %d TensorFlow ops named after a PyTorch module" % (len(data["fragments"]), len(made)))
+    return contract.work_rel(request, module_names.MAP_FILE)
+
+
 def body(run_dir, request, result):
     import numpy as np
     import onnx
@@ -64,6 +97,7 @@ def body(run_dir, request, result):
     if drop_empty_trailing_inputs(onnx_model):
         log("dropped empty optional inputs onnx-tf cannot look up")
     out_dir = contract.work_path(run_dir, request, "saved_model")
+    made = record_ops(tf, backend.TensorflowBackend)
     try:
         rep = backend.prepare(onnx_model)
         rep.export_graph(out_dir)
@@ -74,6 +108,7 @@ def body(run_dir, request, result):
                            % (onnx_tf_version, tf.__version__, type(exc).__name__, text[-1] if text else ""))
     result["saved_model"] = contract.work_rel(request, "saved_model")
     result["layout"] = {"inputs": {}, "outputs": {}}  # no permutation: PyTorch's layout
+    result["modules"] = write_modules(run_dir, request, onnx_model, made)
     result["signature"] = savedmodel.signature_facts(tf, out_dir, request, "onnx-tf")
     log("SavedModel written with onnx-tf %s / TF %s" % (onnx_tf_version, tf.__version__))
     sets = contract.load_sets(run_dir, request, np)

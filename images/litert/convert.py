@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 import contract  # noqa: E402
+import module_names  # noqa: E402
 from contract import StageFailure, log  # noqa: E402
 
 CHANNELS_LAST = [0, 2, 3, 1]  # NCHW -> NHWC, as the PyTorch axes in the file's order
@@ -141,8 +142,14 @@ def body(run_dir, request, result):
     if len(output_names) != len(outs):
         raise StageFailure("the model has %d outputs but %d output names were given" % (len(outs), len(output_names)))
 
+    import module_locs
+    from litert_torch.backend import debuginfo
+
+    paths = module_locs.module_paths(module) if isinstance(module, torch.fx.GraphModule) else {}
     layout = {"inputs": {}, "outputs": {}}
     if request.get("layout") == "nhwc":
+        # to_channel_last_io adds permutes before the model's own: theirs would take the model's names
+        paths = dict((k, v) for k, v in paths.items() if "permute" not in v[0])
         ins = [i for i, x in enumerate(example) if x.dim() == 4]
         outs4 = [i for i, y in enumerate(outs) if y.dim() == 4]
         module = not_training(litert_torch.to_channel_last_io(flat(torch, module), args=ins, outputs=outs4))
@@ -150,6 +157,7 @@ def body(run_dir, request, result):
         layout = {"inputs": dict((input_names[i], CHANNELS_LAST) for i in ins),
                   "outputs": dict((output_names[i], CHANNELS_LAST) for i in outs4)}
     path = contract.work_path(run_dir, request, "model_fp32.tflite")
+    undo = module_locs.install(debuginfo, paths)
     try:
         converted = litert_torch.convert(named(torch, module, input_names, output_names),
                                          sample_kwargs=dict(zip(input_names, example)))
@@ -159,6 +167,15 @@ def body(run_dir, request, result):
         raise StageFailure("litert-torch %s cannot convert this model: %s: %s"
                            % (result["versions"]["litert_torch"], type(exc).__name__,
                               lines[0][:300] if lines else ""))
+    finally:
+        undo()
+    modules = dict((p, p) for _, p in paths.values())
+    source = ("torch.export nn_module_stack" if paths else
+              "none: %s carries no module stack here" % request.get("model_format", "the model"))
+    module_names.write(contract.work_path(run_dir, request, module_names.MAP_FILE), source, modules,
+                       module_locs.output_modules(module, paths, output_names) if paths else {})
+    result["modules"] = contract.work_rel(request, module_names.MAP_FILE)
+    log("%d ops named after their PyTorch module" % len(paths))
     result["tflite"] = contract.work_rel(request, "model_fp32.tflite")
     result["layout"] = layout
     log("fp32 .tflite written with litert-torch %s (%d bytes)%s"

@@ -20,7 +20,9 @@ LiteRT docs advise (convert to float, then quantize). Request fields
   debug_samples, float_layers, search
                 int8 activations: per-layer error (layer_errors.py) and the
                 layers kept float (common/int8_search.py), one calibration
-                for every try; layer names are op output tensor names
+                for every try; layers are named by PyTorch module path where
+                the convert step's modules.json (request "modules") knows it,
+                else by op output tensor name (common/module_names.py)
   input_sets, layout, allow_flex, latency_runs, threads: as for every
                 quantize stage (images/quantize/quantize.py)
 Writes, in its WORK folder, model.tflite and outputs_<set>.npz; the artifact
@@ -39,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import contract  # noqa: E402
 import int8_search  # noqa: E402
 import layer_errors  # noqa: E402
+import module_names  # noqa: E402
 import modes  # noqa: E402
 import recipes  # noqa: E402
 import tflite_run  # noqa: E402
@@ -82,17 +85,18 @@ def calibration_data(np, interpreter_class, run_dir, request, fp32):
 
 
 def op_scopes(interpreter_class, fp32):
-    """{layer name: the op's scope in recipes}, and the names of the layers
-    that make a graph output. A layer is named by its op's first output
+    """{layer name: the op's scope in recipes}, the names of the layers that
+    make a graph output, and {layer name: its op}. A layer is named by its op's first output
     tensor; the quantizer matches the op on all its outputs."""
     interp = interpreter_class(model_path=fp32)
     names = dict((t["index"], t["name"]) for t in interp.get_tensor_details())
-    scopes = {}
+    scopes, kinds = {}, {}
     for op in interp._get_ops_details():
         outs = [names[int(t)] for t in op["outputs"] if int(t) >= 0 and names.get(int(t))]
         if outs and op["op_name"] != "DELEGATE":
             scopes.setdefault(outs[0], ";".join(outs) + ";")
-    return scopes, set(names[d["index"]] for d in interp.get_output_details())
+            kinds.setdefault(outs[0], op["op_name"])
+    return scopes, set(names[d["index"]] for d in interp.get_output_details()), kinds
 
 
 class Plan(object):
@@ -104,7 +108,11 @@ class Plan(object):
         from litert_quantizer.utils import qsv_utils
 
         self.spec, self.fp32, self.work = spec, fp32, contract.work_path(run_dir, request, "")
-        self.scopes, self.graph_outputs = op_scopes(interpreter_class, fp32)
+        self.scopes, self.graph_outputs, self.kinds = op_scopes(interpreter_class, fp32)
+        rel = request.get("modules")
+        self.names = module_names.Names.load(
+            in_run(run_dir, rel) if rel else None,
+            tflite_run.output_tensor_names(interpreter_class(model_path=fp32)))
         self.ranges, self.samples = None, []
         qt = quantizer.Quantizer(fp32, recipes.recipe(spec))
         if qt.need_calibration:
@@ -163,11 +171,12 @@ def int8_file(np, interpreter_class, run_dir, request, plan, sets, info):
         with open(plan.fp32, "rb") as f:
             float_blob = f.read()
         samples = plan.samples[:count]
-        ranking = layer_errors.ranking(np, interpreter_class, float_blob, plan.raw(), samples)
+        ranking = plan.names.annotate(layer_errors.ranking(np, interpreter_class, float_blob, plan.raw(), samples))
         info["layer_errors"] = {
             "metric": layer_errors.METRIC,
             "samples": len(samples),
             "total": len(ranking),
+            "modules": plan.names.summary(ranking),
             "layers": ranking[: int8_search.TOP],
         }
         if ranking:
@@ -175,7 +184,11 @@ def int8_file(np, interpreter_class, run_dir, request, plan, sets, info):
                 "worst int8 layers (RMSE/scale added): "
                 + ", ".join("%s %.2f" % (r["op"], r["rmse_scale"]) for r in ranking[:3])
             )
-    want = request.get("float_layers")
+    asked = want = request.get("float_layers")
+    if isinstance(want, list):  # module paths to tensor names, against every op of the file
+        every = plan.names.annotate([{"name": n, "op": plan.kinds.get(n)} for n in plan.scopes])
+        want = int8_search.resolve(want, every)
+        request = dict(request, float_layers=want)
     if (request.get("int8_io") or "int8") != "float":
         # The quantizer leaves a graph output float when the layer making it
         # stays float (TensorFlow's adds a QUANTIZE): not an int8-I/O file.
@@ -185,9 +198,12 @@ def int8_file(np, interpreter_class, run_dir, request, plan, sets, info):
                 "--int8-float-layers: %s makes the model's output, which would then be float "
                 "too: add --int8-io float to keep it float" % ", ".join(repr(n) for n in edge)
             )
-        ranking = [r for r in ranking if r["name"] not in plan.graph_outputs]
+        ranking = [r for r in ranking if r["tflite"] not in plan.graph_outputs]
     blob, chosen = int8_search.choose(plan, np, interpreter_class, run_dir, request, ranking, sets)
     if chosen:
+        if isinstance(asked, list):
+            chosen.update(asked=list(asked), layers=module_names.described(want, plan.names.annotate(
+                [{"name": n} for n in plan.scopes])))
         info["selective"] = chosen
     return blob
 

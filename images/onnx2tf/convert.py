@@ -32,7 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import contract  # noqa: E402
 import savedmodel  # noqa: E402
 import gelu  # noqa: E402
+import keras_names  # noqa: E402
 import layouts  # noqa: E402
+import module_names  # noqa: E402
 from contract import StageFailure, in_run, log  # noqa: E402
 
 # What every model gets (measured in the family's notes): GELU's Erf as
@@ -53,6 +55,24 @@ def no_network():
         raise StageFailure("onnx2tf tried to open a network connection to %r; conversions run offline" % (address,))
 
     socket.socket.connect = connect
+
+
+def output_producers(onnx, path):
+    """{graph output name: name of the ONNX node making it}."""
+    graph = onnx.load(path, load_external_data=False).graph
+    made = dict((o, node.name) for node in graph.node for o in node.output)
+    return dict((o.name, made.get(o.name, "")) for o in graph.output)
+
+
+def write_modules(onnx, run_dir, request, src, layers):
+    """modules.json: the module path of every Keras layer (its ONNX node's)
+    and of every output, for the quantize steps to name layers by."""
+    fragments = dict((layer, module_names.from_onnx_node(node)) for layer, node in layers.items())
+    outputs = dict((o, module_names.from_onnx_node(n)) for o, n in output_producers(onnx, src).items())
+    data = module_names.write(contract.work_path(run_dir, request, module_names.MAP_FILE),
+                              "onnx2tf Keras layers -> ONNX node names", fragments, outputs)
+    log("%d of %d Keras layers named after a PyTorch module" % (len(data["fragments"]), len(layers)))
+    return contract.work_rel(request, module_names.MAP_FILE)
 
 
 def onnx_io(onnx, path):
@@ -232,6 +252,7 @@ def body(run_dir, request, result):
     result["versions"] = {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__, "onnx": onnx.__version__,
                           "onnxruntime": ort.__version__, "numpy": np.__version__}
     fused = gelu.enable(np)
+    recorder = keras_names.install(sys.modules["onnx2tf.onnx2tf"], tf_keras.layers.Layer)
     layout = request.get("layout")
     src = in_run(run_dir, request["onnx"])
     inputs, outputs = onnx_io(onnx, src)
@@ -250,6 +271,7 @@ def body(run_dir, request, result):
     for extra in ((INT8_FRIENDLY, {}) if floats else ({},)):
         shutil.copyfile(src, work_onnx)  # onnx2tf overwrites its input with the simplified graph
         tf_keras.backend.clear_session()
+        recorder.clear()
         started = time.time()
         try:
             model = run_onnx2tf(onnx2tf, np, request, work_onnx, inputs, samples, extra, logfile)
@@ -265,12 +287,12 @@ def body(run_dir, request, result):
         log("onnx2tf %s: %.1f s, max abs error %.3g against onnxruntime%s"
             % (onnx2tf.__version__, seconds, err, " (int8-friendly graph)" if extra else ""))
         if chosen is None or err < chosen[3]:
-            chosen = (model, ins, in_perms, err, found, extra, seconds)
+            chosen = (model, ins, in_perms, err, found, extra, seconds, dict(recorder.layers))
         if err <= 1e-3 * scale:
             break
         if extra:
             log("converting again with onnx2tf's own MaxPool padding (float32.min)")
-    model, ins, in_perms, err, found, extra, seconds = chosen
+    model, ins, in_perms, err, found, extra, seconds, layers = chosen
     out_perms = dict((n, layouts.output_target(len(p), p, layout)) for n, p in found.items())
     moves = dict((n, layouts.move(found[n], out_perms[n])) for n in output_names if found[n] != out_perms[n])
     sm_dir = contract.work_path(run_dir, request, "saved_model")
@@ -279,6 +301,7 @@ def body(run_dir, request, result):
     perms = {"inputs": in_perms, "outputs": out_perms}
     result["saved_model"] = contract.work_rel(request, "saved_model")
     result["layout"] = perms
+    result["modules"] = write_modules(onnx, run_dir, request, src, layers)
     result["signature"] = savedmodel.signature_facts(tf, sm_dir, request, "onnx2tf")
     result["onnx2tf"] = {"seconds": round(seconds, 2), "flags": sorted(list(FLAGS) + list(extra)),
                          "maxpool_zero_padding": bool(extra), "max_abs_err_onnxruntime": err,

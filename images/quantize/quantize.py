@@ -14,8 +14,9 @@ environment. Request fields (relative paths):
                 data; integer inputs such as token ids keep their type)
   int8_io       int8 (default) | uint8 | float: I/O type of an int8 file
                 (int16x8: int16 unless float)
-  debug_samples, float_layers, search
-                per-layer error and layers kept float (int8): see selective.py
+  debug_samples, float_layers, search, modules
+                per-layer error and layers kept float (int8), layers named by
+                PyTorch module path: see selective.py
   allow_flex    allow SELECT_TF_OPS (Flex) ops; off by default
   input_sets    {set name: npz of stacked sample inputs}
   layout        {"inputs": {name: perm}, "outputs": {name: perm}}: how the
@@ -154,13 +155,16 @@ def dynamic_record(tf, np, run_dir, request, blob, sets):
     try:
         float_blob = tf.lite.TFLiteConverter.from_saved_model(in_run(run_dir, request["saved_model"])).convert()
         rows = dynamic_errors.dynamic_layer_errors(tf, np, float_blob, blob, sets["samples"], request, count)
+        names = selective.layer_names(tf, run_dir, request, blob)
+        names.annotate(rows)
     except Exception as exc:  # noqa: BLE001 - a diagnosis: the file is made either way
         log("dynamic: no per-layer error (%s: %s)" % (type(exc).__name__, str(exc).splitlines()[0][:200]))
         return None
     log("worst dynamic-range layers (added RMSE/scale): " + ", ".join(
         "%s %.2f" % (r["op"], r["added"]) for r in rows[:3]))
     return {"metric": "rmse/scale, accumulated; ranked by what each layer adds", "samples": min(
-        count, contract.sample_count(sets["samples"])), "total": len(rows), "layers": rows[:selective.TOP]}
+        count, contract.sample_count(sets["samples"])), "total": len(rows), "modules": names.summary(rows),
+        "layers": rows[:selective.TOP]}
 
 
 def body(run_dir, request, result):

@@ -16,11 +16,12 @@ TensorFlow's own tools, in one process (TF 2.8 and current):
 Request fields read here (see quantize.py for the rest):
   int8_io        int8 | uint8 | float: the file's input and output type
   debug_samples  calibration samples the debugger runs (0: no per-layer error)
-  float_layers   null, "auto", or [op output tensor names] to keep float
+  float_layers   null, "auto", or [tensor names or PyTorch module paths] to keep float
+  modules        the convert step's modules.json (module_names.py): layers named by module path
   search         for "auto": {"set": input set name, "labels": npz with y,
                  "target": accuracy (percent) to reach, "max_layers": cap}
 Artifact fields written:
-  io, layer_errors {metric, samples, layers: [{name, op, rmse_scale, ...}]},
+  io, layer_errors {metric, samples, modules, layers: [{name, tflite, module, op, rmse_scale, ...}]},
   selective {requested, float_layers, curve: [{float_layers, accuracy,
   size_bytes, file}], target, met, stopped, set, samples}
 """
@@ -29,6 +30,7 @@ import io as _io
 
 import contract
 import int8_search
+import module_names
 import tflite_run
 from contract import StageFailure, log
 from int8_search import TOP
@@ -110,6 +112,15 @@ def sample_gen(np, arrays, input_names, layout, count, order=None):
     return gen
 
 
+def layer_names(tf, run_dir, request, model):
+    """The convert step's module paths, with the tensor names of this
+    model's signature outputs (which take the output's name, not an op's)."""
+    rel = request.get("modules")
+    interp = tf.lite.Interpreter(model_content=bytes(model))
+    return module_names.Names.load(contract.in_run(run_dir, rel) if rel else None,
+                                   tflite_run.output_tensor_names(interp))
+
+
 def input_order(tf, model, input_names):
     """The signature names of a .tflite's inputs, in its input tensors' order."""
     interp = tf.lite.Interpreter(model_content=bytes(model))
@@ -140,9 +151,10 @@ def int8(tf, np, converter, run_dir, request, calib, sets):
         order.extend(input_order(tf, plan.calibrated, input_names))
     ranking = []
     if debug_gen is not None:
-        ranking = plan.layer_errors()
+        names = layer_names(tf, run_dir, request, plan.calibrated)
+        ranking = names.annotate(plan.layer_errors())
         record["layer_errors"] = {"metric": "rmse/scale", "samples": min(n_debug, contract.sample_count(calib)),
-                                  "total": len(ranking), "layers": ranking[:TOP]}
+                                  "total": len(ranking), "modules": names.summary(ranking), "layers": ranking[:TOP]}
         if ranking:
             log("worst int8 layers (RMSE/scale): " + ", ".join(
                 "%s %.2f" % (r["op"], r["rmse_scale"]) for r in ranking[:3]))

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older hosts only
     import tomli as tomllib
 
-STAGES = ("export", "convert", "quantize", "measure")
+STAGES = ("export", "convert", "quantize", "measure", "metadata")
 
 
 def images_dir() -> Path:
@@ -168,7 +168,7 @@ class Catalog:
     def environments(self, runtime: str) -> list[Variant]:
         """Every variant a runtime's ladders can use (quantize partners included)."""
         out: list[Variant] = []
-        for stage in ("export", "convert", "measure"):
+        for stage in ("export", "convert", "measure", "metadata"):
             for v in self.ladder(runtime, stage):
                 out += [v] + (self.quantizers(v) if stage == "convert" else [])
         return list(dict.fromkeys(out))
@@ -176,6 +176,11 @@ class Catalog:
     def measurer(self, runtime: str) -> Variant | None:
         """The environment that times the final files (LiteRT), if any."""
         ladder = self.ladder(runtime, "measure")
+        return ladder[0] if ladder else None
+
+    def metadata_writer(self, runtime: str) -> Variant | None:
+        """The environment that writes TFLite metadata into the final files (--labels), if any."""
+        ladder = self.ladder(runtime, "metadata")
         return ladder[0] if ladder else None
 
 

@@ -241,7 +241,8 @@ class Options:
     labels: str | None = option(
         None, "--labels", group=INPUTS, rule=PATH, path=True, expected="a path (a string)",
         help="Class names, one per line, in the model's output order: --eval-data's folders are labelled by "
-        "them (without it, by their sorted names, which is rarely the model's order).",
+        "them (without it, by their sorted names, which is rarely the model's order), and every file gets TFLite "
+        "metadata for Android: these labels and the input's --mean/--std.",
     )  # fmt: skip
 
     # -- modes and int8 -------------------------------------------------------------
@@ -253,8 +254,9 @@ class Options:
         None, "--int8-float-layers", group=MODES_GROUP,
         rule=optional(either(("constrained-str", TEXT), ("list[constrained-str]", list_of(TEXT)))),
         expected='auto, or layer names (a list, or "a,b,c")',
-        help="int8: keep layers float. auto: the worst, until --max-accuracy-drop holds; or NAME,... "
-        "(as the report lists them).",
+        help="int8: keep layers float. auto: the worst, until --max-accuracy-drop holds; or NAME,...: PyTorch "
+        "module paths (features.3.conv.1, or features.3 for all its layers) or TFLite tensor names, as the report "
+        "lists them.",
     )  # fmt: skip
     max_int8_latency_cost: Any = option(
         None, "--max-int8-latency-cost", group=MODES_GROUP,

@@ -13,6 +13,7 @@ from pathlib import Path
 from convertctl.report import svg
 from convertctl.report.model import Report
 from convertctl.report.overlay import node_data, overlay_name
+from convertctl.report.quality import kept_float
 from convertctl.report.render import (
     failed_logs,
     method_text,
@@ -228,6 +229,21 @@ def _selective(art: dict) -> str:
     )
 
 
+def _kept(art: dict) -> str:
+    """The layers kept float, module path first and the TFLite name beside it."""
+    sel = art.get("selective") or {}
+    if not sel.get("float_layers"):
+        return ""
+    items = "".join(
+        f"<tr><td>{_module_cell(r)}</td><td><code>{esc(r.get('tflite') or r.get('name', ''))}</code></td></tr>"
+        for r in kept_float(sel)
+    )
+    return (
+        f"<h2>{esc(art.get('mode', ''))}: layers kept float ({len(sel['float_layers'])})</h2><div class=scroll>"
+        f"<table><tr><th>PyTorch module</th><th>TFLite tensor</th></tr>{items}</table></div>"
+    )
+
+
 def _layers(art: dict, stem: str) -> str:
     errors = art.get("layer_errors") or {}
     layers = errors.get("layers") or []
@@ -235,13 +251,15 @@ def _layers(art: dict, stem: str) -> str:
         return ""
     mode = art.get("mode", "")
     items = [
-        (r.get("name", ""), float(r.get("rmse_scale", 0.0)), f"{r.get('op', '')} {r.get('name', '')}: "
+        (r.get("module") or r.get("name", ""), float(r.get("rmse_scale", 0.0)), f"{r.get('op', '')} "
+         f"{r.get('module') or '(no module)'} [{r.get('tflite') or r.get('name', '')}]: "
          f"RMSE/scale {r.get('rmse_scale', 0):.3f}, max abs error {svg.fmt(r.get('max_abs_error'))}")
         for r in layers[:TOP_LAYERS]
     ]  # fmt: skip
     table = "".join(
         f"<tr><td>{i}</td><td>{esc(r.get('op', ''))}</td><td>{r.get('rmse_scale', 0):.3f}</td>"
-        f"<td>{esc(svg.fmt(r.get('max_abs_error')))}</td><td><code>{esc(r.get('name', ''))}</code></td></tr>"
+        f"<td>{esc(svg.fmt(r.get('max_abs_error')))}</td><td>{_module_cell(r)}</td>"
+        f"<td><code>{esc(r.get('tflite') or r.get('name', ''))}</code></td></tr>"
         for i, r in enumerate(layers, 1)
     )
     overlay = ""
@@ -255,8 +273,12 @@ def _layers(art: dict, stem: str) -> str:
         f"<h2>{esc(mode)}: layers by quantization error (RMSE / scale, {esc(errors.get('samples', 0))} samples)</h2>"
         f"{svg.bars(items, f'{mode} worst layers', kind='layers')}{overlay}<details><summary>all "
         f"{len(layers)} layers</summary><div class=scroll><table><tr><th>#</th><th>op</th><th>RMSE/scale</th>"
-        f"<th>max abs error</th><th>layer (output tensor)</th></tr>{table}</table></div></details>"
+        f"<th>max abs error</th><th>PyTorch module</th><th>TFLite tensor</th></tr>{table}</table></div></details>"
     )
+
+
+def _module_cell(row: dict) -> str:
+    return f"<code>{esc(row['module'])}</code>" if row.get("module") else "<span class=muted>none</span>"
 
 
 # -- tables ---------------------------------------------------------------------
@@ -314,7 +336,7 @@ def render(report: Report) -> str:
         cards(report),
         _parity(report),
         _tradeoffs(report),
-        *(_selective(a) for a in report.artifacts),
+        *(_selective(a) + _kept(a) for a in report.artifacts),
         *(_layers(a, stem) for a in report.artifacts),
         _ladder(report),
         _environments(report),

@@ -40,7 +40,7 @@ def node_data(art: dict) -> dict | None:
     results = {}
     for layer in errors.get("layers") or []:
         value = layer.get("rmse_scale")
-        name = layer.get("name")
+        name = layer.get("tflite") or layer.get("name")  # the graph's tensor name: Model Explorer's key
         if isinstance(name, str) and name and isinstance(value, (int, float)) and math.isfinite(value):
             results[name] = {"value": float(value)}
     if not results:

@@ -51,11 +51,39 @@ def timing_caveats(latency: dict) -> list:
     return out
 
 
+def layer_label(row: dict, width: int = NAME_WIDTH) -> str:
+    """'features.3.conv.1 (model/tf.nn.relu6_3/Re…)': the PyTorch module path
+    first, the TFLite tensor name beside it; the tensor name alone when the
+    module is unknown. A row from an older report has its name only."""
+    module, tensor = row.get("module"), str(row.get("tflite") or row.get("name", ""))
+    if not module:
+        return _short(tensor) if width >= NAME_WIDTH else tensor[: width - 1] + "…" if len(tensor) > width else tensor
+    side = tensor if len(tensor) <= width // 2 else tensor[: width // 2 - 1] + "…"
+    return f"{module} ({side})"
+
+
+def kept_float(sel: dict) -> list:
+    """The layers kept float as rows {name, tflite, module} (older reports: names only)."""
+    return list(sel.get("layers") or ({"name": n, "tflite": n} for n in sel.get("float_layers", [])))
+
+
+def _unnamed(errors: dict) -> str:
+    said = errors.get("modules") or {}
+    if not said.get("unnamed"):
+        return ""
+    if not said.get("named"):
+        return f"; no PyTorch module names ({said.get('note') or said.get('source', '')})"
+    return f"; {said['unnamed']} of {said['named'] + said['unnamed']} layers without a PyTorch module name"
+
+
 def _layers_text(errors: dict, count: int) -> str:
     layers = errors.get("layers", [])[:count]
-    listed = "; ".join(f"{r['op']} {_short(r['name'])} {r['rmse_scale']:.2f}" for r in layers)
+    listed = "; ".join(f"{r['op']} {layer_label(r)} {r['rmse_scale']:.2f}" for r in layers)
     metric = errors.get("metric", "rmse/scale").replace("rmse/scale", "RMSE/scale")
-    return f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
+    return (
+        f"worst of {errors.get('total', len(layers))} by {metric} ({errors.get('samples', 0)} samples): {listed}"
+        + _unnamed(errors)
+    )
 
 
 def _accuracy(value: float, samples: int) -> str:
@@ -86,14 +114,30 @@ def _selective_text(sel: dict, floats: dict | None) -> str:
             f" and {floats['glue_ops']} DEQUANTIZE/QUANTIZE next to them, of {floats['total_ops']}"
         )
     if names:
-        text += "; kept float: " + ", ".join(_short(n) for n in names[:TERMINAL_LAYERS])
+        text += "; kept float: " + ", ".join(layer_label(r) for r in kept_float(sel)[:TERMINAL_LAYERS])
         text += f" (+{len(names) - TERMINAL_LAYERS} more in report.md)" if len(names) > TERMINAL_LAYERS else ""
+    return text
+
+
+def metadata_text(meta: dict) -> str:
+    """'tflite-support 0.4.4: 10 labels on output; input normalised (mean …, std … on 0..255); outputs unchanged …'"""
+    text = f"{meta.get('written_by', '')}: {meta.get('labels')} labels on {meta.get('labels_output', 'the output')}"
+    norm = meta.get("normalization")
+    if norm:
+        nums = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(norm.get("mean", []), norm.get("std", [])))
+        text += f"; {norm.get('input')} normalised as (pixel - mean) / std, mean/std {nums} (0..255 scale)"
+    same = meta.get("outputs_unchanged") or {}
+    if same.get("compared"):
+        text += f"; outputs unchanged ({same.get('runtime', 'LiteRT')}, {same.get('samples')} samples, bit for bit)"
+    elif same:
+        text += f"; outputs not compared: {same.get('why', '')}"
     return text
 
 
 def artifact_rows(art: dict) -> list:
     """Rows under an artifact's own: latency, worst layers, layers kept float."""
-    mode, out = art["mode"], []
+    mode = art["mode"]
+    out: list[tuple[str, str, bool | None, str]] = []
     if art.get("latency"):
         out.append(("latency", mode, None, latency_text(art["latency"])))
     elif art.get("latency_ms"):
@@ -109,6 +153,8 @@ def artifact_rows(art: dict) -> list:
         out.append(("io", mode, None, f"{art['io']} I/O: " + "; ".join(io)))
     if art.get("layer_errors", {}).get("layers"):
         out.append(("layer errors", mode, None, _layers_text(art["layer_errors"], TERMINAL_LAYERS)))
+    if art.get("metadata"):
+        out.append(("metadata", mode, True, metadata_text(art["metadata"])))
     sel = art.get("selective")
     if sel:
         ok = sel.get("met") if sel.get("requested") == "auto" else None
@@ -129,14 +175,17 @@ def markdown_sections(report) -> list:
             lines += ["", f"### {mode}: layers by quantization error ({metric}, {samples} samples)"]
             lines += [
                 "",
-                "| # | op | RMSE/scale | max abs error | scale | layer (output tensor) |",
-                "|---|---|---|---|---|---|",
+                "| # | op | RMSE/scale | max abs error | scale | PyTorch module | TFLite tensor |",
+                "|---|---|---|---|---|---|---|",
             ]
             for i, r in enumerate(errors["layers"], 1):
+                module = md_code(r["module"]) if r.get("module") else "-"
                 lines.append(
                     f"| {i} | {md_text(r['op'])} | {r['rmse_scale']:.3f} | {r['max_abs_error']:.3g} | {r['scale']:.3g} "
-                    f"| {md_code(r['name'])} |"
+                    f"| {module} | {md_code(r.get('tflite') or r['name'])} |"
                 )
+            if _unnamed(errors):
+                lines += ["", md_text(_unnamed(errors)[2:]) + "."]
         sel = art.get("selective") or {}
         if sel.get("curve"):
             lines += ["", f"### {mode}: trade-off (layers kept float, worst first)", ""]
@@ -156,7 +205,12 @@ def markdown_sections(report) -> list:
                 lines += ["", f"Latency measured with {md_text(sel['latency_runtime'])}."]
         if sel.get("float_layers"):
             lines += ["", f"{mode}: layers kept float ({len(sel['float_layers'])}):", ""]
-            lines += [f"- {md_code(n, table=False)}" for n in sel["float_layers"]]
+            lines += [
+                f"- {md_code(r['module'], table=False)} ({md_code(r['tflite'], table=False)})"
+                if r.get("module")
+                else f"- {md_code(r['tflite'], table=False)}"
+                for r in kept_float(sel)
+            ]
     timed = [a for a in report.artifacts if (a.get("latency") or {}).get("configs")]
     if timed:
         runtime = md_text(timed[0]["latency"].get("runtime", "LiteRT"))

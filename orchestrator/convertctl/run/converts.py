@@ -155,7 +155,7 @@ class ConvertLadder:
             return None
         converted = dict(run.result)
         converted["work"] = work
-        named = [converted[k] for k in ("saved_model", "tflite") if k in converted]
+        named = [converted[k] for k in ("saved_model", "tflite", "modules") if k in converted]
         bad = next(filter(None, (self.ctx.runner.bad_path(n, "output") for n in named)), "")
         if bad:
             entry.update(failed_stage="convert", error=_one_line(bad))
@@ -190,6 +190,8 @@ class ConvertLadder:
                 rung, mode, {"mode": mode, "status": "failed", "error": f"no {reads} to quantize"}, entry
             )
         request[reads] = source
+        if converted.get("modules") and "debug_samples" in request:  # layers it names, by PyTorch module path
+            request["modules"] = converted["modules"]
         if self.ctx.plan.measure is not None:  # LiteRT judges the file (the runtime phones use): see _judge
             request["judge"] = "litert"
         if not modes.get(mode).calibrated:  # only calibrated modes read it; the others' cache keys must not

@@ -26,7 +26,7 @@ from convertctl.inputs import arrays as inputs
 from convertctl.inputs import inputspec, modelfile, modelflags, referencerun
 from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval, read_labels
 from convertctl.report.model import Report
-from convertctl.run import manifest, placement, selective
+from convertctl.run import manifest, metadata, placement, selective
 from convertctl.run.comparer import Comparer
 from convertctl.run.context import CALIBRATION, Context
 from convertctl.run.converts import ConvertLadder
@@ -217,6 +217,7 @@ class Pipeline:
             ladder.run(o.modes)
             finals = [a.artifact for a in map(ladder.best, o.modes) if a is not None and a.ok]
             measure_artifacts(ctx, finals, o.latency_runs)
+            metadata.write_all(ctx, finals)  # --labels: TFLite metadata into each file that passed
         finally:
             report.ladder = exports.entries + ladder.entries
         self._collect(report, ladder)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 CONTRACT_VERSION = 2  # images/common/contract.py writes it into every result; a test holds them equal
-STAGES = ("export", "convert", "quantize", "measure")
+STAGES = ("export", "convert", "quantize", "measure", "metadata")
 
 
 class InputsPart(TypedDict, total=False):
@@ -87,6 +87,7 @@ class QuantizeRequest(InputsPart, total=False):
     latency_runs: int
     threads: int
     judge: str  # "litert": the host runs the file in LiteRT (measure/judge.py); the maker only makes it
+    modules: str  # the convert step's modules.json: layers named by PyTorch module path (common/module_names.py)
 
 
 class MeasureFile(TypedDict):
@@ -101,6 +102,26 @@ class MeasureRequest(TypedDict):
     warmup: int
     threads: list[int]
     xnnpack: list[bool]
+
+
+class MetadataTensor(TypedDict):
+    name: str  # the signature name
+    tensor: str  # its tensor's name in the file
+
+
+class MetadataRequest(TypedDict, total=False):
+    """TFLite metadata for a final file (--labels): images/metadata/metadata.py."""
+
+    tflite: str
+    name: str
+    description: str
+    labels: str  # one class name per line, in the output's order
+    labels_output: str
+    image_input: str  # the image input the normalisation is for; absent: none
+    mean: list[float]  # per channel, on the 0..255 pixel scale the metadata uses
+    std: list[float]
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
 
 
 class ResultPart(TypedDict, total=False):
@@ -134,6 +155,7 @@ class ConvertResult(ResultPart, total=False):
     layout: dict[str, Any]
     signature: dict[str, Any]
     reason_code: str  # a converter's own failure code (onnx2tf 2.x)
+    modules: str  # modules.json: the PyTorch module path of the graph's op names (common/module_names.py)
 
 
 class QuantizeResult(ResultPart, total=False):
@@ -146,18 +168,26 @@ class MeasureResult(ResultPart, total=False):
     measurements: dict[str, Any]
 
 
+class MetadataResult(ResultPart, total=False):
+    file: str  # the file with its metadata
+    size_bytes: int
+    metadata: dict[str, Any]  # read back: {labels, labels_file, labels_output, normalization, written_by}
+
+
 REQUESTS: dict[str, type] = {
     "export": ExportRequest,
     "example": ExampleRequest,
     "convert": ConvertRequest,
     "quantize": QuantizeRequest,
     "measure": MeasureRequest,
+    "metadata": MetadataRequest,
 }
 RESULTS: dict[str, type] = {
     "export": ExportResult,
     "convert": ConvertResult,
     "quantize": QuantizeResult,
     "measure": MeasureResult,
+    "metadata": MetadataResult,
 }
 
 
