@@ -142,7 +142,7 @@ def test_what_the_readme_and_the_guide_say_of_the_checks_is_the_code():
     from convertctl.config.options import Options
     from convertctl.config.runtimes import KINDS
     from convertctl.config.tolerance import Tolerance
-    from convertctl.run import converts, pipeline
+    from convertctl.run import converts, inputsets
 
     guide = ROOT / "docs" / "guide.md"
     samples = Options(model="m.pt", out="o").samples
@@ -150,7 +150,7 @@ def test_what_the_readme_and_the_guide_say_of_the_checks_is_the_code():
     assert said(guide, r"instead of the (\d+) seeded random ones") == (samples,)
     assert said(guide, r"run on (\d+) seeded samples by default, and on at least (\d+) with real data") == (
         samples,
-        pipeline.MIN_REAL_SAMPLES,
+        inputsets.MIN_REAL_SAMPLES,
     )
     assert said(guide, r"one sample: 100 / samples points, ([\d.]+) on (\d+)\)") == (round(100 / samples, 2), samples)
     tol = Tolerance()

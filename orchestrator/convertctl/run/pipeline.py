@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 from convertctl.checks import validate
-from convertctl.config import modes, settings
+from convertctl.config import settings
 from convertctl.config.catalog import Catalog
 from convertctl.config.options import Options
 from convertctl.config.settings import SYNTHETIC_CALIB
@@ -22,15 +21,14 @@ from convertctl.errors import (
     EXIT_VALIDATION,
     UsageError,
 )
-from convertctl.inputs import arrays as inputs
 from convertctl.inputs import inputspec, modelfile, modelflags, referencerun
-from convertctl.inputs.data import calibration_notes, labels_fit, load_calibration, load_eval, read_labels
+from convertctl.inputs.data import calibration_notes, labels_fit
 from convertctl.report.model import Report
-from convertctl.run import manifest, metadata, placement, selective
+from convertctl.run import inputsets, manifest, metadata, placement, selective
 from convertctl.run.comparer import Comparer
-from convertctl.run.context import CALIBRATION, Context
+from convertctl.run.context import Context
 from convertctl.run.converts import ConvertLadder
-from convertctl.run.exports import ExportLadder, Reference
+from convertctl.run.exports import ExportLadder
 from convertctl.run.measure import measure_artifacts
 from convertctl.run.plan import Plan, make_plan
 from convertctl.run.protocol import InputsPart
@@ -40,10 +38,6 @@ from convertctl.runtimes.base import Runtime, Say
 from convertctl.store import rundir
 from convertctl.store.cache import StageCache, open_cache
 from convertctl.store.digests import Hasher
-
-# With real data the parity checks take at least this many samples: "top-1
-# 88 %" on 8 samples is 7 of 8.
-MIN_REAL_SAMPLES = 64
 
 
 def check_options(o: Options) -> None:
@@ -83,7 +77,6 @@ class Pipeline:
         self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
         self.model, self.out = Path(opts.model), Path(opts.out)
         self.int8 = selective.Int8Options.of(opts)
-        self._eval_classes = 0  # how many classes --eval-data (or --labels) names
 
     def prepare(self) -> Prepared:
         """Everything checked and planned, nothing run (--dry-run stops here)."""
@@ -104,8 +97,9 @@ class Pipeline:
         ready = self.prepare()
         facts, specs, hasher = ready.facts, ready.specs, ready.hasher
         shapes = {s.name: s.shape for s in specs}
-        earlier = self._reference_run(facts, shapes)
-        sets, labels, calib, sample_source = self._load_data(specs, earlier)  # bad data fails before any work
+        earlier = inputsets.reference_run(o, facts, shapes)
+        data = inputsets.load(o, self.int8, specs, earlier)  # bad data fails before any work
+        sets, labels, calib, sample_source = data.sets, data.labels, data.calib, data.source
         killed = rundir.killed_runs(self.out)
         run_dir = rundir.create_run_dir(self.out)
         report = Report(
@@ -129,7 +123,7 @@ class Pipeline:
                 f"int8 calibrated on {SYNTHETIC_CALIB} SYNTHETIC random inputs: no --calib "
                 "given. Real int8 accuracy needs 100-500 real samples (--calib DIR|.npz)."
             )
-        if calib is not None:
+        if isinstance(calib, dict):  # the user's calibration data (synthetic sets are what they are)
             report.notices += calibration_notes(o.path("calib"), calib)
         report.manifest = manifest.new(o, self.runtime.name)
         recorder = Recorder(report, self.runtime)
@@ -149,7 +143,7 @@ class Pipeline:
             labels=labels,
         )
         try:
-            report.inputs = self._write_inputs(runner, sets, labels, calib)
+            report.inputs = inputsets.write(runner, data, o)
             report.inputs["samples"]["source"] = sample_source
             report.manifest["inputs"] = manifest.input_hashes(o, run_dir, hasher)
             self._ladders(ctx, facts, earlier)
@@ -181,17 +175,6 @@ class Pipeline:
             "input_sets": {name: f"inputs/{name}.npz" for name in sets},
         }
 
-    def _reference_run(self, facts, shapes: dict) -> referencerun.ReferenceRun | None:
-        folder = self.opts.path("reference_run")
-        if folder is None:
-            return None
-        if facts.format != "tflite":
-            raise UsageError(
-                f"--reference-run is for a float .tflite (convertctl quantize); {facts.path} is a {facts.format} "
-                "model, whose run computes PyTorch's outputs itself"
-            )
-        return referencerun.read(folder, shapes, Hasher().file(facts.path))
-
     def _ladders(self, ctx: Context, facts, earlier: referencerun.ReferenceRun | None) -> None:
         o, report = self.opts, ctx.report
         exports = ExportLadder(ctx, facts)
@@ -204,7 +187,7 @@ class Pipeline:
             assert exports.reference is not None
             report.model["outputs"] = exports.reference.outputs
             if earlier is not None:
-                exports.reference = _pytorch_reference(ctx, exports.reference, earlier)
+                exports.reference = inputsets.pytorch_reference(ctx, exports.reference, earlier)
             labels = ctx.labels
             misfit = labels_fit(o.path("eval_data"), labels, exports.reference.outputs) if labels is not None else ""
             if misfit:
@@ -302,97 +285,10 @@ class Pipeline:
                 EXIT_VALIDATION,
             )
 
-    # -- inputs ---------------------------------------------------------
-    def _load_data(self, specs: list, earlier: referencerun.ReferenceRun | None):
-        o = self.opts
-        shapes = {s.name: s.shape for s in specs}
-        sets: dict = {}
-        labels = None
-        eval_data, calib_path, sample_path = o.path("eval_data"), o.path("calib"), o.path("sample_inputs")
-        if eval_data:
-            names = read_labels(Path(o.labels)) if o.labels else None
-            sets["eval"], labels, class_names = load_eval(eval_data, shapes, o.mean, o.std, o.resize, names)
-            self._eval_classes = len(class_names)  # --labels' lines: classes with no folder count too
-            sets["eval"] = inputspec.typed(sets["eval"], specs, eval_data)
-        calib: dict | inputspec.Synthetic | None = None
-        if modes.calibrated(o.modes):
-            calib = (
-                inputspec.typed(load_calibration(calib_path, shapes, o.mean, o.std, resize=o.resize), specs, calib_path)
-                if calib_path
-                else inputspec.Synthetic(tuple(specs), SYNTHETIC_CALIB, o.seed + 1)
-            )
-            if self.int8.auto and labels is None:  # judged on data it was not calibrated on
-                calib, sets["holdout"] = selective.split_holdout(inputspec.as_arrays(calib))
-        # The parity checks run on real data whenever the user gave some: an
-        # int8 model calibrated on real inputs clips random noise, and would
-        # be judged on that instead of on what it will see.
-        samples: dict | inputspec.Synthetic
-        if earlier is not None:  # the earlier run's inputs: PyTorch's outputs are on them
-            samples = inputspec.typed(earlier.samples, specs, earlier.folder / "inputs" / "samples.npz")
-            source = f"the inputs of run {earlier.folder}"
-        elif sample_path:
-            samples = inputspec.typed(inputs.load_sample_inputs(sample_path, shapes), specs, sample_path)
-            source = str(sample_path)
-        elif eval_data or (calib_path and calib is not None):
-            real = sets["eval"] if eval_data else inputspec.as_arrays(calib)
-            samples = _first(real, max(o.samples, MIN_REAL_SAMPLES))
-            count = len(next(iter(samples.values())))
-            source = f"first {count} of {eval_data or calib_path}"
-        else:
-            samples = inputspec.Synthetic(tuple(specs), o.samples, o.seed)
-            source = f"synthetic (seed {o.seed})"
-        sets["samples"] = samples
-        if o.dynamic_batch:  # one sample of batch N, checked next to the batch-1 samples
-            sets["batch"] = inputspec.batched(inputspec.as_arrays(samples), inputspec.BATCH_CHECK)
-        return sets, labels, calib, source
-
-    def _write_inputs(self, runner: Runner, sets: dict, labels, calib) -> dict:
-        run_dir = runner.run_dir
-        info: dict[str, dict] = {}
-        for name, arrays in sets.items():
-            _save(runner, run_dir / "inputs" / f"{name}.npz", arrays)
-            info[name] = {"count": _count(arrays)}
-        if "batch" in info:
-            info["batch"]["batch"] = inputspec.BATCH_CHECK
-        o = self.opts
-        if labels is not None:
-            info["eval"].update(source=str(o.eval_data), classes=self._eval_classes)
-        if calib is not None:
-            _save(runner, run_dir / CALIBRATION, calib)
-            info["calibration"] = {
-                "count": _count(calib),
-                "synthetic": o.calib is None,
-                "source": str(o.calib) if o.calib else "synthetic",
-            }
-        return info
-
     # -- results --------------------------------------------------------
     def _place(self, run_dir: Path, report: Report, hasher: Hasher | None = None) -> None:
         with rundir.out_lock(self.out, self.say):  # concurrent runs on one --out take turns
             placement.place(self.opts, run_dir, report, hasher)
-
-
-def _count(data) -> int:
-    return data.count if isinstance(data, inputspec.Synthetic) else len(next(iter(data.values())))
-
-
-def _save(runner: Runner, path: Path, data) -> None:
-    """A set's npz; synthetic sets are taken from the cache when it holds
-    them (generating and writing them is the rerun's biggest host cost)."""
-    if not isinstance(data, inputspec.Synthetic):
-        inputs.save_set(path, data)
-        return
-    memo = runner.cache.memo if runner.cache else None
-    key = data.key() if memo is not None else ""
-    if memo is not None and memo.recall_file("inputs", key, path, runner.hasher):
-        return
-    inputs.save_set(path, data.arrays())
-    if memo is not None:
-        memo.keep_file("inputs", key, path, runner.hasher)
-
-
-def _first(arrays: dict, count: int) -> dict:
-    return {name: arr[:count] for name, arr in arrays.items()}
 
 
 def _ladder_failure(entries: list, mode: str = "") -> tuple[int, str]:
@@ -416,24 +312,3 @@ def _classes(outputs: list) -> int:
         if validate.looks_like_scores(tuple(out["shape"])):
             return int(math.prod(d for d in out["shape"] if d != 1))
     return 0
-
-
-def _pytorch_reference(ctx: Context, litert: Reference, earlier: referencerun.ReferenceRun) -> Reference:
-    """--reference-run: the float file's reference replaced by PyTorch's
-    outputs from the run that made it, saved in this run directory under the
-    float file's own output names (in its order), so every later check reads
-    them where it reads any reference."""
-    if len(earlier.outputs) != len(litert.output_names):
-        raise UsageError(
-            f"--reference-run {earlier.folder}: its model has {len(earlier.outputs)} output(s), the float .tflite "
-            f"{len(litert.output_names)}; was the file made from that model?"
-        )
-    work = "export/reference-run"
-    arrays = dict(zip(litert.output_names, earlier.outputs.values()))
-    inputs.save_set(ctx.runner.run_dir / work / "reference_samples.npz", arrays)
-    ctx.report.model["reference"] = earlier.source
-    ctx.report.notices.append(
-        f"reference: {earlier.describe()}"
-        + ("" if earlier.made_it else " (the float .tflite is not a file that run made; its outputs are used as given)")
-    )
-    return dataclass_replace(litert, work=work, source=earlier.source)
