@@ -13,7 +13,9 @@ from PyTorch's layout to the file's, as convert.py's does (layouts.py).
 
 A pattern flatbuffer_direct cannot lower fails the step with onnx2tf's
 reason_code (unsupported_onnx_op, requires_constant_input, ...): in the
-result as "reason_code" and at the head of the error.
+result as "reason_code" and at the head of the error. onnx2tf retries such a
+node as a CUSTOM op (custom_op_lowered): that fails the step too, since no
+TFLite runtime runs those ops.
 """
 import contextlib
 import itertools
@@ -176,8 +178,14 @@ def body(run_dir, request, result):
         raise StageFailure("onnx2tf %s flatbuffer_direct: %s%s"
                            % (onnx2tf.__version__, "reason_code=%s: " % code if code else "", failure_text(exc)))
     seconds = time.time() - started
-    result["op_coverage"] = coverage_summary(keep_coverage(out_dir, contract.work_path(run_dir, request,
-                                                                                     "op_coverage.json")))
+    coverage = keep_coverage(out_dir, contract.work_path(run_dir, request, "op_coverage.json"))
+    result["op_coverage"] = coverage_summary(coverage)
+    custom = (coverage or {}).get("custom_lowered_nodes") or []
+    if custom:  # onnx2tf retries a failed lowering with CUSTOM ops allowed; no TFLite runtime has them
+        result["reason_code"] = sorted(set(str(n.get("reason_code")) for n in custom))[0]
+        raise StageFailure("onnx2tf %s flatbuffer_direct: reason_code=%s: %s became CUSTOM op(s), which LiteRT "
+                           "cannot run" % (onnx2tf.__version__, result["reason_code"],
+                                           ", ".join("%s (%s)" % (n.get("onnx_op"), n.get("node_name")) for n in custom)))
     path = contract.work_path(run_dir, request, "model_fp32.tflite")
     shutil.move(made, path)
     shutil.rmtree(out_dir, ignore_errors=True)
