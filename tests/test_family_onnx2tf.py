@@ -25,7 +25,7 @@ from fakes import FakeRuntime, options, torchscript_file
 
 ALL = ["fp32", "dynamic", "int8", "fp16"]
 SHAPE = "1,3,64,64"
-VARIANT = "onnx2tf-tf2.19"
+VARIANT = "onnx2tf-tf2.21"  # the family's rung on both ladders
 acceptance = pytest.mark.acceptance
 
 # Where a file's TRANSPOSE ops sit: reading a graph input, writing a graph
@@ -94,7 +94,7 @@ def test_every_mode_validates(pinned):
     proc, report, _ = pinned
     assert_every_mode_validates(proc, report)
     convert = next(s for s in report["stages"] if s["stage"] == "convert")
-    assert convert["versions"]["onnx2tf"] == "1.29.24" and convert["versions"]["tensorflow"] == "2.19.0"
+    assert convert["versions"]["onnx2tf"] == "1.29.24" and convert["versions"]["tensorflow"] == "2.21.0"
     assert next(e for e in report["ladder"] if e["stage"] == "convert")["opset"] == 17, "its preferred opset"
 
 
@@ -162,7 +162,7 @@ def test_every_mode_validates_in_docker(tmp_path):
     assert report["runtime"] == "docker"
     versions = {s["stage"]: s["versions"] for s in report["stages"]}
     assert versions["export"]["torch"].startswith("1.7") and versions["convert"]["onnx2tf"] == "1.29.24"
-    assert versions["quantize"]["tensorflow"] == "2.19.0", "quantized by the TF that wrote the SavedModel"
+    assert versions["quantize"]["tensorflow"] == "2.21.0", "quantized by the TF that wrote the SavedModel"
 
 
 # -- units: no real stage ------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_the_export_writes_the_opset_onnx2tf_prefers_unless_asked(fake_model, tm
     assert [e.get("opset") for e in report.ladder if e["stage"] == "convert"] == [17]
     report, _ = fake_run(fake_model, tmp_path / "b", converter="onnx2tf", opset=12)
     assert [e.get("opset") for e in report.ladder if e["stage"] == "convert"] == [12]
-    with pytest.raises(UsageError, match="onnx2tf-tf2.19 reads opsets 11-20, --opset 9 given"):
+    with pytest.raises(UsageError, match="onnx2tf-tf2.21 reads opsets 11-20, --opset 9 given"):
         fake_run(fake_model, tmp_path / "c", converter="onnx2tf", opset=9)
 
 

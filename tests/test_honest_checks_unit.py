@@ -35,11 +35,19 @@ def model(tmp_path) -> Path:
     return torchscript_file(tmp_path / "net.pt")
 
 
+# The local ladder as this machine runs it: onnx2tf, litert-torch, onnx-tf (a rung whose Python is
+# not installed here, onnx2tf 2.x on 3.13, is passed over by the local runtime, not by the fake).
+LOCAL = [v.name for v in load_catalog().ladder("local", "convert") if v.python == "3.11"]
+FIRST = LOCAL[0]
+
+
 def run(model, out, runtime=None, modes=("fp32",), **kw):
     runtime = runtime or FakeRuntime()
-    runtime.name = "local"  # the local ladder: onnx2tf, litert-torch, onnx-tf
+    runtime.name = "local"
+    catalog = load_catalog()
+    catalog.ladders["local"]["convert"] = LOCAL
     opts = options(model, out, modes=list(modes), latency_runs=0, **kw)
-    return Pipeline(opts, runtime, load_catalog(), lambda _: None).run()
+    return Pipeline(opts, runtime, catalog, lambda _: None).run()
 
 
 def rung_of(request: dict) -> str:
@@ -107,10 +115,10 @@ def test_a_rung_whose_dynamic_file_is_float_fails_that_mode_and_the_next_rung_ma
     report = run(model, tmp_path / "out", FloatDynamic(("onnx2tf",)), modes=["fp32", "dynamic"])
     assert report.status == "passed", report.failure
     first = next(e for e in report.ladder if e["stage"] == "convert")
-    assert first["variant"] == "onnx2tf-tf2.19" and first["modes"]["fp32"] == "ok"
+    assert first["variant"] == FIRST and first["modes"]["fp32"] == "ok"
     assert "signature: dynamic stores weights as int8" in first["modes"]["dynamic"]
     made = {a["mode"]: a["variant"] for a in report.artifacts}
-    assert made == {"fp32": "onnx2tf-tf2.19", "dynamic": "litert-torch0.10"}
+    assert made == {"fp32": FIRST, "dynamic": "litert-torch0.10"}
     assert next(a for a in report.artifacts if a["mode"] == "dynamic")["tensors"]["weights"] != FLOAT_WEIGHTS
 
 
@@ -195,7 +203,7 @@ def test_quantized_modes_are_judged_on_64_seeded_samples_by_default(model, tmp_p
 
 
 def test_a_file_that_passes_after_another_of_its_mode_missed_is_also_judged_on_fresh_inputs(model, tmp_path):
-    fake = PerRung({"onnx2tf-tf2.19": {"int8": 3.0}})
+    fake = PerRung({FIRST: {"int8": 3.0}})
     report = run(model, tmp_path / "out", fake, modes=["fp32", "int8"])
     assert report.status == "passed", report.failure
     fresh = [c for c in tflite_checks(report, "int8") if c["input_set"] == "fresh"]
@@ -209,7 +217,7 @@ def test_a_file_that_passes_after_another_of_its_mode_missed_is_also_judged_on_f
 
 
 def test_a_file_that_passes_after_a_miss_but_fails_on_fresh_inputs_fails(model, tmp_path):
-    fake = PerRung({"onnx2tf-tf2.19": {"int8": 3.0}}, fresh={"litert-torch0.10": {"int8": 3.0}})
+    fake = PerRung({FIRST: {"int8": 3.0}}, fresh={"litert-torch0.10": {"int8": 3.0}})
     report = run(model, tmp_path / "out", fake, modes=["int8"])
     second = next(e for e in report.ladder if e["variant"] == "litert-torch0.10")
     assert second["modes"]["int8"].startswith("tflite:int8 outside tolerance: fresh inputs: output: cosine")
@@ -374,11 +382,11 @@ class Layouts(FakeRuntime):
 
 
 def test_a_later_rung_is_asked_for_the_first_files_layout(model, tmp_path):
-    fake = Layouts({"onnx2tf-tf2.19": {"int8": 3.0}})
+    fake = Layouts({FIRST: {"int8": 3.0}})
     report = run(model, tmp_path / "out", fake, modes=["fp32", "int8"], strict=True)
     assert report.status == "passed", report.failure
     convert = {rung_of(r): r["layout"] for r in fake.requests if r["work"].startswith("convert/")}
-    assert convert == {"onnx2tf-tf2.19": None, "litert-torch0.10": "nhwc"}
+    assert convert == {FIRST: None, "litert-torch0.10": "nhwc"}
     assert {a["mode"]: a["layout"]["inputs"] for a in report.artifacts} == {
         "fp32": {"input": NHWC},
         "int8": {"input": NHWC},
@@ -387,12 +395,12 @@ def test_a_later_rung_is_asked_for_the_first_files_layout(model, tmp_path):
 
 
 def test_files_with_different_layouts_are_said_per_file_and_fail_under_strict(model, tmp_path):
-    noisy = {"onnx2tf-tf2.19": {"int8": 3.0}, "litert-torch0.10": {"int8": 3.0}}  # onnx-tf (NCHW only) makes int8
+    noisy = {FIRST: {"int8": 3.0}, "litert-torch0.10": {"int8": 3.0}}  # onnx-tf (NCHW only) makes int8
     report = run(model, tmp_path / "a", Layouts(noisy), modes=["fp32", "int8"])
     assert report.status == "passed", report.failure
     warning = next(n for n in report.notices if "layouts" in n)
     assert warning == (
-        "WARNING: the files have different I/O layouts (fp32: NHWC I/O (onnx2tf-tf2.19), int8: NCHW I/O "
+        f"WARNING: the files have different I/O layouts (fp32: NHWC I/O ({FIRST}), int8: NCHW I/O "
         "(convert-tf2.15)): an app feeds each its own way"
     )
     assert "different I/O layouts" in shown(report) and "different I/O layouts" in markdown(report)
@@ -506,7 +514,7 @@ def test_each_check_says_how_it_was_computed_in_both_renderings_and_the_page(mod
 
 
 def test_fresh_inputs_checks_have_a_row_of_their_own(model, tmp_path):
-    report = run(model, tmp_path / "out", PerRung({"onnx2tf-tf2.19": {"int8": 3.0}}), modes=["int8"])
+    report = run(model, tmp_path / "out", PerRung({FIRST: {"int8": 3.0}}), modes=["int8"])
     labels = [stage for stage, mode, _, _ in rows(report) if mode == "int8"]
     assert "tflite vs torch (fresh inputs (seed 2))" in labels and "tflite vs torch" in labels
     page = html.render(report)
@@ -533,3 +541,26 @@ def test_a_report_from_before_the_method_renders_without_it(model, tmp_path):
 
 def report_ok(report) -> bool:
     return report.status == "passed" and report.exit_code == EXIT_OK
+
+
+class ConverterSaysWhy(FakeRuntime):
+    """The first rung's converter fails with its own reason_code and op coverage, as onnx2tf 2.x does."""
+
+    def convert(self, work, request, sets, result, run_dir=None):
+        if rung_of(request) == FIRST:
+            coverage = {"graph_ops": 12, "unsupported_ops": ["Einsum"], "custom_ops": []}
+            result.update(
+                status="error", error="reason_code=unsupported_onnx_op: Einsum", reason_code="unsupported_onnx_op"
+            )
+            result["op_coverage"] = coverage
+            return
+        super().convert(work, request, sets, result, run_dir)
+
+
+def test_a_converters_reason_code_and_op_coverage_are_in_the_ladder(model, tmp_path):
+    report = run(model, tmp_path / "out", ConverterSaysWhy())
+    assert report.status == "passed", report.failure
+    first = next(e for e in report.ladder if e["stage"] == "convert")
+    assert first["variant"] == FIRST and first["status"] == "failed"
+    assert first["reason_code"] == "unsupported_onnx_op" and first["op_coverage"]["unsupported_ops"] == ["Einsum"]
+    assert "reason_code=unsupported_onnx_op" in first["error"]

@@ -34,6 +34,8 @@ def images():
     build("stage", f'org.convertctl.build-stage="{uid}"')
     build("foreign", 'someone.else="1"')
     build("kept-stage", f'org.convertctl.build-stage="{uid}"', f"convertctl-test/prune:mine-{uid}")
+    build("cache-used", f'org.convertctl.build-stage="{uid}-a"', f"convertctl/build-cache:used-{uid}")
+    build("cache-unused", f'org.convertctl.build-stage="{uid}-b"', f"convertctl/build-cache:unused-{uid}")
     yield client, uid, made
     for image_id in made.values():
         try:
@@ -57,18 +59,20 @@ def test_prune_removes_what_no_variant_uses_and_untagged_build_stages(images):
 
     client, uid, made = images
     ours = set(made.values())
-    doomed = [d for d in prune.plan(client, {f"convertctl-test/prune:current-{uid}"}) if d.id in ours]
+    in_use = {f"convertctl-test/prune:current-{uid}", f"convertctl/build-cache:used-{uid}"}
+    doomed = [d for d in prune.plan(client, in_use) if d.id in ours]
     assert {d.id: d.why for d in doomed} == {
         made["stale"]: "no variant uses it",
         made["stage"]: "untagged build stage",
+        made["cache-unused"]: "a build cache no lock of the catalog uses",
     }
     stale = next(d for d in doomed if d.id == made["stale"])
     assert sorted(stale.tags) == [f"convertctl-test/prune:plain-{uid}", f"convertctl-test/prune:stale-{uid}"]
     removed, kept = prune.remove(client, doomed)
-    assert {d.id for d in removed} == {made["stale"], made["stage"]} and kept == []
-    assert not exists(client, made["stale"]) and not exists(client, made["stage"])
-    assert all(exists(client, made[k]) for k in ("current", "foreign", "kept-stage"))
-    everything = {d.id for d in prune.plan(client, {f"convertctl-test/prune:current-{uid}"}, everything=True)}
+    assert {d.id for d in removed} == {made["stale"], made["stage"], made["cache-unused"]} and kept == []
+    assert not any(exists(client, made[k]) for k in ("stale", "stage", "cache-unused"))
+    assert all(exists(client, made[k]) for k in ("current", "foreign", "kept-stage", "cache-used"))
+    everything = {d.id for d in prune.plan(client, in_use, everything=True)}
     assert made["current"] in everything and made["foreign"] not in everything and made["kept-stage"] not in everything
 
 
@@ -94,3 +98,36 @@ def test_the_command_says_what_would_go_and_removes_nothing_with_dry_run(images)
     assert line.startswith("would remove") and line.endswith("no variant uses it")
     assert f"current-{uid}" in proc.stdout, "not a catalog variant's: unused by this install"
     assert f"mine-{uid}" not in proc.stdout and all(exists(client, i) for i in made.values())
+
+
+def test_a_build_leaves_its_build_stage_tagged_as_the_cache_and_no_untagged_image(images):
+    """What the legacy builder leaves untagged (the multi-stage build stage) is tagged
+    convertctl/build-cache:<lock>; an earlier build stage of the same lock goes."""
+    import docker
+    from convertctl.runtimes.images import BUILD_CACHE, ImageBuilder, build_cache_tag
+    from convertctl.store.pipconfig import IndexSettings
+
+    client, uid, made = images
+    digest = f"{uid}{'0' * 54}"
+
+    class Lock:  # what the builder reads of a variant here: its lock's digest
+        def lock_digest(self):
+            return digest
+
+    stages = []
+    for n in range(2):
+        text = f'FROM scratch\nLABEL org.convertctl.build-stage="{digest}" n="{n}"\n'
+        stages.append(client.images.build(fileobj=io.BytesIO(text.encode()), rm=True)[0].id)
+    builder = ImageBuilder(client, IndexSettings())
+    builder._keep_build_stage(Lock())
+    try:
+        tagged = client.images.get(build_cache_tag(Lock()))
+        assert tagged.id in stages and build_cache_tag(Lock()) == f"{BUILD_CACHE}:{digest[:12]}"
+        left = client.images.list(filters={"dangling": True, "label": f"org.convertctl.build-stage={digest}"})
+        assert left == [], "no untagged build stage of the lock is left"
+    finally:
+        for image_id in stages:
+            try:
+                client.images.remove(image_id, force=True)
+            except docker.errors.ImageNotFound:
+                pass

@@ -34,7 +34,7 @@ def test_every_family_has_its_stage_scripts_and_locks():
     catalog = load_catalog()
     for v in catalog.variants.values():
         assert v.script_path.is_file() and v.lock_path.is_file(), v.name
-        assert (v.stage_dir / "Dockerfile").is_file(), v.name
+        assert v.stage_dir.is_dir(), v.name
     litert = catalog.pick("local", "convert", "litert-torch")
     assert [v.name for v in litert] == ["litert-torch0.10"]
     assert litert[0].input == "torch" and litert[0].layouts == ("nchw", "nhwc")

@@ -26,6 +26,7 @@ SCRIPTS = {
     "export/example.py": ("example",),
     "convert/convert.py": ("convert",),
     "onnx2tf/convert.py": ("convert",),
+    "onnx2tf/direct.py": ("convert",),
     "litert/convert.py": ("convert",),
     "quantize/quantize.py": ("quantize",),
     "quantize/selective.py": ("quantize",),

@@ -113,20 +113,6 @@ def test_contract_keeps_first_line_of_a_crash(tmp_path):
     assert "graph..." in result["traceback"]
 
 
-def test_dockerfiles_share_everything_up_to_the_install_layer():
-    """Identical lines up to the package install are what lets Docker share
-    the heavy layers (one TensorFlow install for convert and quantize)."""
-    marker = "# ---- stage-specific from here on"
-    prefixes = {}
-    for stage in ("export", "convert", "quantize", "measure"):
-        text = (IMAGES / stage / "Dockerfile").read_text()
-        assert marker in text, stage
-        body = text.split(marker)[0]
-        prefixes[stage] = body[body.index("ARG BASE_IMAGE") :]  # the header comment names the stage
-    assert prefixes["export"] == prefixes["convert"] == prefixes["quantize"] == prefixes["measure"]
-    assert "COPY requirements.txt" in prefixes["convert"] and "COPY stage/" not in prefixes["convert"]
-
-
 def test_mode_spec_is_read_and_checked():
     from convertctl.config import modes as host
 

@@ -135,9 +135,11 @@ def images_prune(
     uses (older stage code, locks or bases), and untagged build stages. Images
     of other checkouts with other stage code count as unused."""
     from convertctl.runtimes import prune
+    from convertctl.runtimes.images import build_cache_tag
 
     builder = _builder()
-    in_use = {builder.ref(v) for v in load_catalog().variants.values()}
+    variants = load_catalog().variants.values()
+    in_use = {builder.ref(v) for v in variants} | {build_cache_tag(v) for v in variants}
     doomed = prune.plan(builder.client, in_use, everything)
     if not doomed:
         console.print("nothing to prune", highlight=False)

@@ -45,6 +45,7 @@ class Variant:
     folder: str = ""  # image folder under images/; default: the stage's
     script: str = ""  # relative to images/; default: <folder>/<stage>.py
     pins: dict = field(default_factory=dict, compare=False, hash=False)
+    apt: tuple = ()  # Debian packages the image needs beside the lock (a library a wheel links)
     # export variants
     torch: str = ""
     formats: tuple = ()
@@ -194,7 +195,7 @@ def _variant(path: Path, name: str, table: dict) -> Variant:
     values = dict(table)
     if isinstance(values.get("quantize"), str):  # one quantize variant, or a list of alternatives
         values["quantize"] = [values["quantize"]]
-    for key in ("formats", "opsets", "layouts", "quantize"):
+    for key in ("formats", "opsets", "layouts", "quantize", "apt"):
         if key in values:
             values[key] = tuple(values[key])
     return Variant(name=name, **values)
@@ -244,6 +245,7 @@ VARIANT_TABLE = table(
         "folder": text(),
         "script": text(),
         "pins": dict_of(text(), text()),
+        "apt": list_of(text(pattern=r"^[a-z0-9][a-z0-9.+-]*$")),  # rendered into a shell line: names only
         "torch": text(),
         "formats": list_of(TEXT),
         "max_opset": OPSET,

@@ -117,6 +117,9 @@ class ConvertLadder:
         work = f"convert/{rung.name}"
         run = self.ctx.runner.run(Step(rung, work, request))
         entry["seconds"] += run.seconds
+        for key in ("reason_code", "op_coverage"):  # a converter's own words on what it could not do (onnx2tf 2.x)
+            if run.result.get(key):
+                entry[key] = run.result[key]
         if not run.ok:
             entry.update(failed_stage="convert", error=_one_line(run.error))
             return None

@@ -155,6 +155,7 @@ class ConvertResult(ResultPart, total=False):
     layout: dict[str, Any]
     signature: dict[str, Any]
     reason_code: str  # a converter's own failure code (onnx2tf 2.x)
+    op_coverage: dict[str, Any]  # onnx2tf 2.x: its op coverage report, summarised
     modules: str  # modules.json: the PyTorch module path of the graph's op names (common/module_names.py)
 
 

@@ -34,7 +34,7 @@ from convertctl.store.pipconfig import IndexSettings
 RUN_MOUNT = "/rundir"
 RUN_LABEL = "org.convertctl.run"
 OWNER_LABEL = "org.convertctl.owner"
-# The user stage images declare (USER in images/*/Dockerfile), when an image says nothing usable.
+# The user stage images declare (USER in images/Dockerfile.template), when an image says nothing usable.
 NOBODY = "65534:65534"
 CODE_ROOT = "/opt/convertctl"  # images/<folder>/ is copied to CODE_ROOT/<folder>/
 # Request keys that name a file or folder on the host, and where it is mounted.

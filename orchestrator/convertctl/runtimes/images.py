@@ -1,7 +1,7 @@
 """Stage images: build context, content key, pull or build through the Docker SDK.
 
 An image is referenced as <catalog tag>-<content key>. The key hashes what
-decides the image's bits (Dockerfile, hashed lock, stage code, the base
+decides the image's bits (the Dockerfile rendered from images/Dockerfile.template, hashed lock, stage code, the base
 image's identity, the variant name in its label), as DVC keys a stage by the
 hash of its canonical description. Where the packages come from (index URLs,
 CA bundle, wheelhouse, torch index) is not in it: those reach only the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -30,9 +31,15 @@ from convertctl.store.lockfile import Sources, sources
 from convertctl.store.pipconfig import IndexSettings
 
 KEY_LABEL = "org.convertctl.key"
+BUILD_STAGE_LABEL = "org.convertctl.build-stage"  # the template's build stage, labelled with its lock's digest
+# The build stage, tagged: Docker's legacy builder leaves it untagged (<none>), yet it is the install
+# step's cache (without it a stage-code change installs the lock again). Tagged, it is listed, and
+# `images prune` removes the ones no lock of the catalog uses.
+BUILD_CACHE = "convertctl/build-cache"
 VARIANT_LABEL = "org.convertctl.variant"
 # Bump when what the key covers changes meaning. 2: build inputs (CA, indexes) left out.
-KEY_FORMAT = 2
+# 3: the Dockerfile is rendered from images/Dockerfile.template.
+KEY_FORMAT = 3
 
 
 def registry_setting() -> str:
@@ -42,6 +49,47 @@ def registry_setting() -> str:
 
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".py")
+
+
+TEMPLATE = "Dockerfile.template"
+HEAVY_END = "# ---- variant-specific from here on"  # the template's text above it: lock and base only
+_FIELD = re.compile(r"\{\{ (\w+) \}\}")
+_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+
+
+def render_dockerfile(variant: Variant) -> str:
+    """images/Dockerfile.template filled in from the variant's catalog table,
+    as cog writes its Dockerfile from cog.yaml: one template for every
+    stage image, so variants sharing a lock share its install layer."""
+    pins = [f"{name}=={version}" for name, version in variant.pins.items()]
+    bad = [p for p in pins if not _PIN.match(p)]
+    if bad or not pins:  # the pins go into a shell command line: plain names and versions only
+        raise EnvironmentProblem(f"catalog: variant {variant.name}: pins {bad or '(none)'} cannot be smoke-tested")
+    fields = {
+        "base_image": variant.base_image,
+        "lock_sha256": variant.lock_digest(),
+        "smoke_pins": " ".join(pins),
+        "folder": variant.image_folder,
+        "stage": variant.stage,
+        "script": variant.script_rel,
+        "apt_install": _apt_install(variant.apt),
+    }
+    return _FIELD.sub(lambda m: fields[m.group(1)], (images_dir() / TEMPLATE).read_text())
+
+
+def _apt_install(packages: tuple) -> str:
+    # Names only (the catalog's schema holds them to Debian's package-name characters).
+    if not packages:
+        return "# (none)"
+    return (
+        "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends "
+        + " ".join(packages)
+        + " \\\n    && rm -rf /var/lib/apt/lists/*"
+    )
+
+
+def build_cache_tag(variant: Variant) -> str:
+    return f"{BUILD_CACHE}:{variant.lock_digest()[:12]}"
 
 
 class ImageBuilder:
@@ -107,15 +155,18 @@ class ImageBuilder:
         return {**args, "TORCH_INDEX": torch_index} if torch_index else args
 
     def key(self, variant: Variant) -> str:
-        if variant not in self._keys:  # by value: same name, other fields (lock, tag) => another key
-            self._keys[variant] = self._key(variant)
-        return self._keys[variant]
+        # By value: same name, other fields (lock, tag) => another key. The pins too (the smoke
+        # test renders them), which Variant's equality leaves out.
+        memo = (variant, tuple(sorted(variant.pins.items())))
+        if memo not in self._keys:
+            self._keys[memo] = self._key(variant)
+        return self._keys[memo]
 
     def _key(self, variant: Variant) -> str:
         digest = hashlib.sha256()
         parts = {
             "format": KEY_FORMAT,
-            "dockerfile": (variant.stage_dir / "Dockerfile").read_text(),
+            "dockerfile": render_dockerfile(variant),
             "lock": variant.lock_text(),
             "base": self.base_identity(variant),
             "variant": variant.name,  # in the image's label
@@ -128,8 +179,8 @@ class ImageBuilder:
         return digest.hexdigest()[:20]
 
     def context(self, variant: Variant, into: Path) -> Path:
-        """Dockerfile, requirements.txt, ca-bundle.crt, wheels/, common/, stage/."""
-        shutil.copyfile(variant.stage_dir / "Dockerfile", into / "Dockerfile")
+        """Dockerfile (rendered), requirements.txt, ca-bundle.crt, wheels/, common/, stage/."""
+        (into / "Dockerfile").write_text(render_dockerfile(variant))
         shutil.copyfile(variant.lock_path, into / "requirements.txt")
         (into / "ca-bundle.crt").write_bytes(self.ca_bytes())
         (into / "wheels").mkdir()
@@ -198,7 +249,7 @@ class ImageBuilder:
         say(f"pulling base image {base}")
         try:
             self.client.images.pull(base)
-            self._keys.pop(variant, None)
+            self._keys.clear()  # keys taken before named the base by its name, not its id
         except docker.errors.DockerException:
             pass
 
@@ -259,6 +310,28 @@ class ImageBuilder:
                 tail.append(str(exc))
                 raise EnvironmentProblem(self._failure(variant, tail)) from None
         self._tag_plain(variant)
+        self._keep_build_stage(variant)
+
+    def _keep_build_stage(self, variant: Variant) -> None:
+        """Tag the build stage this build left untagged as build_cache_tag(variant);
+        an earlier build stage of the same lock that it replaces is removed."""
+        import docker
+
+        stages = self.client.images.list(
+            filters={"dangling": True, "label": f"{BUILD_STAGE_LABEL}={variant.lock_digest()}"}
+        )
+        repo, _, tag = build_cache_tag(variant).rpartition(":")
+        earlier = self._image(f"{repo}:{tag}")
+        if not stages:
+            return  # nothing rebuilt: the tagged one is still the cache
+        newest = max(stages, key=lambda i: str(i.attrs.get("Created", "")))
+        newest.tag(repo, tag)
+        for image in [*stages, *([earlier] if earlier is not None else [])]:
+            if image.id != newest.id:
+                try:
+                    self.client.images.remove(image.id)
+                except docker.errors.APIError:
+                    pass  # still a parent of something: `images prune` says so
 
     def _failure(self, variant: Variant, tail: list) -> str:
         text = "\n".join(tail[-12:])

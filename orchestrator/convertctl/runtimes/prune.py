@@ -3,10 +3,11 @@ install no longer uses, untagged build stages included.
 
 Only images carrying convertctl's own labels are ever looked at: a final
 stage image carries org.convertctl.stage, the build stage of a multi-stage
-build (left untagged by Docker's legacy builder) org.convertctl.build-stage.
-An image is in use when one of its tags is the reference this install's
-catalog builds (ImageBuilder.ref): stage code, lock or base changed, and the
-old image is garbage no command listed. Base images (convertctl-base:*) are
+build org.convertctl.build-stage (Docker's legacy builder leaves it
+untagged; convertctl tags it convertctl/build-cache:<lock>, as the install
+step's cache). An image is in use when one of its tags is a reference this
+install's catalog builds (ImageBuilder.ref, build_cache_tag): stage code,
+lock or base changed, and the old image is garbage no command listed. Base images (convertctl-base:*) are
 made by .ci/docker-up, not by a build, and are left alone.
 """
 
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from convertctl.runtimes.images import BUILD_CACHE, BUILD_STAGE_LABEL
+
 STAGE_LABEL = "org.convertctl.stage"
-BUILD_STAGE_LABEL = "org.convertctl.build-stage"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,13 @@ def plan(client, in_use: set, everything: bool = False) -> list[Doomed]:
             why = "untagged" if not tags else "every convertctl image (--all)" if everything else "no variant uses it"
             doomed[image.id] = Doomed(image.id, tags, _size(image), why)
     for image in client.images.list(filters={"label": BUILD_STAGE_LABEL}):
-        if not image.tags:  # a build stage someone tagged is theirs now
+        tags = tuple(image.tags)
+        if not tags:
             doomed[image.id] = Doomed(image.id, (), _size(image), "untagged build stage")
+        elif all(t.startswith(BUILD_CACHE + ":") for t in tags) and (everything or not (set(tags) & in_use)):
+            why = "every convertctl image (--all)" if everything else "a build cache no lock of the catalog uses"
+            doomed[image.id] = Doomed(image.id, tags, _size(image), why)
+        # a build stage someone tagged otherwise is theirs now
     return sorted(doomed.values(), key=lambda d: -d.size_bytes)
 
 
