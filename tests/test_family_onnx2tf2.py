@@ -64,7 +64,7 @@ def test_onnx2tf2_converts_and_validates_zoo_models_in_docker(tmp_path):
         assert [e["variant"] for e in convert_entries(report)] == [DIRECT]
         stages = {s["stage"]: s for s in report["stages"]}
         assert stages["convert"]["versions"]["onnx2tf"] == "2.6.9" and "tensorflow" not in stages["convert"]["versions"]
-        assert stages["quantize"]["variant"] == "quantize-aeq0.10-py3.13"
+        assert stages["quantize"]["variant"] == "quantize-litertq0.11"
         fp32 = next(a for a in report["artifacts"] if a["mode"] == "fp32")
         assert fp32["ops"]["flex_ops"] == []
         if name == "mobilenetv3_small":

@@ -198,7 +198,7 @@ def test_auto_search_keeps_layers_float_on_the_litert_path(run_dir):
 @pytest.fixture(scope="module")
 def tf_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tfquant")
-    run_in(quantizer_of("onnx2tf-tf2.19"), "quant_savedmodel.py", out)
+    run_in(quantizer_of("onnx2tf-tf2.21"), "quant_savedmodel.py", out)
     return out
 
 
@@ -216,7 +216,7 @@ def tf_request(mode: str) -> dict:
 
 
 def test_the_tf_step_reads_mode_spec_and_names_its_quantizer(tf_dir):
-    variant = quantizer_of("onnx2tf-tf2.19")
+    variant = quantizer_of("onnx2tf-tf2.21")
     arts = {}
     for mode in ("fp16", "dynamic", "int8"):
         code, result = run_stage(variant, tf_dir, mode, tf_request(mode))
