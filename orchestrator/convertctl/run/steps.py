@@ -98,6 +98,7 @@ class Steps:
                 "seconds": round(result.seconds, 2),
                 "cached": hit is not None,
                 "saved_seconds": round(hit.entry.get("seconds", 0.0), 2) if hit else 0.0,
+                "peak_rss_mb": result.peak_rss_mb,
                 "versions": result.result.get("versions", {}),
                 "python": result.result.get("python", ""),
                 "error": result.error,

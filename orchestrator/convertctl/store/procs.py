@@ -151,6 +151,33 @@ def finish(proc: subprocess.Popen) -> int:
     return code
 
 
+def finish_measured(proc: subprocess.Popen) -> tuple[int, float | None]:
+    """finish(), and the peak resident memory (MB) of the process and of the
+    children it waited for, from the kernel's accounting (wait4): measured,
+    not sampled, so a short spike counts too."""
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped elsewhere: the exit code alone
+        return finish(proc), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    GUARD_PROCESS.release("pg", proc.pid)
+    return proc.returncode, round(usage.ru_maxrss / 1024, 1)  # Linux counts KiB
+
+
+def exited(proc: subprocess.Popen) -> bool:
+    """Whether the process has ended, without reaping it (finish_measured still can)."""
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_pid == proc.pid
+
+
 def owner_token(pid: int | None = None) -> str:
     """host:pid:start-time of a process: unlike a bare pid, never reused."""
     pid = pid or os.getpid()
