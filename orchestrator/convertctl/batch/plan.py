@@ -100,7 +100,10 @@ def entries(sources: list, flags: dict, trust_config: bool = False) -> tuple[str
 def make_plan(sources: list, flags: dict, out: Path, trust_config: bool = False) -> Plan:
     """The batch to run: every model's Options, checked."""
     source, found = entries(sources, flags, trust_config)
-    models = [model_entry(e.name, e.path, e.values, out, trust_config, e.family) for e in found]
+    where = (lambda e: f"{source} [models.{e.name}] model = {e.path}") if source != "command line" else None
+    models = [
+        model_entry(e.name, e.path, e.values, out, trust_config, e.family, where(e) if where else "") for e in found
+    ]
     check_unique(models, source)
     return Plan(models, out, source)
 
@@ -175,14 +178,16 @@ def table_values(table, path: Path, where: str, trust_config: bool) -> dict:
     return {**values, **({FAMILY: family} if family else {})}
 
 
-def model_entry(name: str, path: Path, values: dict, out: Path, trust_config: bool, family) -> Model:
+def model_entry(name: str, path: Path, values: dict, out: Path, trust_config: bool, family, where: str = "") -> Model:
     """One model: its own convertctl.toml under the batch's values, checked as `run` checks them."""
     from convertctl.batch.worker import check
 
     if not NAME.match(name):
         raise UsageError(f"{path}: {name!r} cannot name an output folder (letters, digits, . _ - only)")
     if not path.is_file():
-        raise UsageError(f"{path}: no such model file" if not path.exists() else f"{path}: not a file")
+        raise UsageError(
+            f"{where or path}: no such model file" if not path.exists() else f"{where or path}: not a file"
+        )
     raw, config = settings.read_file(path)
     if config is not None and not trust_config:
         settings.refuse_code(raw, config)
@@ -202,8 +207,14 @@ def default_family(path: Path) -> str:
 
 
 def check_unique(models: list, source: str) -> None:
-    seen_names: dict = {}
+    """No model twice (the same file with the same options), no two sharing an output folder."""
     seen_runs: dict = {}
+    for m in models:
+        key = repr(sorted({**m.options.__dict__, "out": ""}.items()))
+        if key in seen_runs:
+            raise UsageError(f"{source}: {m.path} is listed twice ({seen_runs[key]}, {m.name}) with the same options")
+        seen_runs[key] = m.name
+    seen_names: dict = {}
     for m in models:
         if m.name in seen_names:
             raise UsageError(
@@ -211,13 +222,6 @@ def check_unique(models: list, source: str) -> None:
                 "output folder; name them in a batch file"
             )
         seen_names[m.name] = m.path
-        same = {**m.options.__dict__, "out": ""}
-        key = repr(sorted(same.items()))
-        if key in seen_runs:
-            raise UsageError(
-                f"{source}: {m.path} is listed twice ({seen_runs[key]} and {m.name}) with the same options"
-            )
-        seen_runs[key] = m.name
 
 
 def deep_merge(low: dict, high: dict) -> dict:
