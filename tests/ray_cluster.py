@@ -30,7 +30,7 @@ PORT, NODE2_PORT = 6380, 6390  # nothing else listens in this namespace
 WAIT_FOR_NODE2 = 900
 
 
-def children() -> dict:
+def children() -> tuple[dict, dict]:
     """{pid: [child pids]} and {pid: command line} of every process here."""
     kids, cmds = {}, {}
     for entry in os.listdir("/proc"):
@@ -101,6 +101,8 @@ def main(argv: list) -> int:
                 if found:
                     time.sleep(3)  # well into its conversion
                     procs, model = found
+                    _, cmds = children()
+                    outcome["killed_commands"] = [cmds.get(p, "")[:120] for p in procs]
                     for pid in procs:
                         try:
                             os.kill(pid, signal.SIGKILL)

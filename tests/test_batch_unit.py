@@ -319,3 +319,15 @@ def test_concurrent_writers_of_one_key_leave_one_whole_entry(tmp_path):
         and (tmp_path / "restored" / "model.tflite").read_bytes() == (work / "model.tflite").read_bytes()
     )
     assert not list((tmp_path / "c" / "tmp").iterdir())  # no writer's staging folder left behind
+
+
+def test_an_owner_is_judged_only_in_its_own_pid_namespace():
+    """A Ray node or test in a PID namespace of its own shares /proc with the
+    reapers outside it: a token from another namespace is never "gone" here."""
+    from convertctl.store import procs
+
+    mine = procs.owner_token()
+    host, pid, start = mine.split(":")
+    assert "#" in host and not procs.owner_gone(mine)
+    assert procs.owner_gone(f"{host}:{pid}:{int(start) + 1}")  # this namespace: a reused pid
+    assert not procs.owner_gone(f"{host.split('#')[0]}#1:{pid}:{int(start) + 1}")  # another one: left alone

@@ -145,9 +145,11 @@ class RayPool:
 
         display.note(f"preparing the environments on {len(self.nodes)} Ray node(s)")
         self.prepare(models)
-        here = ray.get_runtime_context().get_node_id()
+        # On the head: the node whose loss ends the cluster anyway (the driver's own
+        # node cannot be told apart when several nodes share one address).
+        head = next((n["NodeID"] for n in self.nodes if "node:__internal_head__" in n.get("Resources", {})), None)
         actor: Any = ray.remote(num_cpus=0)(ProgressLog)
-        progress = actor.options(scheduling_strategy=Affinity(here, soft=True)).remote()
+        progress = actor.options(scheduling_strategy=Affinity(head, soft=True)).remote() if head else actor.remote()
         task = ray.remote(num_cpus=self.cpus, max_retries=RETRIES, retry_exceptions=False)(run_on_node)
         queue, stopping = list(zip(models, outcomes)), set()
         refs: dict = {}
@@ -165,7 +167,10 @@ class RayPool:
                         )
                         refs[ref] = (model, outcome)
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5) if refs else ([], [])
-                self._events(ray.get(progress.drain.remote()), by_name)
+                try:
+                    self._events(ray.get(progress.drain.remote(), timeout=30), by_name)
+                except Exception:  # noqa: BLE001 - progress lost with its node: the results still come
+                    pass
                 for ref in ready:
                     model, outcome = refs.pop(ref)
                     self._finish(ray, ref, model, outcome, ref in stopping)

@@ -74,6 +74,10 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
     import ray
 
     node = ray.get_runtime_context().get_node_id()
+    # Ray's worker ignores SIGCHLD (set in its C++ core, unseen by Python's signal
+    # module): children are then reaped by the kernel, waiting for one fails, and
+    # procs.finish would kill a conversion that is still running. Waiting needs the default.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     tmp = Path(tempfile.mkdtemp(prefix="convertctl-ray-"))
     try:
         write_tree(tmp / "in", inputs)
@@ -83,6 +87,7 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
         result_path, log = tmp / "result.json", tmp / "worker.log"
         (tmp / "job.json").write_text(json.dumps({"options": options, "result": str(result_path)}))
         tell(progress, name, node, "started")
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # again: Ray sets it back (seen when a node dies)
         with open(log, "ab") as handle:
             proc = procs.start(
                 [sys.executable, "-m", "convertctl.batch.worker", str(tmp / "job.json")],
@@ -106,6 +111,7 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
         except (OSError, ValueError):
             result = {"exit_code": 3, "failure": f"the conversion process on node {node[:8]} ended ({code})"}
         files = read_tree(out) if out.is_dir() else {}
+        peak = peak or result.get("peak_rss_mb")
         return {"result": result, "peak_rss_mb": peak, "node": node, "out": str(out), "in": str(tmp / "in"),
                 "files": files, "log": log.read_bytes()[-20000:].decode("utf-8", "replace")}  # fmt: skip
     finally:
@@ -119,8 +125,12 @@ def last_line(log: Path) -> str:
 
 
 def tell(progress, name: str, node: str, line: str) -> None:
-    if progress is not None:
-        progress.say.remote(name, node, line)  # not awaited: progress never slows or fails a conversion
+    if progress is None:
+        return
+    try:
+        progress.say.remote(name, node, line)  # not awaited: progress never slows a conversion
+    except Exception:  # noqa: BLE001 - nor fails one
+        pass
 
 
 class ProgressLog:
