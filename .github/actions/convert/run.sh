@@ -54,9 +54,9 @@ if runtime == "auto":
     print(f"runtime auto: {runtime}" + ("" if client is not None else f" (no Docker daemon: {why})"))
 
 catalog = load_catalog()
-# Every environment the local ladders may use (a model may need a later rung), and the measure one.
-local = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]
-local += [catalog.get(v.quantize) for v in local if getattr(v, "quantize", None)]
+# Every environment the local ladders may use (a model may need a later rung; quantize partners and
+# the measure one included).
+local = catalog.environments("local")
 store = EnvStore()
 paths = sorted({str(store.path_for(v)) for v in local})
 

@@ -74,10 +74,6 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    # Ray's worker ignores SIGCHLD (set in its C++ core, unseen by Python's signal
-    # module): children are then reaped by the kernel, waiting for one fails, and
-    # procs.finish would kill a conversion that is still running. Waiting needs the default.
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     tmp = Path(tempfile.mkdtemp(prefix="convertctl-ray-"))
     try:
         write_tree(tmp / "in", inputs)
@@ -87,7 +83,6 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
         result_path, log = tmp / "result.json", tmp / "worker.log"
         (tmp / "job.json").write_text(json.dumps({"options": options, "result": str(result_path)}))
         tell(progress, name, node, "started")
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # again: Ray sets it back (seen when a node dies)
         with open(log, "ab") as handle:
             proc = procs.start(
                 [sys.executable, "-m", "convertctl.batch.worker", str(tmp / "job.json")],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import signal
 import sys
 from pathlib import Path
 
@@ -76,8 +75,6 @@ def say(line: str) -> None:
 
 
 def main(argv: list) -> int:
-    # An ignored SIGCHLD is inherited through exec (from a Ray worker, say): stages could not be waited for.
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     job = json.loads(Path(argv[1]).read_text())
     outcome: dict = {"exit_code": EXIT_INTERNAL, "status": "failed", "failure": "", "report": "", "run_dir": ""}
     try:
@@ -100,7 +97,7 @@ def main(argv: list) -> int:
     if outcome["run_dir"] and not outcome["report"]:
         kept = Path(outcome["run_dir"]) / "report.json"
         outcome["report"] = str(kept) if kept.is_file() else ""
-    # Its own peak and its waited-for stages': what a parent that cannot wait4 for it (a Ray worker) reports.
+    # Its own peak and its waited-for stages': for a parent that could not wait4 for it.
     peak = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )

@@ -157,7 +157,7 @@ def finish_measured(proc: subprocess.Popen) -> tuple[int, float | None]:
     """finish(), and the peak resident memory (MB) of the process and of the
     children it waited for, from the kernel's accounting (wait4): measured,
     not sampled, so a short spike counts too. Where this process ignores
-    SIGCHLD (a Ray worker does), the kernel reaps the child itself: then its
+    SIGCHLD, the kernel reaps the child itself: then its
     end is waited for by its /proc entry, and its code and usage are unknown
     (UNKNOWN_EXIT, None); its group is not killed, its id may be anyone's by then."""
     try:
