@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from convertctl.batch.outcome import INTERRUPTED, NOT_RUN, PASSED, Outcome
-from convertctl.batch.sizing import Sizing
+from convertctl.batch.sizing import Sizing, usable_cores
 from convertctl.store import procs
 
 STOP_SECONDS = 60  # a stage stopped on Ctrl-C saves its report in a second or two
@@ -58,8 +58,27 @@ def read_result(path: Path, code: int) -> dict:
     return {"exit_code": 130 if name == "SIGINT" else 3, "failure": f"the conversion process {how} and said nothing"}
 
 
+# Thread pools of the libraries in the stages (torch and numpy through OpenMP and
+# BLAS, TensorFlow's own): each would take every core, and N conversions at once
+# would then fight over them. A worker gets its share, as Ray gives a task its
+# CPUs (bench/batch.py: 2 conversions at once on 2 cores ran 1.5x slower each
+# without this); what the user set is kept.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def thread_share(slots: int) -> dict:
+    share = str(max(1, usable_cores() // max(slots, 1)))
+    return {name: os.environ.get(name, share) for name in THREAD_VARS}
+
+
 class Running:
-    def __init__(self, model, outcome: Outcome, state_dir: Path):
+    def __init__(self, model, outcome: Outcome, state_dir: Path, environ: dict | None = None):
         self.model, self.outcome = model, outcome
         self.result = state_dir / f"{model.name}.result.json"
         self.result.unlink(missing_ok=True)
@@ -73,6 +92,7 @@ class Running:
                 stdout=log,
                 stderr=procs.STDOUT,
                 stdin=procs.DEVNULL,
+                env={**os.environ, **(environ or {})},
             )
         outcome.start()
 
@@ -103,7 +123,7 @@ class LocalPool:
                     # The next model that fits: in order, but a model waiting for its family's
                     # first measurement lets one of another family go first.
                     model, outcome = pending.pop(0)
-                    self.running.append(Running(model, outcome, self.state_dir))
+                    self.running.append(Running(model, outcome, self.state_dir, thread_share(self.sizing.slots)))
                     display.update()
                 if pending and not stop and self.running:
                     self._reorder(pending)
