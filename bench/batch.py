@@ -21,7 +21,7 @@ batch-report.json records it: the environments are made ready before), and
 every model's peak memory. Exit status 0 whether or not the goals are met (a
 benchmark, not a test); 2 only if nothing could be measured.
 
-    python bench/batch.py [--models 8] [--no-ray] [--quant fp32 --quant fp16]
+    python bench/batch.py [--models 8] [--no-ray] [--no-serial] [--quant fp32 --quant fp16]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=len(ZOO), help="how many of the zoo's models (default all 8)")
     parser.add_argument("--quant", action="append", help="modes (default fp32 and fp16)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray cluster")
+    parser.add_argument("--no-serial", action="store_true", help="leave out the serial runs")
     args = parser.parse_args()
     quant = args.quant or ["fp32", "fp16"]
     work = Path(tempfile.mkdtemp(prefix="convertctl-bench-batch-"))
@@ -97,7 +98,7 @@ def main() -> int:
         prepare_local(make_plan([str(zoo)], {}, work / "unused").models, lambda _: None)
 
         serial: dict = {}
-        for name, fact in facts.items():
+        for name, fact in [] if args.no_serial else facts.items():
             cmd = [*convertctl_cmd(), "run", str(work / f"{name}.pt"), "--out", str(work / "serial" / name)]
             cmd += ["--input-shape", ",".join(map(str, fact["input_shape"])), "--samples", str(SAMPLES)]
             cmd += ["--latency-runs", "0", "--runtime", "local", *[a for m in quant for a in ("-q", m)]]
@@ -121,7 +122,8 @@ def main() -> int:
         rows = {m["name"]: m for m in local["models"]}
         ray_rows = {m["name"]: m for m in (ray or {}).get("models", [])}
         for name in facts:
-            r, b, y = serial[name], rows.get(name, {}), ray_rows.get(name, {})
+            r = serial.get(name, {"seconds": 0, "peak_mb": 0})
+            b, y = rows.get(name, {}), ray_rows.get(name, {})
             table.add_row(
                 name, f"{r['seconds']:.0f}", f"{r['peak_mb']:.0f}", f"{b.get('seconds', 0):.0f}",
                 f"{b.get('peak_rss_mb') or 0:.0f}", f"{y.get('seconds', 0):.0f}" if y else "-",
@@ -129,12 +131,13 @@ def main() -> int:
             )  # fmt: skip
         console.print(table)
         total = sum(r["seconds"] for r in serial.values())
-        ratio = total / local["seconds"]
-        verdict = "met" if ratio >= THROUGHPUT_GOAL else "NOT met"
-        console.print(
-            f"throughput, pool vs serial: {total:.0f}s / {local['seconds']:.0f}s = {ratio:.2f}x "
-            f"({local['workers']} at a time; goal >= {THROUGHPUT_GOAL}x: {verdict})"
-        )
+        if serial:
+            ratio = total / local["seconds"]
+            verdict = "met" if ratio >= THROUGHPUT_GOAL else "NOT met"
+            console.print(
+                f"throughput, pool vs serial: {total:.0f}s / {local['seconds']:.0f}s = {ratio:.2f}x "
+                f"({local['workers']} at a time; goal >= {THROUGHPUT_GOAL}x: {verdict})"
+            )
         console.print(f"pool sizing: {local['sizing']}")
         if ray is not None:
             slower = ray["seconds"] / local["seconds"]
