@@ -331,3 +331,21 @@ def test_an_owner_is_judged_only_in_its_own_pid_namespace():
     assert "#" in host and not procs.owner_gone(mine)
     assert procs.owner_gone(f"{host}:{pid}:{int(start) + 1}")  # this namespace: a reused pid
     assert not procs.owner_gone(f"{host.split('#')[0]}#1:{pid}:{int(start) + 1}")  # another one: left alone
+
+
+@pytest.mark.acceptance  # the batch makes the local environments ready before its workers start
+def test_the_batch_goes_on_past_a_failure_unless_fail_fast(tmp_path):
+    """Real workers on files no export can read (each fails in its worker, before any stage):
+    every model is tried and reported, the batch exits with their code; --fail-fast starts no more."""
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.pt").write_bytes(b"not a model at all")
+    args = ["batch", str(tmp_path / "*.pt"), "--input-shape", "1,3,8,8", "--jobs", "1", "--runtime", "local"]
+    proc = convertctl(*args, "--out", tmp_path / "all")
+    report = json.loads((tmp_path / "all" / "batch-report.json").read_text())
+    assert proc.returncode == report["exit_code"] == 2, proc.stdout[-2000:]
+    assert [m["state"] for m in report["models"]] == ["failed"] * 3
+    assert all(m["failure"] and "\n" not in m["failure"] for m in report["models"])
+    assert "FAILED (exit 2): 0 of 3 model(s) passed" in proc.stdout
+    proc = convertctl(*args, "--out", tmp_path / "fast", "--fail-fast")
+    report = json.loads((tmp_path / "fast" / "batch-report.json").read_text())
+    assert proc.returncode == 2 and [m["state"] for m in report["models"]] == ["failed", "not run", "not run"]

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from convertctl.batch.outcome import FAILED, INTERRUPTED, NOT_RUN, RUNNING
+from convertctl.batch.outcome import ENDED, FAILED, INTERRUPTED, NOT_RUN, RUNNING
 from convertctl.batch.remote import ProgressLog, pack_inputs, rewrite, run_on_node, write_tree
 from convertctl.batch.sizing import UNMEASURED_MB, Sizing
 from convertctl.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
@@ -196,7 +196,7 @@ class RayPool:
     def _events(self, events: list, by_name: dict) -> None:
         for name, node, line, _ in events:
             outcome = by_name.get(name)
-            if outcome is None:
+            if outcome is None or outcome.state in ENDED:  # a late word from a try that ended
                 continue
             if line == "started":
                 if outcome.attempts:
@@ -228,8 +228,13 @@ class RayPool:
             return
         result = place_returned(model, returned)
         outcome.node = returned["node"]
-        if outcome.attempts:
-            outcome.attempts[-1]["ended"] = "made it"
+        # The tries as the progress actor heard of them; the one that made it is known for sure
+        # (its "started" may be lost with a node, or still on its way).
+        if not outcome.attempts or outcome.attempts[-1]["node"] != outcome.node:
+            for attempt in outcome.attempts:
+                attempt.setdefault("ended", "lost (node or worker died); tried again")
+            outcome.attempts.append({"node": outcome.node})
+        outcome.attempts[-1]["ended"] = "made it"
         outcome.end(result, returned.get("peak_rss_mb"))
         outcome.log = result.get("log", "")
         self.sizing.learn(model.family, outcome.peak_rss_mb, outcome.cached)
