@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convertctl.batch.outcome import ENDED, PASSED, RUNNING, Outcome
-from convertctl.batch.summary import visible
+from convertctl.batch.summary import model_facts, visible
 
 STYLE = {PASSED: "green", RUNNING: "cyan", "failed": "red", "interrupted": "yellow"}
 
@@ -73,7 +73,7 @@ class Display:
         for o in self.outcomes:
             took = o.seconds if o.state in ENDED else (time.monotonic() - o.started if o.started else 0)
             style = STYLE.get(o.state, "dim")
-            line = o.failure if o.state in ENDED and o.failure else o.last_line
+            line = (o.failure or model_facts(o)) if o.state in ENDED else o.last_line
             table.add_row(escape(visible(o.name)), f"[{style}]{o.state}[/]", clock(took), escape(visible(line))[:100])
         return Group(Text(f"{self.title}: {self.header()}", style="bold"), table)
 
