@@ -224,6 +224,10 @@ def bench_flags() -> set[str]:
 # Flags of other tools the pages name: uv and pip (locks, installs), images/lock.py, and
 # Model Explorer (`model-explorer FILE --node_data_paths=...`, the regex reads its `--node`).
 OTHER_TOOLS = {
+    "--head",  # `ray start` (docs/batch.md)
+    "--port",
+    "--num-cpus",
+    "--include-dashboard",
     "--node",
     "--generate-hashes",
     "--require-hashes",

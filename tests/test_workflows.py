@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -33,10 +34,25 @@ def _workflow(name: str) -> dict:
     return yaml.safe_load((WORKFLOWS / name).read_text())
 
 
+ZOO = ROOT / ".github" / "zoo.toml"
+
+
+def _emitted() -> list:
+    """The matrices `convertctl batch .github/zoo.toml --emit gha-matrix` prints, as the plan job runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "convertctl", "batch", str(ZOO.relative_to(ROOT)), "--emit", "gha-matrix"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
 def _zoo_entries() -> list:
-    entries = _workflow("convert-models.yml")["jobs"]["convert"]["strategy"]["matrix"]["include"]
+    (matrix,) = _emitted()
     marks = {"docker": [pytest.mark.docker, requires_docker], "local": []}
-    return [pytest.param(e, id=f"{e['model']}-{e['runtime']}", marks=marks[e["runtime"]]) for e in entries]
+    return [pytest.param(e, id=f"{e['name']}-{e['runtime']}", marks=marks[e["runtime"]]) for e in matrix["include"]]
 
 
 # -- cheap checks of what the workflows promise -------------------------------
@@ -101,13 +117,42 @@ def test_example_model_zoo_entry_converts_and_validates(entry, pythons, tmp_path
     modes = entry["quant"].split()
     assert sorted(json.loads(outputs["sizes"])) == sorted(modes)
     assert sorted(Path(f).name for f in outputs["files"].splitlines()) == sorted(
-        f"{entry['model']}_{m}.tflite" for m in modes
+        f"{entry['name']}_{m}.tflite" for m in modes
     )
     summary = runner.summary.read_text()
-    assert f"**{entry['model']}**: passed" in summary and "PASSED" in summary.upper()
+    assert f"**{entry['name']}**: passed" in summary and "PASSED" in summary.upper()
     (upload,) = actions.calls["upload"]
-    assert upload["name"] == f"convertctl-{entry['model']}"
+    assert upload["name"] == f"convertctl-{entry['name']}"
+    assert (runner.workspace / entry["out"] / "report.json").is_file()  # the batch's OUT/NAME
     assert bool(actions.calls.get("save")) == (entry["runtime"] == "local")  # envs cached for the local runtime
+
+
+def test_the_zoo_matrix_is_what_the_convert_job_and_the_action_take():
+    """Every key of an emitted entry is read by the convert job, and every
+    action input it feeds exists: a matrix the job would half ignore fails here."""
+    job = _workflow("convert-models.yml")["jobs"]["convert"]
+    assert job["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrices)[0] }}"
+    text = (WORKFLOWS / "convert-models.yml").read_text()
+    action = yaml.safe_load((ROOT / ".github" / "actions" / "convert" / "action.yml").read_text())
+    step = next(s for s in job["steps"] if s.get("id") == "convert")
+    assert set(step["with"]) <= set(action["inputs"])
+    for entry in _emitted()[0]["include"]:
+        for key in entry:
+            assert f"matrix.{key} }}}}" in text, key
+
+
+@pytest.mark.acceptance
+def test_the_plan_job_emits_the_matrices(pythons, tmp_path):
+    """convert-models.yml's plan job, as on GitHub: its output is the matrix list the convert job reads."""
+    actions = Actions(ROOT, pythons)
+    runner = actions.runner_for(tmp_path / "workspace")
+    runner.workspace.mkdir()
+    run = runner.run_job(WORKFLOWS / "convert-models.yml", "plan")
+    print(run.log[-6000:])
+    assert not run.failed
+    emitted = json.loads(run.step("The zoo as job matrices").outputs["matrices"])
+    assert emitted == _emitted()
+    assert [e["name"] for e in emitted[0]["include"]] == ["mobilenetv2", "smallcnn"]
 
 
 @pytest.mark.acceptance
@@ -185,7 +230,7 @@ def test_images_workflow_publishes_a_variant_under_its_content_key(registry, pyt
     from convertctl.config.catalog import load_catalog
 
     catalog = load_catalog()
-    variant = catalog.get(catalog.ladder("docker", "convert")[0].quantize)  # one every Docker run needs anyway
+    variant = catalog.get(catalog.ladder("docker", "convert")[0].quantize[0])  # one every Docker run needs anyway
     actions = Actions(ROOT, pythons)
     env = {"REGISTRY": registry, "DOCKER_CONFIG": str(tmp_path / "docker-config")}  # no login left in ~/.docker
 

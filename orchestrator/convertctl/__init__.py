@@ -25,6 +25,10 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name == "batch":  # the batch package, which is callable: convertctl.batch(...) (batch/api.py)
+        import importlib
+
+        return importlib.import_module("convertctl.batch")
     if name in _LAZY:
         import importlib
 
@@ -33,4 +37,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, "batch"])

@@ -54,10 +54,11 @@ if runtime == "auto":
     print(f"runtime auto: {runtime}" + ("" if client is not None else f" (no Docker daemon: {why})"))
 
 catalog = load_catalog()
-# Every environment the local ladders may use (a model may need a later rung), and the measure one.
-local = [v for stage in ("export", "convert", "measure") for v in catalog.ladder("local", stage)]
-local += [catalog.get(q) for v in local for q in v.quantize]  # a convert variant names its quantizers (a tuple)
+# Every environment the local ladders may use (a model may need a later rung; quantize partners and
+# the measure one included).
 store = EnvStore()
+# A rung whose Python this runner lacks (onnx2tf 2.x wants 3.13) is passed over by the ladder: no venv to cache.
+local = [v for v in catalog.environments("local") if not store.find_python(v.python)[1]]
 paths = sorted({str(store.path_for(v)) for v in local})
 
 

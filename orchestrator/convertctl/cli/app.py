@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from convertctl import __version__
+from convertctl.cli.batch_cmd import batch_command
 from convertctl.cli.cache_cmd import cache_app, envs_summary, runs_app, verify_command
 from convertctl.cli.images_cmd import images_app
 from convertctl.cli.params import given, with_options
@@ -282,6 +283,7 @@ def report_show(
 
 
 app.command("verify")(verify_command)
+app.command("batch")(batch_command)
 
 
 def main() -> None:

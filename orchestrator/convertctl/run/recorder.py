@@ -45,6 +45,7 @@ class Recorder:
                 "seconds": round(result.seconds, 2),
                 "cached": saved is not None,
                 "saved_seconds": round(saved or 0.0, 2),
+                "peak_rss_mb": result.peak_rss_mb,
                 "versions": result.result.get("versions", {}),
                 "python": result.result.get("python", ""),
                 "error": result.error,

@@ -84,6 +84,7 @@ class StageRun:
     result: dict = field(default_factory=dict)
     seconds: float = 0.0
     log_tail: list = field(default_factory=list)
+    peak_rss_mb: float | None = None  # the stage's peak resident memory, where the runtime can measure it
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ killed, and the next run's start removes any whose owner is gone.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -134,6 +135,34 @@ def hardening(memory: str = "8g", pids: int = 1024, user: str = "") -> dict:
     }
 
 
+class MemorySampler:
+    """A container's peak memory, from Docker's stats stream (one sample a
+    second, read in a thread). cgroup v1 reports the true peak (max_usage);
+    cgroup v2 only the current use, so a spike between samples is missed.
+    Page cache is left out, as `docker stats` leaves it out: what remains is
+    the processes' own memory, comparable with a local stage's RSS."""
+
+    def __init__(self, container):
+        self.peak = 0
+        self.thread = threading.Thread(target=self._read, args=(container,), daemon=True)
+        self.thread.start()
+
+    def _read(self, container) -> None:
+        try:
+            for sample in container.stats(stream=True, decode=True):
+                memory = sample.get("memory_stats") or {}
+                stats = memory.get("stats") or {}
+                cache = stats.get("total_inactive_file", stats.get("inactive_file", stats.get("cache", 0)))
+                used = max(memory.get("max_usage") or 0, memory.get("usage") or 0) - (cache or 0)
+                self.peak = max(self.peak, used)
+        except Exception:  # noqa: BLE001 - a measurement never fails a stage
+            pass
+
+    def peak_mb(self) -> float | None:
+        # Not joined: the stream ends once the container is removed, and no stage waits for it.
+        return round(self.peak / 2**20, 1) if self.peak > 0 else None
+
+
 class DockerRuntime(Runtime):
     name = "docker"
     sandboxed = runtimes.BY_NAME[name].sandboxed
@@ -183,6 +212,7 @@ class DockerRuntime(Runtime):
         tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         container = None
+        peak: float | None = None
         # Before the container exists: a kill -9 between dockerd creating it
         # and this process learning its ID still has it removed, by its label.
         owner = f"{OWNER_LABEL}={procs.owner_token()}"
@@ -197,11 +227,13 @@ class DockerRuntime(Runtime):
                 **hardening(self.memory, user=user),
             )
             procs.GUARD_PROCESS.watch("ctr", container.id)
+            memory = MemorySampler(container)
             for chunk in container.logs(stream=True, follow=True):
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     tail.add(line)
             status = container.wait()
             code = int(status.get("StatusCode", 1))
+            peak = memory.peak_mb()
             container.reload()
             if code == 137 and container.attrs.get("State", {}).get("OOMKilled"):
                 tail.add(f"killed: out of memory (limit {self.memory})")
@@ -222,7 +254,7 @@ class DockerRuntime(Runtime):
             else:  # Ctrl-C while dockerd was still starting it: ours by the run's label (steps run one at a time)
                 remove_labelled(self.client, f"{RUN_LABEL}={run_dir}")
         return StageRun(
-            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
+            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines, peak
         )
 
     def identity(self, variant: Variant) -> dict:

@@ -122,14 +122,14 @@ class LocalRuntime(Runtime):
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     tail.add(line)
-                code = procs.finish(proc)
+                code, peak = procs.finish_measured(proc)
             except BaseException:  # Ctrl-C: do not leave the stage (or its children) running
                 procs.stop(proc)
                 raise
             finally:
                 lines = tail.close()
         return StageRun(
-            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines
+            variant.stage, variant, code, read_result(run_dir, step.work), time.monotonic() - started, lines, peak
         )
 
     def identity(self, variant: Variant) -> dict:

@@ -189,7 +189,9 @@ class StageCache:
             return entry
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
-            return None
+            # Another writer renamed the same key into place between the check and the rename
+            # (a folder cannot be renamed over a full one): its entry is as good as ours.
+            return self.get(key)
 
     def discard(self, key: str) -> None:
         """Remove an entry: renamed away first, so no reader sees it half-deleted."""

@@ -17,8 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
+UNKNOWN_EXIT = 255  # a child the kernel reaped by itself: its code is not known
 OWNER_VAR = "CONVERTCTL_OWNER"
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 
@@ -151,10 +153,66 @@ def finish(proc: subprocess.Popen) -> int:
     return code
 
 
+def finish_measured(proc: subprocess.Popen) -> tuple[int, float | None]:
+    """finish(), and the peak resident memory (MB) of the process and of the
+    children it waited for, from the kernel's accounting (wait4): measured,
+    not sampled, so a short spike counts too. Where this process ignores
+    SIGCHLD, the kernel reaps the child itself: then its
+    end is waited for by its /proc entry, and its code and usage are unknown
+    (UNKNOWN_EXIT, None); its group is not killed, its id may be anyone's by then."""
+    try:
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        while is_child(proc.pid):
+            time.sleep(0.1)
+        GUARD_PROCESS.release("pg", proc.pid)
+        proc.returncode = UNKNOWN_EXIT
+        return UNKNOWN_EXIT, None
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    GUARD_PROCESS.release("pg", proc.pid)
+    return proc.returncode, round(usage.ru_maxrss / 1024, 1)  # Linux counts KiB
+
+
+def exited(proc: subprocess.Popen) -> bool:
+    """Whether the process has ended, without reaping it (finish_measured still can)."""
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # not waitable (SIGCHLD ignored): ended when its /proc entry is gone
+        return not is_child(proc.pid)
+    return info is not None and info.si_pid == proc.pid
+
+
+def is_child(pid: int) -> bool:
+    """Whether pid is a live child of this process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z" and int(fields[1]) == os.getpid()
+
+
 def owner_token(pid: int | None = None) -> str:
-    """host:pid:start-time of a process: unlike a bare pid, never reused."""
+    """host:pid:start-time of a process: unlike a bare pid, never reused.
+    The host is qualified by the PID namespace: a pid means another process
+    in another namespace (a Ray node or a test started in one of its own
+    shares this machine's /proc with the reapers outside it), so an owner is
+    only ever judged where its pid means it."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+    return f"{_host()}:{pid}:{_start_time(pid)}"
+
+
+def _host() -> str:
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}#{namespace}" if namespace else socket.gethostname()
 
 
 def _start_time(pid: int) -> str:
@@ -166,11 +224,12 @@ def _start_time(pid: int) -> str:
 
 
 def owner_gone(token: str) -> bool:
-    """True when the process behind an owner_token has ended (on this host;
-    another host's owner is never judged gone from here)."""
+    """True when the process behind an owner_token has ended (on this host, in
+    this PID namespace; another host's or namespace's owner is never judged
+    gone from here)."""
     host, _, rest = token.partition(":")
     pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != _host() or not pid.isdigit():
         return False
     now = _start_time(int(pid))
     return not now or (bool(started) and now != started)

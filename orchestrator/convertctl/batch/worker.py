@@ -1,0 +1,111 @@
+"""One model of a batch, converted in a process of its own:
+
+    python -m convertctl.batch.worker JOB.json
+
+JOB.json holds the model's Options (merged and checked by plan.py) and where
+to write the outcome (exit code, status, failure, the report's path). What
+the conversion says goes to stdout, a line at a time, for the batch's
+progress and log.
+
+A process per model rather than Pipeline in the batch's own process: a
+crash, a hang or a runaway memory of one conversion cannot take the batch
+down; Ctrl-C reaches it as it reaches `convertctl run` (its stages stopped,
+its run directory kept, exit 130) and ends nothing else; and its peak memory
+is the kernel's own count for its process tree (wait4), which the pool sizes
+itself on. Inside, it is `convertctl run`'s path: the same option checks,
+runtime, preflight and Pipeline."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+from convertctl.config import modes, settings
+from convertctl.config.options import Options
+from convertctl.errors import EXIT_INTERNAL, ConvertError, UsageError
+
+EXIT_INTERRUPTED = 130
+
+
+def check(opts: Options) -> None:
+    """What `convertctl run` checks of its options before any work."""
+    from convertctl.run.pipeline import check_options, input_specs
+
+    check_options(opts)
+    calibrated = modes.calibrated(opts.modes)
+    if opts.calib and not calibrated:
+        raise UsageError(f"--calib {opts.calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
+    shapes = [s.shape for s in input_specs(opts)]
+    settings.check_budget(shapes, opts.samples, bool(calibrated) and opts.calib is None)
+
+
+def runtime(opts: Options, say):
+    """The runtime the options name, with their package-index settings (cli/ui.py's runtime_for)."""
+    from convertctl.runtimes import select_runtime
+    from convertctl.store.pipconfig import settings_from_flags
+
+    index = settings_from_flags(
+        Path(opts.ca_bundle) if opts.ca_bundle else None,
+        opts.pip_index_url or "",
+        Path(opts.wheelhouse) if opts.wheelhouse else None,
+    )
+    return select_runtime(opts.runtime, index, say, {"base_image": opts.base_image or ""})
+
+
+def convert(opts: Options, say):
+    """One model, as `convertctl run` converts it: its Report."""
+    from convertctl.config.catalog import load_catalog
+    from convertctl.run.options import preflight
+    from convertctl.run.pipeline import Pipeline
+
+    check(opts)
+    rt = runtime(opts, say)
+    try:
+        catalog = load_catalog()
+        preflight(rt, catalog, opts)
+        return Pipeline(opts, rt, catalog, say).run()
+    finally:
+        rt.close()
+
+
+def say(line: str) -> None:
+    print(line.replace("\n", " "), flush=True)
+
+
+def main(argv: list) -> int:
+    job = json.loads(Path(argv[1]).read_text())
+    outcome: dict = {"exit_code": EXIT_INTERNAL, "status": "failed", "failure": "", "report": "", "run_dir": ""}
+    try:
+        opts = Options(**job["options"])
+        report = convert(opts, say)
+        where = Path(opts.out) if report.status == "passed" else Path(report.run_dir)
+        outcome.update(exit_code=report.exit_code, status=report.status, failure=report.failure)
+        outcome.update(report=str(where / "report.json"), run_dir=report.run_dir)
+    except KeyboardInterrupt as exc:
+        outcome.update(exit_code=EXIT_INTERRUPTED, failure="interrupted", run_dir=getattr(exc, "run_dir", ""))
+    except BaseException as exc:  # noqa: BLE001 - every ending is an outcome the batch reports
+        from convertctl.store.rundir import os_error
+
+        mapped = os_error(exc, getattr(exc, "run_dir", None))
+        if isinstance(mapped, ConvertError):
+            outcome.update(exit_code=mapped.exit_code, failure=mapped.message)
+        else:
+            outcome.update(failure=f"internal error: {type(exc).__name__}: {exc}")
+        outcome["run_dir"] = getattr(exc, "run_dir", "")
+    if outcome["run_dir"] and not outcome["report"]:
+        kept = Path(outcome["run_dir"]) / "report.json"
+        outcome["report"] = str(kept) if kept.is_file() else ""
+    # Its own peak and its waited-for stages': for a parent that could not wait4 for it.
+    peak = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    outcome["peak_rss_mb"] = round(peak / 1024, 1)
+    Path(job["result"]).write_text(json.dumps(outcome))
+    print(f"[done] exit {outcome['exit_code']}", flush=True)
+    return int(outcome["exit_code"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
