@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -349,3 +350,33 @@ def test_the_batch_goes_on_past_a_failure_unless_fail_fast(tmp_path):
     proc = convertctl(*args, "--out", tmp_path / "fast", "--fail-fast")
     report = json.loads((tmp_path / "fast" / "batch-report.json").read_text())
     assert proc.returncode == 2 and [m["state"] for m in report["models"]] == ["failed", "not run", "not run"]
+
+
+def batch_outcomes() -> tuple[list, dict]:
+    """Two passing models, one failing with a hostile name and reason."""
+    row = {"status": "passed", "variant": "onnx2tf-tf2.21", "size_bytes": 40960, "latency_ms": 0.4}
+    ok = [
+        outcome(name, PASSED, 0, {"fp32": dict(row), "int8": dict(row)}, seconds=s, peak_rss_mb=mb)
+        for name, s, mb in (("resnet", 31.0, 612.0), ("gru", 12.5, 580.0))
+    ]
+    evil = "<img src=x onerror=alert(1)>\x1b[2J"
+    bad = outcome(
+        evil, FAILED, 4, {"fp32": dict(row), "int8": {"status": "failed", "reason": "<script>alert(2)</script>"}},
+        failure="int8 outside tolerance", seconds=20.0, peak_rss_mb=640.0,
+    )  # fmt: skip
+    meta = {"source": "zoo.toml", "exit_code": 4, "executor": "local", "workers": 2, "seconds": 44.0}
+    return [*ok, bad], meta
+
+
+def test_the_batch_page_holds_every_model_and_mode_with_outside_text_as_text(tmp_path):
+    from convertctl.batch import page
+
+    outcomes, meta = batch_outcomes()
+    page.save(tmp_path, outcomes, meta)
+    html_text = (tmp_path / "batch-report.html").read_text()
+    assert html_text.count('<tr data-model="') == 3 and html_text.count('class="fail"') == 1
+    assert "<img src=x" not in html_text and "<script>alert" not in html_text and "\x1b" not in html_text
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html_text and "\\x1b[2J" in html_text
+    assert 'href="resnet/report.html"' in html_text and "%3Cimg" in html_text  # the link's name is quoted
+    assert 'data-chart="wall"' in html_text and 'data-chart="memory"' in html_text
+    assert not re.search(r"<(img|script|link|iframe|object)\b", html_text) and 'href="http' not in html_text

@@ -70,3 +70,17 @@ def test_the_check_catches_a_page_that_loads_something(tmp_path):
     assert any(level == "error" for level, _ in visit.console), "a failed load is a console error"
     with pytest.raises(AssertionError):
         assert_renders(visit, dom, page, set())
+
+
+def test_the_batch_report_renders_in_chromium(tmp_path):
+    """batch-report.html: the models × modes grid, both charts, a hostile model name as text."""
+    from convertctl.batch import page as batch_page
+    from test_batch_unit import batch_outcomes
+
+    outcomes, meta = batch_outcomes()
+    batch_page.save(tmp_path, outcomes, meta)
+    path = tmp_path / "batch-report.html"
+    visit, dom = open_page(path)
+    assert_renders(visit, dom, path, {"wall", "memory"})
+    assert "<img src=x onerror=alert(1)>" in dom["text"] and "<script>alert(2)</script>" in dom["text"]
+    assert "FAILED (exit 4): 2 of 3 model(s) passed" in dom["text"]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from convertctl.batch import summary
+from convertctl.batch import page, summary
 from convertctl.batch.outcome import Outcome, exit_code
 from convertctl.batch.plan import Plan
 from convertctl.batch.prepare import prepare_local
@@ -71,5 +71,6 @@ def run_batch(plan: Plan, choices: Choices, display_for, say) -> tuple[int, dict
             "state_dir": str(state_dir),
         }
         data = summary.save(Path(plan.out), outcomes, meta)
+        page.save(Path(plan.out), outcomes, meta)
         pool.close()
     return code, data

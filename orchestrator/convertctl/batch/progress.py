@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from convertctl.batch.outcome import ENDED, PASSED, RUNNING, Outcome
-from convertctl.batch.summary import model_facts, visible
+from convertctl.batch.summary import model_facts
+from convertctl.report.text import term, visible
 
 STYLE = {PASSED: "green", RUNNING: "cyan", "failed": "red", "interrupted": "yellow"}
 
@@ -58,7 +59,7 @@ class Display:
 
     def note(self, line: str) -> None:
         """A line kept on screen (preparing environments, a warning)."""
-        self.console.print(f"[cyan]›[/] {escape(visible(line))}", highlight=False, soft_wrap=True)
+        self.console.print(f"[cyan]›[/] {term(line)}", highlight=False, soft_wrap=True)
 
     def header(self) -> str:
         done = sum(o.state in ENDED for o in self.outcomes)
@@ -74,7 +75,7 @@ class Display:
             took = o.seconds if o.state in ENDED else (time.monotonic() - o.started if o.started else 0)
             style = STYLE.get(o.state, "dim")
             line = (o.failure or model_facts(o)) if o.state in ENDED else o.last_line
-            table.add_row(escape(visible(o.name)), f"[{style}]{o.state}[/]", clock(took), escape(visible(line))[:100])
+            table.add_row(term(o.name), f"[{style}]{o.state}[/]", clock(took), term(line[:100]))
         return Group(Text(f"{self.title}: {self.header()}", style="bold"), table)
 
     def update(self) -> None:

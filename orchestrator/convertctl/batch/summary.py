@@ -5,41 +5,22 @@ control characters made visible, Markdown in code spans or HTML-escaped."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
-import re
 import time
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
 from convertctl import __version__
 from convertctl.batch.outcome import PASSED, Outcome
 from convertctl.config.modes import NAMES as MODE_ORDER
+from convertctl.report.text import md_code, md_text, term
 from convertctl.store import safefs
 
 SCHEMA = "convertctl.batch-report"
 SCHEMA_VERSION = 1
 JSON_NAME, MD_NAME = "batch-report.json", "batch-report.md"
-
-
-def visible(text) -> str:
-    """Control characters shown as \\xNN, never acted on by a terminal."""
-    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in str(text))
-
-
-def md_text(text) -> str:
-    return html.escape(visible(text)).replace("|", "\\|")
-
-
-def md_code(text) -> str:
-    """A code span that no backtick inside can close early (inside a table a | still needs its backslash)."""
-    text = visible(text).replace("|", "\\|")
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def modes_of(outcomes: list) -> list:
@@ -113,7 +94,7 @@ def headline(outcomes: list, meta: dict) -> str:
 
 def table(outcomes: list, meta: dict) -> Table:
     modes = modes_of(outcomes)
-    t = Table(title=f"convertctl batch: {escape(visible(meta.get('source', '')))}", title_justify="left")
+    t = Table(title=f"convertctl batch: {term(meta.get('source', ''))}", title_justify="left")
     for header in ("Model", "State", *modes, "Wall, memory"):
         t.add_column(header, overflow="fold")
     marks = {True: "[green]✓[/] ", False: "[red]✗[/] ", None: ""}
@@ -121,12 +102,12 @@ def table(outcomes: list, meta: dict) -> Table:
         cells = []
         for mode in modes:
             ok, words = cell(o.modes.get(mode))
-            cells.append(marks[ok] + escape(visible(words)))
+            cells.append(marks[ok] + term(words))
         state = o.state if o.exit_code in (None, 0) else f"{o.state} ({o.exit_code})"
         if o.failure and not o.modes:
-            cells = [escape(visible(o.failure))] + [""] * (len(modes) - 1) if modes else cells
-            state += f": {escape(visible(o.failure))}" if not modes else ""
-        t.add_row(escape(visible(o.name)), escape(state), *cells, escape(model_facts(o)))
+            cells = [term(o.failure)] + [""] * (len(modes) - 1) if modes else cells
+            state += f": {o.failure}" if not modes else ""
+        t.add_row(term(o.name), term(state), *cells, term(model_facts(o)))
     return t
 
 
