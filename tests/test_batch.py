@@ -105,3 +105,7 @@ def test_the_local_pool_converts_the_zoo_and_a_rerun_after_ctrl_c_picks_up(zoo, 
     assert "PASSED: 4 of 4 model(s) passed" in again.stdout
     md = (out / "batch-report.md").read_text()
     assert all(f"`{name}`" in md for name in rows)
+    page = (out / "batch-report.html").read_text()
+    assert all(f'<tr data-model="{name}">' in page for name in rows) and all(
+        (out / n / "report.html").is_file() for n in rows
+    )
