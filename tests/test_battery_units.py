@@ -6,9 +6,9 @@ locks and processes are real."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from convertctl.config.catalog import load_catalog
-from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK
+from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK, EnvironmentProblem
 from convertctl.report.render import markdown, rows
 from convertctl.report.text import md_code, md_text, term, visible
 from convertctl.run.pipeline import Pipeline
@@ -50,6 +50,7 @@ class FullDisk(FakeRuntime):
         if step.variant.stage != self.stage:
             return super().run(step, run_dir, say)
         said = "OSError: [Errno 28] No space left on device: '/run/saved_model/variables'"
+        self.calls.append("full disk")
         if self.where == "error":
             return StageRun(step.stage, step.variant, 1, {"status": "failed", "error": said}, 0.1, [])
         return StageRun(step.stage, step.variant, -9, {}, 0.1, ["writing variables", said])
@@ -58,11 +59,17 @@ class FullDisk(FakeRuntime):
 @pytest.mark.parametrize("stage", ["export", "convert", "quantize"])
 @pytest.mark.parametrize("where", ["error", "log"])
 def test_a_full_disk_inside_a_stage_is_exit_5(model, tmp_path, stage, where):
-    report = run(model, tmp_path / "out", FullDisk(stage, where), latency_runs=0)
-    assert report.exit_code == EXIT_ENVIRONMENT, report.failure
-    assert "no space left on the device" in report.failure
+    """It ends the run where it is met: no other rung or quantizer is tried on a full disk."""
+    runtime = FullDisk(stage, where)
+    with pytest.raises(EnvironmentProblem) as raised:
+        run(model, tmp_path / "out", runtime, latency_runs=0)
+    assert raised.value.exit_code == EXIT_ENVIRONMENT
+    assert "no space left on the device" in raised.value.message
     assert not any(p.name.endswith(".tflite") for p in (tmp_path / "out").iterdir())
-    assert any(st["status"] == "failed" and st["stage"] == stage for st in report.stages), "the stage is recorded"
+    report = json.loads((Path(raised.value.run_dir) / "report.json").read_text())
+    assert report["exit_code"] == EXIT_ENVIRONMENT and "no space left" in report["failure"]
+    assert any(st["status"] == "failed" and st["stage"] == stage for st in report["stages"]), "the stage is recorded"
+    assert runtime.calls.count("full disk") == 1 and runtime.calls[-1] == "full disk", "nothing ran after it"
 
 
 def test_a_stage_failure_that_is_not_the_disk_stays_exit_3(model, tmp_path):
@@ -302,7 +309,6 @@ except typer.Exit as exc:
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert "cleaned up" in proc.stdout and "interrupted" in proc.stderr
     assert "still cleaning up" in proc.stderr
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored in this process"
 
 
 # -- text from outside -----------------------------------------------------------------

@@ -35,3 +35,9 @@ class ValidationFailed(ConvertError):
 
 class EnvironmentProblem(ConvertError):
     exit_code = EXIT_ENVIRONMENT
+
+
+class MachineProblem(EnvironmentProblem):
+    """The machine failed a step (a full disk, a quota), not the model nor one
+    environment: another rung or quantizer would meet it too, so the ladders
+    that pass over a broken environment let this one end the run."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from convertctl.checks import validate
 from convertctl.config import modes
 from convertctl.config.catalog import Variant
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem
 from convertctl.run import measure, selective
 from convertctl.run.context import Context
 from convertctl.run.exports import ExportLadder, _one_line, environment_reason
@@ -62,6 +62,8 @@ class ConvertLadder:
                     for mode in todo:
                         if self._each_quantizer(planned, converted, mode, entry):
                             remaining.remove(mode)
+            except MachineProblem:  # a full disk ends the run wherever it is met
+                raise
             except EnvironmentProblem as exc:
                 entry.update(failed_stage="environment", error=environment_reason(exc))
             if any(v == "ok" for v in entry["modes"].values()):
@@ -79,6 +81,8 @@ class ConvertLadder:
             for mode in modes:
                 if mode in planned.quantizers:
                     self._each_quantizer(planned, converted, mode, entry)
+        except MachineProblem:  # a full disk ends the run wherever it is met
+            raise
         except EnvironmentProblem as exc:
             entry.update(failed_stage="environment", error=environment_reason(exc))
         if any(v == "ok" for v in entry["modes"].values()):
@@ -199,6 +203,8 @@ class ConvertLadder:
         where = f"{work}/litert"
         try:
             run = self.ctx.runner.run(Step(measurer, where, ask, script=JUDGE, protocol="quantize"), mode=mode)
+        except MachineProblem:  # a full disk ends the run wherever it is met
+            raise
         except EnvironmentProblem as exc:  # no LiteRT here: the maker's interpreter had to do (it did not run it)
             return work, {**artifact, "status": "failed", "error": f"no LiteRT to judge the file: {exc.message}"}
         judged = run.result.get("artifact") or {"status": "failed", "error": run.error or "the judge wrote nothing"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from convertctl.checks import validate
 from convertctl.config.catalog import Variant
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem
 from convertctl.inputs.modelfile import ModelFacts
 from convertctl.run.context import Context
 from convertctl.runtimes.base import Step
@@ -162,6 +162,8 @@ class ExportLadder:
         self.entries.append(entry)
         try:
             run = self.ctx.runner.run(Step(rung, work, {**self.request, **extra}))
+        except MachineProblem:  # a full disk ends the run wherever it is met
+            raise
         except EnvironmentProblem as exc:
             entry.update(failed_stage="environment", error=environment_reason(exc), seconds=0.0)
             self.error, self.error_kind = f"{rung.name}: {exc.message}", "environment"

@@ -10,7 +10,7 @@ stage cache says when it was measured."""
 
 from __future__ import annotations
 
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem
 from convertctl.run.context import Context
 from convertctl.run.protocol import MeasureRequest
 from convertctl.runtimes.base import Step
@@ -42,6 +42,8 @@ def measure(
     }
     try:
         run = ctx.runner.run(Step(variant, work, dict(request)))
+    except MachineProblem:  # a full disk ends the run wherever it is met
+        raise
     except EnvironmentProblem as exc:
         return {k: {"error": f"measure environment {variant.name}: {exc.message}"} for k in files}
     if not run.ok:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from convertctl.checks import validate
 from convertctl.config import modes
-from convertctl.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VALIDATION, EnvironmentProblem
+from convertctl.errors import EXIT_CONVERSION, EXIT_USAGE, EXIT_VALIDATION, EnvironmentProblem, MachineProblem
 from convertctl.inputs.data import ImagePrep, read_labels
 from convertctl.run.context import Context
 from convertctl.runtimes.base import Step
@@ -90,6 +90,8 @@ def _one(ctx: Context, writer, art: dict, names: list) -> tuple[int, str] | None
     }
     try:
         run = ctx.runner.run(Step(writer, work, request), mode=mode)
+    except MachineProblem:  # a full disk ends the run wherever it is met
+        raise
     except EnvironmentProblem as exc:
         return exc.exit_code, f"{mode}: no environment to write TFLite metadata ({writer.name}): {exc.message}"
     made = run.result.get("file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from convertctl.config.catalog import Variant
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem
 from convertctl.run import manifest, protocol
 from convertctl.run.recorder import Recorder
 from convertctl.runtimes.base import Runtime, Say, StageRun, Step, machine_problem, read_result, write_request
@@ -74,7 +74,7 @@ class Runner:
             self.recorder.step(step, mode, parts, key, hit is not None, env, outputs)
         problem = machine_problem(result)
         if problem:  # the machine, not the model: exit 5, as on the host (the ladders pass it on)
-            raise EnvironmentProblem(
+            raise MachineProblem(
                 f"{step.stage} stage ({step.variant.name}): {problem} (in {self.run_dir})",
                 hint="free some space there and run again",
             )

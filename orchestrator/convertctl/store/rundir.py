@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from convertctl.errors import ConversionError, ConvertError, EnvironmentProblem, UsageError
+from convertctl.errors import ConversionError, ConvertError, MachineProblem, UsageError
 from convertctl.store import safefs
 
 RUNS = Path(".convertctl") / "runs"
@@ -326,5 +326,5 @@ def os_error(exc: BaseException, where: str | Path | None = None) -> BaseExcepti
     where = f" ({exc.filename})" if exc.filename else f" (in {where})" if where else ""
     if exc.errno in ENVIRONMENT_ERRNOS:
         hint = "free some space there and run again" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        return EnvironmentProblem(f"{ENVIRONMENT_ERRNOS[exc.errno]}{where}", hint=hint)
+        return MachineProblem(f"{ENVIRONMENT_ERRNOS[exc.errno]}{where}", hint=hint)
     return ConversionError(f"{exc.strerror or exc}{where}")
