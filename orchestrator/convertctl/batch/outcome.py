@@ -19,6 +19,7 @@ from pathlib import Path
 
 from convertctl.errors import EXIT_INTERNAL, EXIT_OK
 from convertctl.report.model import SEVERITY
+from convertctl.report.summary import file_checks
 
 EXIT_INTERRUPTED = 130
 # A model's states, in the order it goes through them.
@@ -100,14 +101,8 @@ def mode_rows(report: dict) -> dict:
             reason = report.get("failure", "") if str(report.get("failure", "")).startswith(f"{mode}:") else ""
             rows[mode] = {"status": "failed", "reason": one_line(reason or ladder_reason(report, mode))}
             continue
-        check = next(
-            (
-                c
-                for c in report.get("checks") or []
-                if c.get("stage") == "tflite" and c.get("mode") == mode and c.get("variant") == art.get("variant")
-            ),
-            None,
-        )
+        mine = file_checks(report.get("checks") or [], art)  # the sample inputs' check holds the others' verdicts
+        check = next((c for c in mine if c.get("input_set") not in ("batch", "fresh")), None)
         acc = accuracy.get(mode)
         ok = (
             art.get("status") == "ok"

@@ -89,6 +89,7 @@ class Check:
     failures: list = field(default_factory=list)
     note: str = ""
     variant: str = ""  # the environment that made what is checked
+    file: str = ""  # tflite checks: the file checked (the artifact's "file"): one rung, several quantizers
     opset: int | None = None  # ONNX checks: the file's opset
     method: dict = field(default_factory=dict)  # how it was computed: samples, cosine, elements, runtime
 

@@ -23,7 +23,7 @@ from convertctl.report.render import (
     stale_lines,
     summary_line,
 )
-from convertctl.report.summary import ModeFile, mode_files
+from convertctl.report.summary import ModeFile, file_checks, mode_files
 from convertctl.report.text import esc
 
 TOP_LAYERS = 20  # bars in the per-layer chart; the table under it has them all
@@ -149,7 +149,7 @@ def _parity(report: Report) -> str:
         chain = [
             onnx,
             next((c for c in mine if c.get("stage") == "savedmodel"), None),
-            next((c for c in mine if c.get("stage") == "tflite" and c.get("mode") == mode), None),
+            next(iter(file_checks(mine, art)), None),
         ]
         pts, cells = [], []
         for i, check in enumerate(chain):

@@ -52,11 +52,19 @@ def _latency(art: dict) -> tuple[float | None, str]:
 
 
 def tflite_checks(report: Report, art: dict) -> list:
-    return [
+    return file_checks(report.checks, art)
+
+
+def file_checks(checks: list, art: dict) -> list:
+    """The tflite checks of this artifact's file: by the file where the report
+    names it (a rung may try two quantizers for a mode, and the first one's file
+    fails), else by rung and mode (reports written before checks named it)."""
+    same = [
         c
-        for c in report.checks
+        for c in checks
         if c.get("stage") == "tflite" and c.get("mode") == art.get("mode") and c.get("variant") == art.get("variant")
     ]
+    return [c for c in same if not c.get("file") or not art.get("file") or c["file"] == art["file"]]
 
 
 def accuracy_step(acc: dict) -> float:

@@ -69,7 +69,7 @@ class FileChecks:
         )
         if check is None:
             return
-        check.variant = attempt.variant
+        check.variant, check.file = attempt.variant, art.get("file", "")
         check.failures += validate.io_contract(
             art,
             self.ctx.input_shapes,
@@ -122,6 +122,7 @@ class FileChecks:
         if check is None:
             return [f"fresh inputs: the file did not run on them ({run.error})"]
         check.variant, check.note = attempt.variant, f"fresh inputs (seed {self.ctx.options.seed + 2})"
+        check.file = art.get("file", "")
         check.method["runtime"] = (run.result.get("artifact") or {}).get("judged_by", "")
         self.ctx.report.checks.append(check.__dict__)
         return [f"fresh inputs: {f}" for f in check.failures]
@@ -147,6 +148,7 @@ class FileChecks:
         if check is None:
             return [f"batch {batch}: the file did not run at batch {batch}"]
         check.variant, check.note = attempt.variant, f"batch {batch}"
+        check.file = attempt.artifact.get("file", "")
         self.ctx.report.checks.append(check.__dict__)
         return [f"batch {batch}: {f}" for f in check.failures]
 
