@@ -155,6 +155,10 @@ class EnvStore:
                 "lock_sha256": variant.lock_digest(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            # Nothing compiled at install time (stages compile into .pycache): uv 0.4
+            # (the lowest allowed) leaves the .pyc of the venv's _virtualenv.py beside it.
+            for pyc in path.glob("lib/python*/site-packages/__pycache__/_virtualenv.*.pyc"):
+                pyc.unlink()
             tmp = path / (MARKER + ".tmp")
             tmp.write_text(json.dumps(marker, indent=2))
             os.replace(tmp, path / MARKER)
