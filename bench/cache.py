@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from common import console, convertctl_cmd, example_model, fail, med, timed
 from convertctl.config.catalog import load_catalog
@@ -97,7 +98,7 @@ def main() -> int:
         for variant in load_catalog().environments("local"):
             store.ensure(variant, lambda line: None)
         console.print(f"{model.name} {args.input_shape}: full run {args.quant}, then +each of {added_modes}; local")
-        rows = []
+        rows: list[tuple[str, float, Any, float | None]] = []  # report: None for a floor row
         secs, report = run(args, model, work / "nocache", [args.quant], env, "--no-cache")
         rows.append((f"full run, --no-cache ({args.quant})", secs, report, None))
         console.print(f"  full, no cache     {secs:7.1f} s")
@@ -132,7 +133,7 @@ def main() -> int:
     table = Table(title=f"stage cache: {model.name} {args.input_shape}; a full run = {full:.1f} s", show_edge=False)
     for col in ("run", "wall", "% of full", "% of same cmd", "steps run (s)", "cached", "goal"):
         table.add_column(col, justify="left" if col in ("run", "steps run (s)") else "right")
-    verdicts = []
+    verdicts: list = []
     for label, secs, report, goal in rows:
         if report is None:
             table.add_row(f"[dim]{label}[/]", f"[dim]{secs:.2f} s[/]", f"[dim]{secs / full:.1%}[/]", "", "", "", "")

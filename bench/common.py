@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from convertctl.config.catalog import STAGES
 from rich.console import Console
@@ -37,7 +38,7 @@ def timed(cmd: list[str], log: Path, **kw) -> tuple[float, int]:
         return time.perf_counter() - started, code
 
 
-def fail(what: str, text: str) -> None:
+def fail(what: str, text: str) -> NoReturn:
     """Nothing to measure: say why (last lines of a log) and exit 2."""
     console.print(f"[red]{what}:[/]\n" + "\n".join(text.splitlines()[-12:]), highlight=False)
     sys.exit(2)

