@@ -21,7 +21,7 @@ def litert_variant() -> str:
 
 def quantizer_of(convert_variant: str) -> str:
     catalog = load_catalog()
-    return catalog.quantizer(catalog.get(convert_variant)).name
+    return catalog.quantizers(catalog.get(convert_variant))[0].name
 
 
 def run_stage(variant: str, run_dir: Path, work: str, request: dict, timeout: int = 900) -> tuple[int, dict]:

@@ -175,7 +175,9 @@ def test_readme_example_command(tmp_path):
     report = load_json(tmp_path / "out" / "report.json")
     assert (tmp_path / "out" / "mobilenetv2_fp16.tflite").stat().st_size > 3_000_000
     fp16 = next(c for c in report["checks"] if c["mode"] == "fp16")
-    assert fp16["status"] == "passed" and fp16["outputs"][0]["top1"] == 1.0
+    # fp16 weights may flip a near-tie among 1000 classes on one of the 64 samples, no more.
+    out = fp16["outputs"][0]
+    assert fp16["status"] == "passed" and out["top1"] >= 63 / 64 and out["cosine"] > 0.999, out
 
 
 def test_envs_list_and_prune(four_modes):
@@ -189,6 +191,10 @@ def test_envs_list_and_prune(four_modes):
         name = store.path_for(load_catalog().ladder("local", stage)[0]).name
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name))
         assert "ready" in line and "stale" not in line
+    current = [store.path_for(v) for v in load_catalog().environments("local")]
+    made = [p for p in current if p.exists()]  # not those whose Python this machine lacks
+    assert len(made) >= 4, "the four-mode run's environments at least"
     dry = convertctl("envs", "prune", "--dry-run")
     assert dry.returncode == EXIT_OK and "would remove" in dry.stdout
-    assert all(store.path_for(v).exists() for v in load_catalog().environments("local"))
+    assert not any(p.name in dry.stdout for p in current), "the catalog's environments are not stale"
+    assert all(p.exists() for p in made)

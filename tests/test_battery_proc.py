@@ -157,7 +157,7 @@ def test_concurrent_runs_on_one_out_each_finish_correctly(smallcnn, tmp_path):
             assert "was killed" not in said and "stopped" not in said, said[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "passed"
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md", "smallcnn_fp16.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "smallcnn_fp16.tflite"]
 
 
 # -- Docker: refused on the host, no container started ----------------------------------

@@ -69,17 +69,22 @@ def test_manifest_fields_are_present(local):
     runs, (_, report), _ = local
     m = report["manifest"]
     assert m["tool"]["version"] == report["convertctl_version"] and m["runtime"] == "local"
-    assert m["options"]["modes"] == FIRST and m["options"]["shapes"] == [[1, 3, 64, 64]]
+    assert m["options"]["quant"] == FIRST and m["options"]["input_shape"] == [[1, 3, 64, 64]]
     assert m["inputs"]["model"]["sha256"] == sha256_file(runs.model)
-    assert set(m["environments"]) == {"export-torch2.13", "convert-tf2.15", "quantize-tf2.15", "measure-litert2.3"}
+    # TF 2.15's "dynamic" file of a model this small keeps float weights, so LiteRT Quantizer makes that one.
+    made_by = {"export-torch2.13", "convert-tf2.15", "quantize-tf2.15", "quantize-litertq0.11", "measure-litert2.3"}
+    assert set(m["environments"]) == made_by
     for env in m["environments"].values():
         assert len(env["venv_key"]) == 16 and Path(env["path"]).is_dir()
         assert any(line.startswith(("torch==", "tensorflow", "ai-edge-litert")) for line in env["pip_freeze"]), env[
             "pip_freeze"
         ][:5]
-    assert len(m["stages"]) == 5 and all(len(s["key"]) == 64 and s["outputs"] for s in m["stages"])
+    assert all(len(s["key"]) == 64 and s["outputs"] for s in m["stages"])
+    works = [s["work"] for s in m["stages"]]
     quantize = [s for s in m["stages"] if s["stage"] == "quantize"]
-    assert [s["request"]["mode"] for s in quantize] == FIRST
+    assert list(dict.fromkeys(s["request"]["mode"] for s in quantize)) == FIRST
+    for step in quantize:  # every file made is run in LiteRT by its own recorded step
+        assert step["work"] + "/litert" in works, step["work"]
     assert not any("calibration" in s["request"] for s in quantize), "only int8 reads it"
     for art in report["artifacts"]:
         assert m["outputs"][Path(art["path"]).name] == art["sha256"] == sha256_file(art["path"])
@@ -108,7 +113,8 @@ def test_a_rerun_takes_every_stage_from_the_cache(local):
     assert [st["saved_seconds"] for st in again["stages"] if st["stage"] != "measure"] == [
         st["seconds"] for st in steps
     ]
-    assert "cached, saved" in proc.stdout and "5 of 5 steps reused" in proc.stdout
+    steps_made = len(first["manifest"]["stages"])  # each file made, and its run in LiteRT
+    assert "cached, saved" in proc.stdout and f"{steps_made} of {steps_made} steps reused" in proc.stdout
     assert [c["outputs"] for c in again["checks"]] == [c["outputs"] for c in first["checks"]]
 
 
@@ -139,9 +145,15 @@ def test_a_fp16_run_moves_the_earlier_modes_aside(local):
     shutil.copytree(runs.root / "b", out)  # the --no-cache run's folder: all four modes
     proc, report = runs.run(out, ["fp16"])
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert files == ["report.json", "report.md", "smallcnn_fp16.tflite"]
+    assert files == ["report.html", "report.json", "report.md", "smallcnn_fp16.tflite"]
     moved = sorted(s["name"] for s in report["stale"])
-    assert moved == ["smallcnn_dynamic.tflite", "smallcnn_fp32.tflite", "smallcnn_int8.tflite"]
+    # int8's layer ranking goes with its file
+    assert moved == [
+        "smallcnn_dynamic.tflite",
+        "smallcnn_fp32.tflite",
+        "smallcnn_int8.layer_errors.json",
+        "smallcnn_int8.tflite",
+    ]
     aside = Path(report["stale"][0]["moved_to"]).parent
     assert load_json(aside / "report.json")["modes"] == ALL, "the earlier report went with its files"
     assert sha256_file(aside / "smallcnn_int8.tflite") == hashes(clean)["int8"]
@@ -237,10 +249,13 @@ def test_the_canonical_layout_undoes_another_valid_order(local, tmp_path):
 
 
 def test_cache_list_and_prune(local, tmp_path):
-    runs, _, _ = local
+    runs, (_, first), _ = local
     entries = runs.entries()
-    # export, convert, four quantize modes, and the latency measurements of the runs' files
-    assert len([e for e in entries if e["stage"] != "measure"]) == 6
+    # Every step of the first run (its files' runs in LiteRT are measure steps, as are the
+    # latency measurements), the files of its modes among them.
+    works = {e["work"] for e in entries if e["stage"] != "measure"}
+    assert {s["work"] for s in first["manifest"]["stages"] if s["stage"] != "measure"} <= works
+    assert set(FIRST) <= {w.split("/")[2].split("-")[0] for w in works if w.startswith("quantize/")}
     listed = convertctl("cache", "list", env=runs.env)
     assert listed.returncode == EXIT_OK and f"stage cache: {len(entries)} entries" in listed.stdout
     copy = tmp_path / "cache"
@@ -268,12 +283,15 @@ def test_docker_two_clean_runs_give_identical_files_and_a_rerun_is_cached(docker
     runs = Runs(docker_model, "docker", tmp_path)
     _, first = runs.run(tmp_path / "a", ALL)
     _, clean = runs.run(tmp_path / "b", ALL, "--no-cache")
+    # LiteRT Quantizer makes dynamic where TF 2.8's "dynamic" file keeps float weights.
+    dynamic = next(a for a in first["artifacts"] if a["mode"] == "dynamic")
+    second = {"quantize-litertq0.11"} if dynamic["quantizer"].startswith("litert-quantizer") else set()
     assert {st["variant"] for st in first["stages"]} == {
         "export-torch1.7",
         "convert-tf2.8",
         "quantize-tf2.8",
         "measure-litert2.3",
-    }
+    } | second
     assert hashes(first) == hashes(clean) and len(hashes(first)) == 4
     env = first["manifest"]["environments"]["quantize-tf2.8"]
     assert env["image_id"].startswith("sha256:") and "tensorflow-cpu==2.8.4" in env["pip_freeze"]

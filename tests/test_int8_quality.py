@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from conftest import convertctl, load_json
 from convertctl.config.catalog import load_catalog
-from convertctl.errors import EXIT_OK
+from convertctl.errors import EXIT_OK, EXIT_VALIDATION
 
 pytestmark = pytest.mark.acceptance
 HERE = Path(__file__).resolve().parent
@@ -106,8 +106,9 @@ def test_selective_int8_agrees_with_pytorch_within_a_point_of_fp32(effnet, tmp_p
     assert art["int8"]["inputs"][0]["dtype"] == "int8" and art["int8"]["outputs"][0]["dtype"] == "int8"
     # The report lists the layers kept float, the curve, and LiteRT's latency.
     md = (out / "report.md").read_text()
-    for name in sel["float_layers"]:
-        assert f"- `{name}`" in md
+    assert [r["tflite"] for r in sel["layers"]] == sel["float_layers"]
+    for row in sel["layers"]:  # the PyTorch module path first, the TFLite name beside it
+        assert (f"- `{row['module']}` (`{row['tflite']}`)" if row.get("module") else f"- `{row['tflite']}`") in md
     assert "### int8: trade-off (layers kept float, worst first)" in md
     assert all(p.get("latency_ms") for p in sel["curve"]) and sel["latency_runtime"].startswith("ai-edge-litert")
     assert art["int8"]["latency"]["runtime"].startswith("ai-edge-litert")
@@ -119,7 +120,11 @@ def test_selective_int8_agrees_with_pytorch_within_a_point_of_fp32(effnet, tmp_p
 def test_full_int8_names_the_layers_that_cost_accuracy(effnet, tmp_path):
     out = tmp_path / "full"
     proc, report = _run(effnet / "effnet.pt", out, "-q", "int8", "--calib", effnet / "calib.npz")
-    assert proc.returncode == EXIT_OK, report.get("failure")
+    # Full int8 of this model misses the worst-sample cosine bound (0.98) on one of the 64
+    # samples on every rung (0.975-0.977): the failed run is where its layer ranking matters.
+    assert proc.returncode == EXIT_VALIDATION, report.get("failure")
+    assert "cosine similarity" in report["failure"] and "the worst of 64" in report["failure"]
+    assert not list(out.glob("*.tflite")) and report["run_dir"]
     art = report["artifacts"][0]
     assert "selective" not in art
     errors = art["layer_errors"]
@@ -127,8 +132,9 @@ def test_full_int8_names_the_layers_that_cost_accuracy(effnet, tmp_path):
     worst = errors["layers"][0]
     assert worst["rmse_scale"] >= errors["layers"][-1]["rmse_scale"] > 0
     assert worst["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN")
-    md = (out / "report.md").read_text()
-    assert "### int8: layers by quantization error" in md and f"`{worst['name']}`" in md
+    md = (Path(report["run_dir"]) / "report.md").read_text()
+    assert "### int8: layers by quantization error" in md and f"`{worst.get('tflite') or worst['name']}`" in md
+    assert not worst.get("module") or f"`{worst['module']}`" in md  # the PyTorch module path beside it
     assert "layer errors" in proc.stdout and worst["op"] in proc.stdout
     # With real data the parity checks run on 64 samples, not 8.
     assert report["inputs"]["samples"]["count"] == 64

@@ -31,7 +31,7 @@ def aborting_variants() -> str:
     """The litert-torch variants again, with a quantize script that aborts in int8's calibration."""
     catalog = load_catalog()
     convert = next(v for v in catalog.variants.values() if v.family == "litert-torch")
-    quantize = catalog.quantizer(convert)
+    quantize = catalog.quantizers(convert)[0]
     skip = {"name", "pins"}
     c_fields = {k: getattr(convert, k) for k in convert.__dataclass_fields__ if k not in skip}
     q_fields = {k: getattr(quantize, k) for k in quantize.__dataclass_fields__ if k not in skip}
