@@ -19,7 +19,7 @@ from pathlib import Path
 
 from convertctl.errors import EXIT_INTERNAL, EXIT_OK
 from convertctl.report.model import SEVERITY
-from convertctl.report.summary import file_checks
+from convertctl.report.summary import file_checks, sample_check
 
 EXIT_INTERRUPTED = 130
 # A model's states, in the order it goes through them.
@@ -101,8 +101,7 @@ def mode_rows(report: dict) -> dict:
             reason = report.get("failure", "") if str(report.get("failure", "")).startswith(f"{mode}:") else ""
             rows[mode] = {"status": "failed", "reason": one_line(reason or ladder_reason(report, mode))}
             continue
-        mine = file_checks(report.get("checks") or [], art)  # the sample inputs' check holds the others' verdicts
-        check = next((c for c in mine if c.get("input_set") not in ("batch", "fresh")), None)
+        check = sample_check(file_checks(report.get("checks") or [], art))
         acc = accuracy.get(mode)
         ok = (
             art.get("status") == "ok"

@@ -51,10 +51,6 @@ def _latency(art: dict) -> tuple[float | None, str]:
     return None, ""
 
 
-def tflite_checks(report: Report, art: dict) -> list:
-    return file_checks(report.checks, art)
-
-
 def file_checks(checks: list, art: dict) -> list:
     """The tflite checks of this artifact's file: by the file where the report
     names it (a rung may try two quantizers for a mode, and the first one's file
@@ -67,6 +63,12 @@ def file_checks(checks: list, art: dict) -> list:
     return [c for c in same if not c.get("file") or not art.get("file") or c["file"] == art["file"]]
 
 
+def sample_check(checks: list) -> dict | None:
+    """Of a file's checks, the sample inputs' one: fresh inputs' and batch N's
+    are recorded beside it, and their failures are in its own."""
+    return next((c for c in checks if c.get("input_set") not in ("batch", "fresh")), None)
+
+
 def accuracy_step(acc: dict) -> float:
     """The smallest accuracy change the data can show, in points: one sample
     (a report written before it said so has its sample count)."""
@@ -75,9 +77,8 @@ def accuracy_step(acc: dict) -> float:
 
 def mode_file(report: Report, art: dict) -> ModeFile:
     mode = art.get("mode", "")
-    checks = tflite_checks(report, art)
-    # The sample inputs' check (fresh inputs' and batch N's are recorded beside it).
-    main = next((c for c in checks if c.get("input_set") not in ("batch", "fresh")), None)
+    checks = file_checks(report.checks, art)
+    main = sample_check(checks)
     acc = ((report.accuracy or {}).get("modes") or {}).get(mode)
     problem = ""
     if art.get("status") != "ok":
