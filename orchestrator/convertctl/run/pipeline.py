@@ -34,6 +34,7 @@ from convertctl.run.plan import Plan, make_plan
 from convertctl.run.protocol import InputsPart
 from convertctl.run.recorder import Recorder
 from convertctl.run.runner import Runner
+from convertctl.run.shield import held_interrupt
 from convertctl.runtimes.base import Runtime, Say
 from convertctl.store import rundir
 from convertctl.store.cache import StageCache, open_cache
@@ -77,6 +78,7 @@ class Pipeline:
         self.opts, self.runtime, self.catalog, self.say = opts, runtime, catalog, say
         self.model, self.out = Path(opts.model), Path(opts.out)
         self.int8 = selective.Int8Options.of(opts)
+        self.placed = False  # its files are in --out (or its run dir, failed): the run has ended
 
     def prepare(self) -> Prepared:
         """Everything checked and planned, nothing run (--dry-run stops here)."""
@@ -161,7 +163,11 @@ class Pipeline:
             if hasher.state:
                 hasher.state.save()
         report.finish()
-        self._place(run_dir, report, hasher)
+        with held_interrupt() as held:
+            self._place(run_dir, report, hasher)
+            self.placed = True
+        if held:
+            self.say("Ctrl-C came while the files were being placed: the run had ended, and its files are all in place")
         return report
 
     def _request(self, facts, specs: list, sets: dict) -> InputsPart:
