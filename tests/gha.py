@@ -441,6 +441,7 @@ class Actions:
         self.repo, self.pythons = Path(repo), Path(pythons)
         self.calls: dict[str, list] = {}
         self.runner: Runner | None = None
+        self.saved: list[str] = []  # cache keys saved, oldest first (what a repository's cache holds)
 
     def _record(self, name: str, with_: dict) -> None:
         self.calls.setdefault(name, []).append(with_)
@@ -490,10 +491,19 @@ class Actions:
         return {"python-version": full, "cache-hit": "false"}
 
     def cache_restore(self, with_: dict) -> dict:
+        """actions/cache/restore: the key itself, else the newest entry
+        under the first restore key that has one."""
         self._record("restore", with_)
-        assert with_["key"].startswith(with_["restore-keys"]), with_
+        prefixes = with_.get("restore-keys", "").splitlines()
+        assert all(with_["key"].startswith(p) for p in prefixes), with_
         assert with_["path"].strip(), "nothing to restore"
-        return {"cache-hit": "false"}
+        if with_["key"] in self.saved:
+            return {"cache-hit": "true", "cache-primary-key": with_["key"], "cache-matched-key": with_["key"]}
+        for prefix in prefixes:
+            newest = [k for k in self.saved if k.startswith(prefix)][-1:]
+            if newest:
+                return {"cache-hit": "false", "cache-primary-key": with_["key"], "cache-matched-key": newest[0]}
+        return {"cache-hit": "false", "cache-primary-key": with_["key"], "cache-matched-key": ""}
 
     def cache(self, with_: dict) -> dict:
         """actions/cache: restore now; the save at the job's end is not modelled."""
@@ -508,6 +518,9 @@ class Actions:
         self._record("save", with_)
         paths = with_["path"].splitlines()
         assert any(Path(p).is_dir() for p in paths), f"no path to save exists: {paths}"
+        # GitHub refuses a key it holds ("Unable to reserve cache"): an entry is never overwritten.
+        assert with_["key"] not in self.saved, f"cache key {with_['key']} exists: it would not be saved"
+        self.saved.append(with_["key"])
         return {}
 
     def upload(self, with_: dict) -> dict:

@@ -60,19 +60,20 @@ def test_passing_conversion_sets_outputs_summary_artifacts_and_cache(pythons, sm
     assert set(upload["path"].splitlines()) == {*files, o["report"], o["report-md"], o["report-html"]}
     assert Path(o["report-html"]).parent == out and "<svg" in Path(o["report-html"]).read_text()
     (restore,), (save,) = calls["restore"], calls["save"]
-    assert save["key"] == restore["key"] and save["path"] == restore["path"]
-    # Cached: every environment the local ladders may use, so those this run used among them.
+    assert save["key"].startswith(restore["key"])  # this lock set's entry, named by what it holds
+    # Restored: every environment the local ladders may use; saved: those of them that are ready.
     from convertctl.config.catalog import load_catalog
-    from convertctl.store.envstore import EnvStore
+    from convertctl.store.envstore import MARKER, EnvStore
 
     catalog, store = load_catalog(), EnvStore()
     ladder = [v for stage in ("export", "convert", "measure", "metadata") for v in catalog.ladder("local", stage)]
     ladder += [catalog.get(q) for v in ladder for q in v.quantize]
-    saved = set(save["path"].splitlines())
-    assert saved <= {str(store.path_for(v)) for v in ladder}
+    restored, saved = set(restore["path"].splitlines()), set(save["path"].splitlines())
+    assert restored <= {str(store.path_for(v)) for v in ladder}
     # Those setup-python gave the Python of (3.11) all; another only where the runner has its Python.
-    assert {str(store.path_for(v)) for v in ladder if v.python == "3.11"} <= saved
-    assert {e["location"] for e in report["environments"]} <= set(save["path"].splitlines())
+    assert {str(store.path_for(v)) for v in ladder if v.python == "3.11"} <= restored
+    assert saved == {p for p in restored if (Path(p) / MARKER).is_file()}
+    assert {e["location"] for e in report["environments"]} <= saved
 
 
 def test_failed_validation_fails_the_step_and_uploads_the_run_dir(pythons, smallcnn, tmp_path):

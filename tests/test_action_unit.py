@@ -122,3 +122,54 @@ def test_a_malformed_path_gives_no_repository_and_a_reason(action_path, workspac
     found, how = registry.action_repository(action_path, workspace, repository)
     assert found == "" and why in how
     assert registry.resolve("", action_path, workspace, repository)[0] == ""
+
+
+def test_an_entry_is_saved_when_a_run_holds_environments_the_restored_one_did_not(tmp_path):
+    """The cache steps (prepare, restore, envs, save) against a stand-in
+    that keeps its entries as GitHub does (an entry is never overwritten):
+    a run that built environments saves them; a run that built nothing new
+    saves nothing; a run that built one more saves a new entry, which the
+    next run restores. A half-built environment is not saved."""
+    from convertctl.store.envstore import MARKER
+    from gha import Actions
+
+    actions = Actions(ROOT, tmp_path)
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    actions.runner_for(
+        workspace, github={"repository": "user/app"}, env={"PYTHON": sys.executable, "CONVERTCTL_HOME": str(tmp_path)}
+    )
+
+    def job() -> dict:
+        assert actions.runner is not None
+        run = actions.runner.run_action(
+            ACTION, {"model": "net.pt", "runtime": "local"}, only=("prepare", "restore", "envs", "save")
+        )
+        assert not run.failed, run.log
+        return {s.name: s for s in run.steps}
+
+    steps = job()
+    paths = steps["Choose the runtime and the environment cache key"].outputs["cache-paths"].splitlines()
+    assert len(paths) >= 3 and steps["Save stage environments"].kind == "skipped"  # nothing built: nothing saved
+
+    def build(path: str, ready: bool = True) -> None:
+        Path(path).mkdir(parents=True)
+        if ready:
+            (Path(path) / MARKER).write_text("{}")
+
+    build(paths[0]), build(paths[1]), build(paths[2], ready=False)
+    job()
+    (first,) = actions.calls["save"]
+    assert first["path"].splitlines() == sorted(paths[:2])  # the half-built one is not worth an entry
+
+    steps = job()  # the same environments: restored, and not saved again
+    assert actions.calls["restore"][-1] and len(actions.calls["save"]) == 1
+    assert steps["Restore stage environments"].outputs["cache-matched-key"] == first["key"]
+
+    (Path(paths[2]) / MARKER).write_text("{}")  # a run that needed one more environment
+    job()
+    second = actions.calls["save"][-1]
+    assert second["key"] != first["key"] and second["path"].splitlines() == sorted(paths[:3])
+    steps = job()
+    assert steps["Restore stage environments"].outputs["cache-matched-key"] == second["key"]
+    assert len(actions.calls["save"]) == 2

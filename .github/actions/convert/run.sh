@@ -6,6 +6,7 @@
 #   run.sh install   pip-install convertctl (INPUT_INSTALL, else this checkout)
 #   run.sh prepare   runtime, environment cache key and paths, artifact name
 #   run.sh convert   convertctl run; outputs status, files, sizes, report paths
+#   run.sh envs      the stage environments there now, and the key to save them under
 #   run.sh verdict   fail the step unless the run passed
 set -euo pipefail
 
@@ -75,6 +76,13 @@ def interpreter(version: str) -> str:
 pythons = "-".join(interpreter(p) for p in sorted({v.python for v in local}))
 digest = hashlib.sha256(json.dumps(sorted(env_key(v) for v in local)).encode()).hexdigest()[:16]
 prefix = f"convertctl-envs-{os.environ.get('RUNNER_OS', 'Linux')}-{os.environ.get('ImageOS', 'any')}-py{pythons}-"
+# A run builds only the environments its model and modes need, so an entry
+# is keyed by the lock set and then by which of its environments it holds
+# (run.sh envs): the newest entry of this lock set is restored, and a run
+# that built one more saves a new entry. One key per lock set would be hit
+# exactly from then on and never saved again (caches cannot be overwritten).
+# Another lock set's entry is the fallback: environments whose lock did not
+# change are in it.
 stem = Path(os.environ.get("INPUT_MODEL", "model")).stem or "model"
 # Published images live with the action's repository, read from the action's
 # own path (registry.py: github.action_repository is empty in composite actions).
@@ -91,8 +99,8 @@ print(how)
 outputs = {
     "runtime": runtime,
     "cache": "true" if runtime == "local" and os.environ.get("INPUT_CACHE", "true") == "true" else "false",
-    "cache-key": prefix + digest,
-    "cache-restore-key": prefix,
+    "cache-key": f"{prefix}{digest}-",
+    "cache-restore-key": f"{prefix}{digest}-\n{prefix}",
     "cache-paths": "\n".join(paths),
     "artifact-name": os.environ.get("INPUT_ARTIFACT_NAME") or f"convertctl-{stem}",
     "registry": registry,
@@ -181,6 +189,24 @@ print(json.dumps(outputs), file=open(os.environ["CONVERTCTL_CONVERTED"], "w"))
 PY
 }
 
+# After the conversion: the environments among CACHE_PATHS that are ready
+# (their marker written: a half-built one is not worth a cache entry), and
+# the key naming that set under CACHE_KEY, the lock set's prefix.
+envs() {
+  "$python" - <<'PY'
+import hashlib, json, os
+from pathlib import Path
+
+from convertctl.store.envstore import MARKER
+
+ready = sorted(p for p in os.environ.get("CACHE_PATHS", "").splitlines() if p and (Path(p) / MARKER).is_file())
+held = hashlib.sha256("\n".join(Path(p).name for p in ready).encode()).hexdigest()[:12]
+print(f"{len(ready)} stage environment(s) ready: " + (", ".join(Path(p).name for p in ready) or "none"))
+outputs = {"save-key": os.environ["CACHE_KEY"] + held if ready else "", "save-paths": "\n".join(ready)}
+print(json.dumps(outputs), file=open(os.environ["CONVERTCTL_ENVS"], "w"))
+PY
+}
+
 # The Python snippets hand their outputs back as JSON: written here, in
 # GitHub's format, by one function.
 emit() {
@@ -212,9 +238,14 @@ case "${1:-}" in
     convert
     emit "$CONVERTCTL_CONVERTED"
     ;;
+  envs)
+    CONVERTCTL_ENVS="$(mktemp)" && export CONVERTCTL_ENVS
+    envs
+    emit "$CONVERTCTL_ENVS"
+    ;;
   verdict) verdict ;;
   *)
-    echo "usage: run.sh install|prepare|convert|verdict" >&2
+    echo "usage: run.sh install|prepare|convert|envs|verdict" >&2
     exit 2
     ;;
 esac
