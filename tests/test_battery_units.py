@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from convertctl.config.catalog import load_catalog
-from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK, EnvironmentProblem
+from convertctl.errors import EXIT_ENVIRONMENT, EXIT_OK, EnvironmentProblem, MachineProblem
 from convertctl.report.render import markdown, rows
 from convertctl.report.text import md_code, md_text, term, visible
 from convertctl.run.pipeline import Pipeline
@@ -70,6 +70,34 @@ def test_a_full_disk_inside_a_stage_is_exit_5(model, tmp_path, stage, where):
     assert report["exit_code"] == EXIT_ENVIRONMENT and "no space left" in report["failure"]
     assert any(st["status"] == "failed" and st["stage"] == stage for st in report["stages"]), "the stage is recorded"
     assert runtime.calls.count("full disk") == 1 and runtime.calls[-1] == "full disk", "nothing ran after it"
+
+
+class FullDiskBuild(FakeRuntime):
+    """The first convert environment cannot be built: the disk is full (envstore, images)."""
+
+    def __init__(self):
+        super().__init__()
+        self.built: list = []
+
+    def prepare(self, variants, say):
+        for v in variants:
+            self.built.append((v.stage, v.name))
+            if v.stage == "convert":
+                raise MachineProblem(
+                    f"could not create the {v.name} environment in /store: no space left on the device"
+                )
+        return super().prepare(variants, say)
+
+
+def test_a_full_disk_while_building_an_environment_ends_the_ladder(model, tmp_path):
+    """No next rung's environment is built on the same full disk: exit 5 at the first."""
+    runtime = FullDiskBuild()
+    with pytest.raises(MachineProblem) as raised:
+        run(model, tmp_path / "out", runtime, latency_runs=0, modes=["fp16", "int8"])
+    assert raised.value.exit_code == EXIT_ENVIRONMENT and "no space left" in raised.value.message
+    assert len([name for stage, name in runtime.built if stage == "convert"]) == 1, runtime.built
+    report = json.loads((Path(raised.value.run_dir) / "report.json").read_text())
+    assert report["exit_code"] == EXIT_ENVIRONMENT and "no space left" in report["failure"]
 
 
 def test_a_stage_failure_that_is_not_the_disk_stays_exit_3(model, tmp_path):

@@ -90,3 +90,22 @@ def test_variants_sharing_a_lock_share_its_base_and_python():
     for a, b in itertools.combinations(VARIANTS, 2):
         if a.requirements == b.requirements:
             assert (a.base_image, a.debian, a.python) == (b.base_image, b.debian, b.python), (a.name, b.name)
+
+
+def test_a_build_that_meets_a_full_disk_is_the_machine_not_the_image():
+    """Docker's data root full: a MachineProblem (exit 5, ends the ladder)
+    naming the cause and `images prune`; any other failure stays the
+    image's EnvironmentProblem with Docker's last lines."""
+    from convertctl.errors import EXIT_ENVIRONMENT, EnvironmentProblem, MachineProblem
+
+    builder = ImageBuilder(client=None, settings=IndexSettings(), base_image="convertctl-base:bookworm")
+    variant = load_catalog().environments("docker")[0]
+    for said in (
+        "write /var/lib/docker/overlay2/x/diff/y: no space left on device",  # the daemon's (Go's) words
+        "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device",  # pip's
+    ):
+        full = builder._problem(variant, ["Step 7/12 : RUN pip install", said])
+        assert isinstance(full, MachineProblem) and full.exit_code == EXIT_ENVIRONMENT
+        assert "no space left on the device" in full.message and "images prune" in full.hint
+    other = builder._problem(variant, ["ERROR: No matching distribution found for tensorflow-cpu==9"])
+    assert type(other) is EnvironmentProblem and "No matching distribution" in other.message

@@ -132,3 +132,29 @@ def test_stages_compile_what_they_import_into_the_venvs_pycache(store, tmp_path)
     compiled = list((env.path / PYCACHE).rglob("six*.pyc"))
     assert len(compiled) == 1 and str(site).lstrip("/") in str(compiled[0])
     assert not list(site.rglob("*.pyc")) and venv_stamp(env.path, MARKER) == stamp
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KiB filesystem (tmpfs): room for a store's folders and a log, not for a venv."""
+    import os
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.getuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(where)]).returncode:
+        pytest.skip("needs root and mount(8) for a small filesystem")
+    yield where
+    subprocess.run(["umount", "-l", str(where)])
+
+
+def test_a_full_disk_while_building_is_the_machine_not_the_environment(small_disk, tmp_path):
+    """uv meets a full disk: exit 5 as a MachineProblem, which ends the run
+    instead of letting the ladder build the next rung's environment on the
+    same full disk; the message says where, and the log is named."""
+    from convertctl.errors import MachineProblem
+
+    store = EnvStore(small_disk / "store", load_settings())
+    with pytest.raises(MachineProblem) as raised:
+        store.ensure(variant(tmp_path))
+    assert "no space left on the device" in raised.value.message and str(small_disk) in raised.value.message
+    assert "full log" in raised.value.hint

@@ -41,3 +41,20 @@ class MachineProblem(EnvironmentProblem):
     """The machine failed a step (a full disk, a quota), not the model nor one
     environment: another rung or quantizer would meet it too, so the ladders
     that pass over a broken environment let this one end the run."""
+
+
+# What an installer, a build or a stage says when the machine failed it, not
+# the model: a full disk is exit 5 wherever it is met. Lower case: Python says
+# "No space left on device", Docker's daemon (Go) "no space left on device".
+MACHINE_SIGNS = {
+    "no space left on device": "no space left on the device",
+    "[errno 28]": "no space left on the device",
+    "disk quota exceeded": "disk quota exceeded",
+    "[errno 122]": "disk quota exceeded",
+}
+
+
+def machine_sign(lines) -> str:
+    """'' unless one of the lines says the disk (or quota) ran out: then that, in words."""
+    said = [str(line).lower() for line in lines]
+    return next((words for sign, words in MACHINE_SIGNS.items() if any(sign in line for line in said)), "")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convertctl.config.catalog import Variant
+from convertctl.errors import machine_sign
 from convertctl.store import safefs
 
 Say = Callable[[str], None]
@@ -109,22 +110,11 @@ class StageRun:
         return ""
 
 
-# What a stage says (its error, its last log lines) when the machine failed
-# it, not the model: a full disk is exit 5 wherever it is met, a stage included.
-MACHINE_SIGNS = {
-    "No space left on device": "no space left on the device",
-    "[Errno 28]": "no space left on the device",
-    "Disk quota exceeded": "disk quota exceeded",
-    "[Errno 122]": "disk quota exceeded",
-}
-
-
 def machine_problem(run: StageRun) -> str:
     """'' unless a failed stage says the disk (or quota) ran out: then that, in words."""
     if run.ok:
         return ""
-    said = [str(run.result.get("error", "")), *map(str, run.log_tail)]
-    return next((words for sign, words in MACHINE_SIGNS.items() if any(sign in line for line in said)), "")
+    return machine_sign([run.result.get("error", ""), *run.log_tail])
 
 
 # Why a stage died from a signal, in words a user can act on.

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from convertctl.config.catalog import Variant, images_dir
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem, machine_sign
 from convertctl.runtimes.base import Prepared, Say
 from convertctl.store.buildprogress import BuildProgress
 from convertctl.store.lockfile import Sources, sources
@@ -301,14 +301,14 @@ class ImageBuilder:
                 for chunk in stream:
                     if "error" in chunk:
                         tail.append(chunk["error"].strip())
-                        raise EnvironmentProblem(self._failure(variant, tail))
+                        raise self._problem(variant, tail)
                     for line in chunk.get("stream", "").splitlines():
                         if line.strip():
                             tail = (tail + [line.rstrip()])[-15:]
                             progress.line(line)  # docker's "Step k/n", pip's packages: a step, a time, a package
             except docker.errors.APIError as exc:
                 tail.append(str(exc))
-                raise EnvironmentProblem(self._failure(variant, tail)) from None
+                raise self._problem(variant, tail) from None
         self._tag_plain(variant)
         self._keep_build_stage(variant)
 
@@ -332,6 +332,15 @@ class ImageBuilder:
                     self.client.images.remove(image.id)
                 except docker.errors.APIError:
                     pass  # still a parent of something: `images prune` says so
+
+    def _problem(self, variant: Variant, tail: list) -> EnvironmentProblem:
+        full = machine_sign(tail)
+        if full:  # every other image would meet it too: the run ends (exit 5)
+            return MachineProblem(
+                f"building {variant.tag} failed: {full} (Docker's data root)",
+                hint="free some space (`convertctl images prune`, `docker system df`) and run again",
+            )
+        return EnvironmentProblem(self._failure(variant, tail))
 
     def _failure(self, variant: Variant, tail: list) -> str:
         text = "\n".join(tail[-12:])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convertctl.config.catalog import Variant
-from convertctl.errors import EnvironmentProblem
+from convertctl.errors import EnvironmentProblem, MachineProblem, machine_sign
 from convertctl.store import procs
 from convertctl.store.buildprogress import BuildProgress
 from convertctl.store.lockfile import sources
@@ -274,7 +274,14 @@ class EnvStore:
                     raise
                 if code != 0:
                     out.flush()
-                    tail = "".join(log.read_text().splitlines(keepends=True)[-12:])
+                    lines = log.read_text().splitlines(keepends=True)[-12:]
+                    tail = "".join(lines)
+                    full = machine_sign(lines)
+                    if full:  # every other rung's environment would meet it too: the run ends (exit 5)
+                        raise MachineProblem(
+                            f"could not create the {variant.name} environment in {path.parent}: {full}",
+                            hint=f"free some space there and run again (full log: {log})",
+                        )
                     raise EnvironmentProblem(
                         f"could not create the {variant.name} environment (lock {variant.requirements}):\n{tail}",
                         hint=f"full log: {log}",
