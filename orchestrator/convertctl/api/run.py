@@ -16,6 +16,7 @@ Result, whose raise_for_status() raises the same family for a failed run."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -55,16 +56,22 @@ def check(model: Path, config: Path | None, given: dict, trust_config: bool = Fa
     """Options from convertctl.toml (next to the model, or `config`) and the
     values given (in a settings file's shape), with every check that needs
     no runtime: the same for the command line and the API."""
+    opts, cfg_path = settings.load(model, config, {**given, "model": str(model)}, trust_config)
+    check_before_work(opts)
+    return Checked(opts, cfg_path, trust_config, bool(given.get("arch")))
+
+
+def check_before_work(opts: Options) -> None:
+    """What is refused of a run's options before anything runs, however they
+    were made (flags, a settings file, the API, a batch's model table)."""
     from convertctl.run.pipeline import check_options, input_specs
 
-    opts, cfg_path = settings.load(model, config, {**given, "model": str(model)}, trust_config)
     check_options(opts)
     calibrated = modes.calibrated(opts.modes)
     if opts.calib and not calibrated:
         raise UsageError(f"--calib {opts.calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
     shapes = [s.shape for s in input_specs(opts)]
     settings.check_budget(shapes, opts.samples, bool(calibrated) and opts.calib is None)
-    return Checked(opts, cfg_path, trust_config, bool(given.get("arch")))
 
 
 def index_settings(opts: Options):
@@ -84,9 +91,11 @@ def runtime_for(opts: Options, say, name: str | None = None):
     return select_runtime(name or opts.runtime, index_settings(opts), say, {"base_image": opts.base_image or ""})
 
 
-def execute(p: Checked, say: Callable[[str], None], runtime=None) -> Report:
+def execute(p: Checked, say: Callable[[str], None], runtime=None, watch=None) -> Report:
     """Run a plan: the runtime made (or the one given), pinned variants
-    checked, the pipeline run. Returns its report (failed or not)."""
+    checked, the pipeline run. Returns its report (failed or not).
+    watch(pipeline): a context the run goes on in (a batch worker's Ctrl-C
+    handling reads whether the pipeline has placed its files)."""
     from convertctl.config.catalog import load_catalog
     from convertctl.run.options import preflight
     from convertctl.run.pipeline import Pipeline
@@ -95,9 +104,15 @@ def execute(p: Checked, say: Callable[[str], None], runtime=None) -> Report:
     if p.trust_config and p.config is not None and (opts.arch or opts.code) and not p.arch_given:
         say("WARNING: " + settings.code_notice(opts, p.config))
     rt = runtime or runtime_for(opts, say)
-    catalog = load_catalog()
-    preflight(rt, catalog, opts)
-    return Pipeline(opts, rt, catalog, say).run()
+    try:
+        catalog = load_catalog()
+        preflight(rt, catalog, opts)
+        pipeline = Pipeline(opts, rt, catalog, say)
+        with watch(pipeline) if watch else contextlib.nullcontext():
+            return pipeline.run()
+    finally:
+        if runtime is None:
+            rt.close()
 
 
 def dry_run(p: Checked, say: Callable[[str], None], runtime=None):

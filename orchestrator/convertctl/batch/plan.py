@@ -180,7 +180,7 @@ def table_values(table, path: Path, where: str, trust_config: bool) -> dict:
 
 def model_entry(name: str, path: Path, values: dict, out: Path, trust_config: bool, family, where: str = "") -> Model:
     """One model: its own convertctl.toml under the batch's values, checked as `run` checks them."""
-    from convertctl.batch.worker import check
+    from convertctl.api.run import check_before_work
 
     if not NAME.match(name):
         raise UsageError(f"{path}: {name!r} cannot name an output folder (letters, digits, . _ - only)")
@@ -194,7 +194,7 @@ def model_entry(name: str, path: Path, values: dict, out: Path, trust_config: bo
     values = {**values, "model": str(path.resolve()), "out": str(out / name)}
     try:
         opts = settings.merge(raw, values, config)
-        check(opts)
+        check_before_work(opts)
     except UsageError as exc:
         raise UsageError(f"model {name} ({path}): {exc.message}", exc.hint) from None
     return Model(name, opts, str(config or ""), family or default_family(path))

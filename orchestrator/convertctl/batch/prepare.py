@@ -4,16 +4,14 @@ them."""
 
 from __future__ import annotations
 
-# The options that choose and build environments (cli/ui.py's ENVIRONMENT):
-# models that share them share one runtime, made ready once.
-ENVIRONMENT = ("runtime", "ca_bundle", "pip_index_url", "wheelhouse", "base_image")
+from convertctl.config.options import ENVIRONMENT  # models that share them share one runtime, made ready once
 
 
 def prepare_local(models: list, say) -> tuple[list, list]:
     """Per set of environment options: the runtime chosen once (auto
     resolved: every model's options then name the runtime it got) and the
     environments its models start with, made now. (runtime names, notices)."""
-    from convertctl.batch.worker import runtime
+    from convertctl.api.run import runtime_for
     from convertctl.config.catalog import load_catalog
     from convertctl.run.options import preflight
 
@@ -23,7 +21,7 @@ def prepare_local(models: list, say) -> tuple[list, list]:
         groups.setdefault(tuple(getattr(model.options, k) for k in ENVIRONMENT), []).append(model)
     names, notices = [], []
     for group in groups.values():
-        rt = runtime(group[0].options, say)
+        rt = runtime_for(group[0].options, say)
         try:
             variants: list = []
             for model in group:

@@ -24,54 +24,19 @@ import signal
 import sys
 from pathlib import Path
 
-from convertctl.config import modes, settings
 from convertctl.config.options import Options
-from convertctl.errors import EXIT_INTERNAL, ConvertError, UsageError
+from convertctl.errors import EXIT_INTERNAL, ConvertError
 
 EXIT_INTERRUPTED = 130
 
 
-def check(opts: Options) -> None:
-    """What `convertctl run` checks of its options before any work."""
-    from convertctl.run.pipeline import check_options, input_specs
-
-    check_options(opts)
-    calibrated = modes.calibrated(opts.modes)
-    if opts.calib and not calibrated:
-        raise UsageError(f"--calib {opts.calib}: calibration is for --quant int8 and int16x8, and neither is asked for")
-    shapes = [s.shape for s in input_specs(opts)]
-    settings.check_budget(shapes, opts.samples, bool(calibrated) and opts.calib is None)
-
-
-def runtime(opts: Options, say):
-    """The runtime the options name, with their package-index settings (cli/ui.py's runtime_for)."""
-    from convertctl.runtimes import select_runtime
-    from convertctl.store.pipconfig import settings_from_flags
-
-    index = settings_from_flags(
-        Path(opts.ca_bundle) if opts.ca_bundle else None,
-        opts.pip_index_url or "",
-        Path(opts.wheelhouse) if opts.wheelhouse else None,
-    )
-    return select_runtime(opts.runtime, index, say, {"base_image": opts.base_image or ""})
-
-
 def convert(opts: Options, say):
-    """One model, as `convertctl run` converts it: its Report."""
-    from convertctl.config.catalog import load_catalog
-    from convertctl.run.options import preflight
-    from convertctl.run.pipeline import Pipeline
+    """One model, as `convertctl run` converts it (api/run.py's checks and
+    execute): its Report."""
+    from convertctl.api.run import Checked, check_before_work, execute
 
-    check(opts)
-    rt = runtime(opts, say)
-    try:
-        catalog = load_catalog()
-        preflight(rt, catalog, opts)
-        pipeline = Pipeline(opts, rt, catalog, say)
-        with obeyed_until(lambda: pipeline.placed):
-            return pipeline.run()
-    finally:
-        rt.close()
+    check_before_work(opts)
+    return execute(Checked(opts, None), say, watch=lambda pipeline: obeyed_until(lambda: pipeline.placed))
 
 
 @contextlib.contextmanager

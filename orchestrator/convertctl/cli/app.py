@@ -15,13 +15,13 @@ from convertctl import __version__
 from convertctl.cli.batch_cmd import batch_command
 from convertctl.cli.cache_cmd import cache_app, envs_summary, runs_app, verify_command
 from convertctl.cli.images_cmd import images_app
-from convertctl.cli.params import given, with_options
+from convertctl.cli.params import RUN_OPTIONS, given, with_options
 
 # numpy, the pipeline and the runtimes are imported inside the commands that
 # use them: `convertctl --help` and argument errors must not pay for them.
 from convertctl.cli.ui import STATE, Progress, console, handled, options_of, runtime_for
 from convertctl.config.catalog import load_catalog
-from convertctl.config.options import OUTPUT, SPECS
+from convertctl.config.options import ENVIRONMENT, OUTPUT, SPECS
 from convertctl.errors import EXIT_ENVIRONMENT, ConvertError, UsageError
 from convertctl.report.text import term
 from convertctl.store import rundir, safefs
@@ -53,9 +53,6 @@ def main_options(
     version: Annotated[bool | None, typer.Option("--version", callback=version_callback, is_eager=True)] = None,
 ):
     STATE["debug"] = debug
-
-
-RUN_OPTIONS = [name for name, spec in SPECS.items() if spec.flags]
 
 
 @app.command()
@@ -133,7 +130,7 @@ def convert(model: Path, config: Path | None, trust_config: bool, flags: dict) -
 
 @app.command()
 @handled
-@with_options("runtime", "ca_bundle", "pip_index_url", "wheelhouse", "base_image")
+@with_options(*ENVIRONMENT)
 def example(
     path: Annotated[Path, typer.Argument(help="Where to save the TorchScript model.")],
     name: Annotated[str, typer.Option(help="mobilenetv2, smallcnn or convnext.")] = "mobilenetv2",

@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 
-from convertctl.cli.params import given, with_options
+from convertctl.cli.params import RUN_OPTIONS, given, with_options
 from convertctl.cli.ui import console, handled
-from convertctl.config.options import OUTPUT, SPECS, default
+from convertctl.config.options import OUTPUT, default
 from convertctl.errors import UsageError
 
 BATCH = "Batch"
-RUN_OPTIONS = [name for name, spec in SPECS.items() if spec.flags]
 
 
 @handled

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from convertctl.cli.params import with_options
 from convertctl.cli.ui import Progress, console, handled, options_of, runtime_for
+from convertctl.config.options import ENVIRONMENT
 from convertctl.errors import EXIT_VALIDATION, UsageError
 from convertctl.report.text import term
 from convertctl.store import runs
@@ -114,7 +115,7 @@ def runs_prune(
 
 
 @handled
-@with_options("ca_bundle", "pip_index_url", "wheelhouse", "base_image")
+@with_options(*(n for n in ENVIRONMENT if n != "runtime"))
 def verify_command(
     report: Annotated[Path, typer.Argument(help="report.json of a passed run (in its --out folder).")],
     trust_config: Annotated[

@@ -11,6 +11,7 @@ from rich.table import Table
 from convertctl.cli.params import with_options
 from convertctl.cli.ui import Progress, console, err, handled, index_settings, options_of
 from convertctl.config.catalog import STAGES, load_catalog
+from convertctl.config.options import ENVIRONMENT
 from convertctl.errors import EnvironmentProblem, UsageError
 from convertctl.report.text import term, visible
 
@@ -99,7 +100,7 @@ def images_list(
 
 @images_app.command("build")
 @handled
-@with_options("base_image", "ca_bundle", "pip_index_url", "wheelhouse")
+@with_options(*(n for n in ENVIRONMENT if n != "runtime"))
 def images_build(
     stage: Annotated[list[str] | None, typer.Option("--stage", help="Only these stages.")] = None,
     variant: Annotated[list[str] | None, typer.Option("--variant", help="Only these variants (name or tag).")] = None,

@@ -18,6 +18,9 @@ from convertctl.config.options import SPECS, Spec
 from convertctl.config.settings import mode_values
 from convertctl.errors import UsageError
 
+# Every option of the table that has a flag: what run, quantize and batch take.
+RUN_OPTIONS = [name for name, spec in SPECS.items() if spec.flags]
+
 
 def _annotation(name: str, spec: Spec) -> tuple[Any, Any]:
     """(annotation, default) of one option's typer parameter. A value not

@@ -35,14 +35,6 @@ console = make_console()
 err = make_console(stderr=True)
 STATE = {"debug": False}
 
-ENVIRONMENT = (
-    "runtime",
-    "ca_bundle",
-    "pip_index_url",
-    "wheelhouse",
-    "base_image",
-)  # options of every command that builds
-
 
 def options_of(flags: dict):
     """A command's table options (those it takes, as typed) as Options."""

@@ -407,6 +407,9 @@ class Options:
 SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Options)}
 FILE_KEYS = {key for name, s in SPECS.items() if s.file for key in (name, *s.aliases)}
 ALIASES = {alias: name for name, s in SPECS.items() for alias in s.aliases}
+# The options that choose and build stage environments: every command that
+# builds one takes them, and a batch's models that share them share one runtime.
+ENVIRONMENT = ("runtime", "ca_bundle", "pip_index_url", "wheelhouse", "base_image")
 
 
 def default(name: str) -> Any:
