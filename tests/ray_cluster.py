@@ -2,7 +2,7 @@
 against it. Run INSIDE a network and PID namespace of its own, which the
 test makes (`unshare --net --pid --fork --mount-proc`):
 
-    python ray_cluster.py RESULT.json RAY_BIN_DIR [--kill-second-node] -- BATCH ARGS...
+    python ray_cluster.py RESULT.json RAY_BIN_DIR [--kill-second-node | --interrupt] -- BATCH ARGS...
 
 In a fresh network namespace only loopback exists (brought up here): Ray
 binds to 127.0.0.1, and its probe of an outside address fails at once,
@@ -12,8 +12,11 @@ this cluster's processes, and whatever is left dies with the namespace.
 The head and a second node get one CPU each. With --kill-second-node, once
 a conversion runs on the second node, that node (its raylet and every
 process under it) is killed with SIGKILL, as a machine that dies would be.
-RESULT.json: the batch's exit code, its output, and which model was running
-on the node when it was killed."""
+With --interrupt, once a model's report.json is in --out and another model
+is converting, the batch gets SIGINT, as from a terminal's Ctrl-C.
+RESULT.json: the batch's exit code, its output, which model was running
+on the node when it was killed, the models finished when it was
+interrupted, and any conversion process still alive once the batch ended."""
 
 from __future__ import annotations
 
@@ -75,6 +78,25 @@ def conversion_on_node2() -> tuple[list, str] | None:
     return None
 
 
+def conversions() -> list:
+    """The command lines of conversion processes alive in this namespace."""
+    _, cmds = children()
+    return [c for c in cmds.values() if "convertctl.batch.worker" in c]
+
+
+def interrupt_when_one_finished(driver, out: Path, outcome: dict) -> None:
+    deadline = time.monotonic() + WAIT_FOR_NODE2
+    while driver.poll() is None and time.monotonic() < deadline:
+        finished = sorted(p.parent.name for p in out.glob("*/report.json"))
+        if finished and conversions():
+            time.sleep(2)  # well into that conversion
+            outcome["finished"] = sorted(p.parent.name for p in out.glob("*/report.json"))
+            driver.send_signal(signal.SIGINT)
+            outcome["interrupted"] = True
+            return
+        time.sleep(0.5)
+
+
 def main(argv: list) -> int:
     split = argv.index("--")
     result_path, ray_bin, flags, batch = Path(argv[1]), Path(argv[2]), argv[3:split], argv[split + 1 :]
@@ -83,7 +105,7 @@ def main(argv: list) -> int:
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     ray = str(ray_bin / "ray")
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    outcome: dict = {"killed": None}
+    outcome: dict = {"killed": None, "interrupted": False}
     try:
         head = [ray, "start", "--head", f"--port={PORT}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=300)
@@ -111,8 +133,11 @@ def main(argv: list) -> int:
                     outcome["killed"] = {"model": model, "processes": len(procs)}
                     break
                 time.sleep(0.5)
+        if "--interrupt" in flags:
+            interrupt_when_one_finished(driver, Path(batch[batch.index("--out") + 1]), outcome)
         outcome["exit_code"] = driver.wait(timeout=3000)
         outcome["output"] = log.read_text()
+        outcome["left"] = conversions()
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=300)
         result_path.write_text(json.dumps(outcome))

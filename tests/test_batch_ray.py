@@ -22,10 +22,11 @@ pytestmark = [pytest.mark.acceptance, requires_ray]
 HERE = Path(__file__).resolve().parent
 
 
-def in_namespace(tmp_path: Path, ray_bin: Path, batch: list, kill: bool = False) -> dict:
+def in_namespace(tmp_path: Path, ray_bin: Path, batch: list, kill: bool = False, interrupt: bool = False) -> dict:
     result = tmp_path / "cluster.json"
     helper = [sys.executable, str(HERE / "ray_cluster.py"), str(result), str(ray_bin)]
     helper += ["--kill-second-node"] if kill else []
+    helper += ["--interrupt"] if interrupt else []
     proc = subprocess.run(
         ["unshare", "--net", "--pid", "--fork", "--mount-proc", *helper, "--", *map(str, batch)],
         cwd=tmp_path,
@@ -66,6 +67,31 @@ def test_a_two_node_cluster_converts_the_zoo_and_survives_a_lost_node(zoo, tmp_p
         assert [a["ended"] for a in row["attempts"]].count("made it") == 1, row["attempts"]
         assert not (out / row["name"] / ".convertctl" / "previous").exists()  # nothing placed twice
     assert len({a["node"] for row in rows.values() for a in row["attempts"]}) == 2  # spread over both nodes
+
+
+def test_ctrl_c_keeps_the_finished_models_and_brings_back_the_stopped_ones(zoo, tmp_path):
+    """Ctrl-C once a model is placed and another converts on a node: exit
+    130; the finished ones passed and placed; a running one stopped by
+    SIGINT on its node (not killed), its run directory sent back and kept,
+    saying 130; no conversion left running anywhere in the cluster."""
+    out = tmp_path / "out"
+    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], interrupt=True)
+    assert said["interrupted"], "the batch ended before it could be interrupted"
+    assert said["exit_code"] == 130, said["output"][-4000:]
+    report = json.loads((out / "batch-report.json").read_text())
+    assert report["status"] == "interrupted" and report["executor"] == "ray"
+    states = {m["name"]: m["state"] for m in report["models"]}
+    assert set(said["finished"]) <= {n for n, st in states.items() if st == "passed"}, states
+    assert "interrupted" in states.values(), states
+    for row in report["models"]:
+        name, state = row["name"], row["state"]
+        assert bool(list((out / name).glob("*.tflite"))) == (state == "passed"), (name, state)
+        if state == "interrupted":
+            assert "killed" not in row["failure"], row  # it stopped when told, within seconds
+            kept = list((out / name).glob(".convertctl/runs/*/report.json"))
+            assert kept and json.loads(kept[0].read_text())["exit_code"] == 130, name
+            assert row["attempts"][-1]["ended"] == "stopped by Ctrl-C"
+    assert not said["left"], said["left"]
 
 
 def test_a_cluster_without_convertctl_on_its_nodes_is_exit_5_before_anything(tmp_path):

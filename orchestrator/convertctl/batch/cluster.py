@@ -8,15 +8,20 @@ whether it has convertctl (a probe that needs nothing of convertctl to run,
 so a node without it can say so), and each node makes the environments its
 models start with. A node lost mid-batch takes its running tasks with it;
 Ray runs them again elsewhere (max_retries), and since only a finished
-task's files come back and are placed, no model is written twice. Ctrl-C
-cancels every task (a running conversion gets SIGINT, as from a terminal)
-and keeps the models already placed."""
+task's files come back and are placed, no model is written twice. Ctrl-C:
+the tasks not yet started are cancelled; the running ones are told through
+the progress actor, pass SIGINT on to their conversion (as a terminal
+would) and send back what it kept, placed as a failed run's (exit 130);
+one that has not ended within STOP_SECONDS is killed. Models finished
+before stay placed, and a model being placed when Ctrl-C comes is placed
+whole first."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from convertctl.batch.outcome import ENDED, FAILED, INTERRUPTED, NOT_RUN, RUNNIN
 from convertctl.batch.remote import ProgressLog, pack_inputs, rewrite, run_on_node, write_tree
 from convertctl.batch.sizing import UNMEASURED_MB, Sizing
 from convertctl.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
+from convertctl.run.shield import held_interrupt
 
 RETRIES = 3  # tries of a task whose node or worker process died (a conversion that fails is not retried)
 CONNECT_SECONDS = 5
@@ -171,9 +177,12 @@ class RayPool:
                     self._events(ray.get(progress.drain.remote(), timeout=30), by_name)
                 except Exception:  # noqa: BLE001 - progress lost with its node: the results still come
                     pass
-                for ref in ready:
-                    model, outcome = refs.pop(ref)
-                    self._finish(ray, ref, model, outcome, ref in stopping)
+                with held_interrupt() as held:  # a model's files are placed whole, Ctrl-C or not
+                    for ref in ready:
+                        model, outcome = refs.pop(ref)
+                        self._finish(ray, ref, model, outcome, ref in stopping)
+                if held:
+                    raise KeyboardInterrupt
                 if self._stop(outcomes):
                     for _, outcome in queue:
                         outcome.state = NOT_RUN
@@ -184,7 +193,7 @@ class RayPool:
                             stopping.add(ref)
                 display.update()
         except KeyboardInterrupt:
-            self._interrupt(ray, refs, queue)
+            self._interrupt(ray, refs, queue, progress, by_name)
             display.update()
             return True
         return False
@@ -226,6 +235,9 @@ class RayPool:
             failure = f"lost after {RETRIES + 1} tries: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             outcome.end({"exit_code": EXIT_ENVIRONMENT, "failure": failure}, None)
             return
+        if returned.get("not_run"):  # it began after Ctrl-C, and converted nothing
+            outcome.state, outcome.failure = NOT_RUN, "not run: the batch was interrupted"
+            return
         result = place_returned(model, returned)
         outcome.node = returned["node"]
         # The tries as the progress actor heard of them; the one that made it is known for sure
@@ -236,19 +248,41 @@ class RayPool:
             outcome.attempts.append({"node": outcome.node})
         outcome.attempts[-1]["ended"] = "made it"
         outcome.end(result, returned.get("peak_rss_mb"))
+        if outcome.state == INTERRUPTED:
+            outcome.attempts[-1]["ended"] = "stopped by Ctrl-C"
         outcome.log = result.get("log", "")
         self.sizing.learn(model.family, outcome.peak_rss_mb, outcome.cached)
         if stopped and outcome.exit_code == 130:
             outcome.state, outcome.failure = NOT_RUN, "not run: stopped by --fail-fast"
 
-    def _interrupt(self, ray, refs: dict, queue: list) -> None:
-        for ref in refs:
-            ray.cancel(ref)  # a KeyboardInterrupt in the task: it stops its conversion with SIGINT
-        ray.wait(list(refs), num_returns=len(refs), timeout=STOP_SECONDS)
+    def _interrupt(self, ray, refs: dict, queue: list, progress, by_name: dict) -> None:
+        """Ctrl-C: every task told to stop; what each sends back placed (a
+        finished model's files, a stopped one's run directory); those that
+        have not ended within STOP_SECONDS killed."""
+        try:
+            progress.stop.remote()
+            self._events(ray.get(progress.drain.remote(), timeout=10), by_name)  # who has started by now
+        except Exception:  # noqa: BLE001 - the actor lost with its node: cancelling is all that is left
+            for ref in refs:
+                ray.cancel(ref)
         for ref, (_, outcome) in refs.items():
+            if outcome.state != RUNNING:
+                ray.cancel(ref)  # not started: never runs (one starting now sees the stop and returns)
+        deadline = time.monotonic() + STOP_SECONDS
+        pending = dict(refs)
+        while pending and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(deadline - time.monotonic(), 0.1))
+            for ref in ready:
+                model, outcome = pending.pop(ref)
+                with held_interrupt():  # a second Ctrl-C waits for this model's files to be placed
+                    self._finish(ray, ref, model, outcome, False)
+                if outcome.state == NOT_RUN and outcome.failure == "cancelled":
+                    outcome.failure = "not run: the batch was interrupted"
+        for ref, (_, outcome) in pending.items():
             ray.cancel(ref, force=True)
             if outcome.state == RUNNING:
-                outcome.state, outcome.exit_code, outcome.failure = INTERRUPTED, 130, "interrupted"
+                outcome.state, outcome.exit_code = INTERRUPTED, 130
+                outcome.failure = f"killed: it did not stop within {STOP_SECONDS} s of Ctrl-C"
             else:
                 outcome.state = NOT_RUN
         for _, outcome in queue:
