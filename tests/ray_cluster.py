@@ -2,7 +2,7 @@
 against it. Run INSIDE a network and PID namespace of its own, which the
 test makes (`unshare --net --pid --fork --mount-proc`):
 
-    python ray_cluster.py RESULT.json RAY_BIN_DIR [--kill-second-node | --interrupt] -- BATCH ARGS...
+    python ray_cluster.py RESULT.json RAY_BIN_DIR [--kill-second-node | --interrupt] [--client] -- BATCH ARGS...
 
 In a fresh network namespace only loopback exists (brought up here): Ray
 binds to 127.0.0.1, and its probe of an outside address fails at once,
@@ -12,8 +12,10 @@ this cluster's processes, and whatever is left dies with the namespace.
 The head and a second node get one CPU each. With --kill-second-node, once
 a conversion runs on the second node, that node (its raylet and every
 process under it) is killed with SIGKILL, as a machine that dies would be.
-With --interrupt, once a model's report.json is in --out and another model
-is converting, the batch gets SIGINT, as from a terminal's Ctrl-C.
+With --client the batch joins through Ray Client (ray://127.0.0.1:CLIENT_PORT,
+the head's client server) instead of the GCS address. With --interrupt,
+once a model's report.json is in --out and another model is converting,
+the batch gets SIGINT, as from a terminal's Ctrl-C.
 RESULT.json: the batch's exit code, its output, which model was running
 on the node when it was killed, the models finished when it was
 interrupted, and any conversion process still alive once the batch ended."""
@@ -29,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PORT, NODE2_PORT = 6380, 6390  # nothing else listens in this namespace
+PORT, NODE2_PORT, CLIENT_PORT = 6380, 6390, 10001  # nothing else listens in this namespace
 WAIT_FOR_NODE2 = 900
 
 
@@ -108,11 +110,12 @@ def main(argv: list) -> int:
     outcome: dict = {"killed": None, "interrupted": False}
     try:
         head = [ray, "start", "--head", f"--port={PORT}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
+        head += [f"--ray-client-server-port={CLIENT_PORT}"] if "--client" in flags else []
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=300)
         node2 = [ray, "start", f"--address=127.0.0.1:{PORT}", f"--node-manager-port={NODE2_PORT}", *common]
         subprocess.run(node2, env=env, check=True, capture_output=True, timeout=300)
         command = [sys.executable, "-m", "convertctl", "batch", *batch, "--executor", "ray"]
-        command += ["--address", f"127.0.0.1:{PORT}"]
+        command += ["--address", f"ray://127.0.0.1:{CLIENT_PORT}" if "--client" in flags else f"127.0.0.1:{PORT}"]
         log = result_path.with_suffix(".log")
         with open(log, "w") as handle:
             driver = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)

@@ -22,11 +22,10 @@ pytestmark = [pytest.mark.acceptance, requires_ray]
 HERE = Path(__file__).resolve().parent
 
 
-def in_namespace(tmp_path: Path, ray_bin: Path, batch: list, kill: bool = False, interrupt: bool = False) -> dict:
+def in_namespace(tmp_path: Path, ray_bin: Path, batch: list, *flags: str) -> dict:
+    """flags: ray_cluster.py's (--kill-second-node, --interrupt, --client)."""
     result = tmp_path / "cluster.json"
-    helper = [sys.executable, str(HERE / "ray_cluster.py"), str(result), str(ray_bin)]
-    helper += ["--kill-second-node"] if kill else []
-    helper += ["--interrupt"] if interrupt else []
+    helper = [sys.executable, str(HERE / "ray_cluster.py"), str(result), str(ray_bin), *flags]
     proc = subprocess.run(
         ["unshare", "--net", "--pid", "--fork", "--mount-proc", *helper, "--", *map(str, batch)],
         cwd=tmp_path,
@@ -53,7 +52,7 @@ def zoo(tmp_path_factory) -> Path:
 
 def test_a_two_node_cluster_converts_the_zoo_and_survives_a_lost_node(zoo, tmp_path):
     out = tmp_path / "out"
-    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], kill=True)
+    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], "--kill-second-node")
     assert said["killed"], "no conversion ever ran on the second node"
     assert said["exit_code"] == 0, said["output"][-4000:]
     batch = check_converted(out)  # every model, every file there and validated
@@ -69,13 +68,15 @@ def test_a_two_node_cluster_converts_the_zoo_and_survives_a_lost_node(zoo, tmp_p
     assert len({a["node"] for row in rows.values() for a in row["attempts"]}) == 2  # spread over both nodes
 
 
-def test_ctrl_c_keeps_the_finished_models_and_brings_back_the_stopped_ones(zoo, tmp_path):
-    """Ctrl-C once a model is placed and another converts on a node: exit
-    130; the finished ones passed and placed; a running one stopped by
-    SIGINT on its node (not killed), its run directory sent back and kept,
-    saying 130; no conversion left running anywhere in the cluster."""
+def test_ctrl_c_through_ray_client_keeps_the_finished_models_and_brings_back_the_stopped_ones(zoo, tmp_path):
+    """Joined through Ray Client (ray://), Ctrl-C once a model is placed and
+    another converts on a node: exit 130; the finished ones passed and
+    placed; a running one stopped by SIGINT on its node (not killed), its
+    run directory sent back and kept, saying 130; no conversion left
+    running anywhere in the cluster."""
     out = tmp_path / "out"
-    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], interrupt=True)
+    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], "--interrupt", "--client")
+    assert "2 node(s), 2 CPU(s), joined at ray://127.0.0.1:" in said["output"], said["output"][-2000:]
     assert said["interrupted"], "the batch ended before it could be interrupted"
     assert said["exit_code"] == 130, said["output"][-4000:]
     report = json.loads((out / "batch-report.json").read_text())

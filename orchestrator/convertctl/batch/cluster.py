@@ -9,10 +9,9 @@ so a node without it can say so), and each node makes the environments its
 models start with. A node lost mid-batch takes its running tasks with it;
 Ray runs them again elsewhere (max_retries), and since only a finished
 task's files come back and are placed, no model is written twice. Ctrl-C:
-the tasks not yet started are cancelled; the running ones are told through
-the progress actor, pass SIGINT on to their conversion (as a terminal
-would) and send back what it kept, placed as a failed run's (exit 130);
-one that has not ended within STOP_SECONDS is killed. Models finished
+every task is cancelled; a running one passes SIGINT on to its conversion
+(as a terminal would) and sends back what it kept, placed as a failed
+run's (exit 130); one that has not ended within STOP_SECONDS is killed. Models finished
 before stay placed, and a model being placed when Ctrl-C comes is placed
 whole first."""
 
@@ -126,7 +125,7 @@ class RayPool:
         cpus = sum(n.get("Resources", {}).get("CPU", 0) for n in self.nodes)
         memory = max((n.get("Resources", {}).get("memory", 0) for n in self.nodes), default=0) / 2**20
         self.sizing = Sizing(slots=max(int(cpus // max(self.cpus, 0.01)), 1), budget_mb=memory)
-        self.say(f"Ray: {len(self.nodes)} node(s), {cpus:g} CPU(s)")
+        self.say(f"Ray: {len(self.nodes)} node(s), {cpus:g} CPU(s), joined at {self.address}")
 
     def prepare(self, models: list) -> None:
         import ray
@@ -224,8 +223,9 @@ class RayPool:
             outcome.start()
         try:
             returned = ray.get(ref)
-        except TaskCancelledError:
-            outcome.state, outcome.failure = NOT_RUN, "not run: stopped by --fail-fast" if stopped else "cancelled"
+        except TaskCancelledError:  # cancelled before it began
+            outcome.state = NOT_RUN
+            outcome.failure = "not run: stopped by --fail-fast" if stopped else "not run: the batch was interrupted"
             return
         except RayTaskError as exc:  # a bug in the task, not in a conversion: internal
             cause = getattr(exc, "cause", None) or exc
@@ -234,9 +234,6 @@ class RayPool:
         except Exception as exc:  # noqa: BLE001 - a node or worker lost more often than Ray retries
             failure = f"lost after {RETRIES + 1} tries: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             outcome.end({"exit_code": EXIT_ENVIRONMENT, "failure": failure}, None)
-            return
-        if returned.get("not_run"):  # it began after Ctrl-C, and converted nothing
-            outcome.state, outcome.failure = NOT_RUN, "not run: the batch was interrupted"
             return
         result = place_returned(model, returned)
         outcome.node = returned["node"]
@@ -256,18 +253,15 @@ class RayPool:
             outcome.state, outcome.failure = NOT_RUN, "not run: stopped by --fail-fast"
 
     def _interrupt(self, ray, refs: dict, queue: list, progress, by_name: dict) -> None:
-        """Ctrl-C: every task told to stop; what each sends back placed (a
+        """Ctrl-C: every task cancelled; what each sends back placed (a
         finished model's files, a stopped one's run directory); those that
         have not ended within STOP_SECONDS killed."""
+        for ref in refs:
+            ray.cancel(ref)  # a KeyboardInterrupt in a running task: it stops its conversion with SIGINT
         try:
-            progress.stop.remote()
-            self._events(ray.get(progress.drain.remote(), timeout=10), by_name)  # who has started by now
-        except Exception:  # noqa: BLE001 - the actor lost with its node: cancelling is all that is left
-            for ref in refs:
-                ray.cancel(ref)
-        for ref, (_, outcome) in refs.items():
-            if outcome.state != RUNNING:
-                ray.cancel(ref)  # not started: never runs (one starting now sees the stop and returns)
+            self._events(ray.get(progress.drain.remote(), timeout=10), by_name)  # who had started
+        except Exception:  # noqa: BLE001 - the actor lost with its node: the results still come
+            pass
         deadline = time.monotonic() + STOP_SECONDS
         pending = dict(refs)
         while pending and time.monotonic() < deadline:
@@ -276,8 +270,6 @@ class RayPool:
                 model, outcome = pending.pop(ref)
                 with held_interrupt():  # a second Ctrl-C waits for this model's files to be placed
                     self._finish(ray, ref, model, outcome, False)
-                if outcome.state == NOT_RUN and outcome.failure == "cancelled":
-                    outcome.failure = "not run: the batch was interrupted"
         for ref, (_, outcome) in pending.items():
             ray.cancel(ref, force=True)
             if outcome.state == RUNNING:

@@ -8,11 +8,15 @@ folder, written without following links (safefs), and links are never sent.
 
 On the node, a conversion runs as locally: worker.py in a process of its
 own (it dies with the task should the task be killed), its output folder a
-temporary one that is removed once sent back. Ctrl-C on the batch reaches
-it through the progress actor, not through Ray's cancel: the task sees the
-batch stopping, passes SIGINT on as a terminal would, and returns what the
-stopped conversion kept (its run directory, saying 130), which a cancelled
-task could not (ray.get of a cancelled task raises, whatever it returned)."""
+temporary one that is removed once sent back. Ctrl-C on the batch cancels
+the task: Ray raises KeyboardInterrupt in it, the task passes SIGINT on to
+its conversion as a terminal would, and returns what the stopped
+conversion kept (its run directory, saying 130). A running task that
+returns after its cancel still gives its value to ray.get (measured with
+Ray 2.60); only a task cancelled before it began raises TaskCancelledError.
+Nothing in the task waits on ray.get while the conversion runs: Ray lends
+a blocked task's CPU to another task, and the pool would run more
+conversions at once than it sized."""
 
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ from convertctl.store import procs, safefs
 PATH_FIELDS = ("model", "calib", "eval_data", "sample_inputs", "code")  # the user's files a conversion reads
 SCRATCH = ".stage-home"  # a local stage's home inside its run directory: never sent
 SAY_EVERY = 1.0
-STOP_ASK_SECONDS = 10
 
 
 def read_tree(path: Path) -> dict:
@@ -86,8 +89,6 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
         options["out"] = str(out)
         result_path, log = tmp / "result.json", tmp / "worker.log"
         (tmp / "job.json").write_text(json.dumps({"options": options, "result": str(result_path)}))
-        if asked_to_stop(progress):  # the batch was interrupted before this task began
-            return {"not_run": True, "node": node}
         tell(progress, name, node, "started")
         with open(log, "ab") as handle:
             proc = procs.start(
@@ -97,17 +98,14 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
                 stdin=procs.DEVNULL,
             )
         try:
-            said, stopping = "", False
+            said = ""
             while not procs.exited(proc):
                 time.sleep(SAY_EVERY)
                 line = last_line(log)
                 if line != said:
                     tell(progress, name, node, line)
                     said = line
-                if not stopping and asked_to_stop(progress):  # the batch's Ctrl-C, as a terminal's
-                    os.kill(proc.pid, signal.SIGINT)
-                    stopping = True
-        except KeyboardInterrupt:  # ray.cancel (--fail-fast, the batch giving up): stop it the same way
+        except KeyboardInterrupt:  # ray.cancel: stop the conversion as Ctrl-C stops `convertctl run`
             os.kill(proc.pid, signal.SIGINT)
         code, peak = procs.finish_measured(proc)
         try:
@@ -137,32 +135,12 @@ def tell(progress, name: str, node: str, line: str) -> None:
         pass
 
 
-def asked_to_stop(progress) -> bool:
-    """Whether the batch has been interrupted (False when nobody can say)."""
-    if progress is None:
-        return False
-    import ray
-
-    try:
-        return bool(ray.get(progress.stopping.remote(), timeout=STOP_ASK_SECONDS))
-    except Exception:  # noqa: BLE001 - the actor lost with its node: go on; the driver cancels if it must
-        return False
-
-
 class ProgressLog:
     """A Ray actor on the driver's node: tasks tell it how they are doing,
-    the driver reads it (who runs where, the latest line of each), and
-    tells them through it when the batch is interrupted."""
+    the driver reads it (who runs where, the latest line of each)."""
 
     def __init__(self):
         self.events: list = []
-        self.stop_asked = False
-
-    def stop(self) -> None:
-        self.stop_asked = True
-
-    def stopping(self) -> bool:
-        return self.stop_asked
 
     def say(self, name: str, node: str, line: str) -> None:
         self.events.append((name, node, line, time.time()))
