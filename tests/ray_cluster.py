@@ -63,8 +63,9 @@ def second_raylet(cmds: dict) -> int | None:
     return next((p for p, c in cmds.items() if "raylet" in c and f"--node_manager_port={NODE2_PORT}" in c), None)
 
 
-def conversion_on_node2() -> tuple[list, str] | None:
-    """(the second node's processes, the model converting there) once one does."""
+def conversion_on_node2() -> tuple[list, str, str] | None:
+    """(the second node's processes, the model converting there, the model
+    file its conversion reads) once one does."""
     kids, cmds = children()
     raylet = second_raylet(cmds)
     if raylet is None:
@@ -74,9 +75,10 @@ def conversion_on_node2() -> tuple[list, str] | None:
         if "convertctl.batch.worker" in cmds.get(pid, ""):
             job = cmds[pid].split()[-1]
             try:
-                return procs, Path(json.loads(Path(job).read_text())["options"]["out"]).name
+                options = json.loads(Path(job).read_text())["options"]
+                return procs, Path(options["out"]).name, options["model"]
             except (OSError, ValueError, KeyError):
-                return procs, "?"
+                return procs, "?", "?"
     return None
 
 
@@ -125,7 +127,7 @@ def main(argv: list) -> int:
                 found = conversion_on_node2()
                 if found:
                     time.sleep(3)  # well into its conversion
-                    procs, model = found
+                    procs, model, model_file = found
                     _, cmds = children()
                     outcome["killed_commands"] = [cmds.get(p, "")[:120] for p in procs]
                     for pid in procs:
@@ -133,7 +135,7 @@ def main(argv: list) -> int:
                             os.kill(pid, signal.SIGKILL)
                         except OSError:
                             pass
-                    outcome["killed"] = {"model": model, "processes": len(procs)}
+                    outcome["killed"] = {"model": model, "processes": len(procs), "model_file": model_file}
                     break
                 time.sleep(0.5)
         if "--interrupt" in flags:

@@ -51,9 +51,13 @@ def zoo(tmp_path_factory) -> Path:
 
 
 def test_a_two_node_cluster_converts_the_zoo_and_survives_a_lost_node(zoo, tmp_path):
+    """With --shared-dir (the nodes of this cluster share one filesystem): the
+    conversions read the zoo's files where they are, none is shipped."""
     out = tmp_path / "out"
-    said = in_namespace(tmp_path, Path(sys.executable).parent, [zoo, "--out", out], "--kill-second-node")
+    batch = [zoo, "--out", out, "--shared-dir", zoo.parent]
+    said = in_namespace(tmp_path, Path(sys.executable).parent, batch, "--kill-second-node")
     assert said["killed"], "no conversion ever ran on the second node"
+    assert Path(said["killed"]["model_file"]).parent == zoo.parent.resolve()  # read in place, not from the task's copy
     assert said["exit_code"] == 0, said["output"][-4000:]
     batch = check_converted(out)  # every model, every file there and validated
     assert batch["executor"] == "ray"

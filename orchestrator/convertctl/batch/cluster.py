@@ -29,7 +29,7 @@ from convertctl.batch.outcome import ENDED, FAILED, INTERRUPTED, NOT_RUN, RUNNIN
 from convertctl.batch.remote import ProgressLog, pack_inputs, rewrite, run_on_node, write_tree
 from convertctl.batch.sizing import UNMEASURED_MB, Sizing
 from convertctl.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
-from convertctl.run.shield import held_interrupt
+from convertctl.store.procs import held_interrupt
 
 RETRIES = 3  # tries of a task whose node or worker process died (a conversion that fails is not retried)
 CONNECT_SECONDS = 5

@@ -123,7 +123,10 @@ class LocalPool:
                     # The next model that fits: in order, but a model waiting for its family's
                     # first measurement lets one of another family go first.
                     model, outcome = pending.pop(0)
-                    self.running.append(Running(model, outcome, self.state_dir, thread_share(self.sizing.slots)))
+                    with procs.held_interrupt() as held:  # a Ctrl-C during the fork is not lost, nor the worker
+                        self.running.append(Running(model, outcome, self.state_dir, thread_share(self.sizing.slots)))
+                    if held:
+                        raise KeyboardInterrupt
                     display.update()
                 if pending and not stop and self.running:
                     self._reorder(pending)

@@ -90,23 +90,32 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
         result_path, log = tmp / "result.json", tmp / "worker.log"
         (tmp / "job.json").write_text(json.dumps({"options": options, "result": str(result_path)}))
         tell(progress, name, node, "started")
-        with open(log, "ab") as handle:
-            proc = procs.start(
-                [sys.executable, "-m", "convertctl.batch.worker", str(tmp / "job.json")],
-                stdout=handle,
-                stderr=procs.STDOUT,
-                stdin=procs.DEVNULL,
-            )
-        try:
-            said = ""
-            while not procs.exited(proc):
+        proc, said, stopping = None, "", False
+        while True:
+            try:
+                if proc is None:
+                    with open(log, "ab") as handle:
+                        proc = procs.start(
+                            [sys.executable, "-m", "convertctl.batch.worker", str(tmp / "job.json")],
+                            stdout=handle,
+                            stderr=procs.STDOUT,
+                            stdin=procs.DEVNULL,
+                        )
+                if procs.exited(proc):
+                    break
                 time.sleep(SAY_EVERY)
                 line = last_line(log)
                 if line != said:
                     tell(progress, name, node, line)
                     said = line
-        except KeyboardInterrupt:  # ray.cancel: stop the conversion as Ctrl-C stops `convertctl run`
-            os.kill(proc.pid, signal.SIGINT)
+                if not stopping and cancelled():
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:  # ray.cancel: stop the conversion as Ctrl-C stops `convertctl run`
+                if proc is None:
+                    raise  # cancelled before it began: nothing to stop
+                if not stopping:
+                    os.kill(proc.pid, signal.SIGINT)
+                    stopping = True
         code, peak = procs.finish_measured(proc)
         try:
             result = json.loads(result_path.read_text())
@@ -118,6 +127,18 @@ def run_on_node(name: str, options: dict, inputs: dict, where: dict, progress=No
                 "files": files, "log": log.read_bytes()[-20000:].decode("utf-8", "replace")}  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cancelled() -> bool:
+    """Whether Ray cancelled this task. Its KeyboardInterrupt can land where
+    Python drops exceptions (an ObjectRef's finalizer; seen in CI: a cancelled
+    task converted on to the end), so the task also asks, each second."""
+    import ray
+
+    try:
+        return bool(ray.get_runtime_context().is_canceled())
+    except Exception:  # noqa: BLE001 - nobody to ask: the interrupt is the only word
+        return False
 
 
 def last_line(log: Path) -> str:

@@ -34,9 +34,8 @@ from convertctl.run.plan import Plan, make_plan
 from convertctl.run.protocol import InputsPart
 from convertctl.run.recorder import Recorder
 from convertctl.run.runner import Runner
-from convertctl.run.shield import held_interrupt
 from convertctl.runtimes.base import Runtime, Say
-from convertctl.store import rundir
+from convertctl.store import procs, rundir
 from convertctl.store.cache import StageCache, open_cache
 from convertctl.store.digests import Hasher
 
@@ -163,7 +162,8 @@ class Pipeline:
             if hasher.state:
                 hasher.state.save()
         report.finish()
-        with held_interrupt() as held:
+        # Placing is the run's last step: once files move into --out the run has passed (procs.held_interrupt).
+        with procs.held_interrupt() as held:
             self._place(run_dir, report, hasher)
             self.placed = True
         if held:

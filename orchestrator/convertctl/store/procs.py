@@ -11,13 +11,16 @@ kill of convertctl's group reaches it first."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 PR_SET_PDEATHSIG = 1
 UNKNOWN_EXIT = 255  # a child the kernel reaped by itself: its code is not known
@@ -260,3 +263,32 @@ def reap_orphans() -> int:
             except OSError:
                 pass
     return killed
+
+
+@contextlib.contextmanager
+def held_interrupt() -> Iterator[list]:
+    """Hold the first SIGINT (Ctrl-C) until the block ends; yields the list of
+    those held (empty when none came), for the caller to act on after it. A
+    second one is obeyed at once (a block may wait on a lock).
+
+    Two kinds of block need it. Placing a run's files in --out: once they
+    start moving the run has passed, and a Ctrl-C then left a report.json
+    saying "passed" beside a run that ended with 130. Starting a process:
+    Popen runs Python's at-fork hooks in the parent, where an exception is
+    printed and dropped ("Exception ignored in _releaseLock"), so a Ctrl-C
+    landing there was lost, and the batch went on to the end (seen in CI)."""
+    held: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held  # only the main thread may set handlers; an embedding program keeps its own
+        return
+
+    def on_sigint(signum, frame):
+        held.append(signum)
+        if len(held) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
