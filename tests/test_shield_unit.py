@@ -77,18 +77,21 @@ os.register_at_fork(after_in_parent=lambda: ARMED and os.kill(os.getpid(), signa
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop shown: Python's words
-def test_a_ctrl_c_during_a_fork_is_dropped_by_python_unless_held():
+def test_a_ctrl_c_while_a_process_starts_stops_it_and_is_raised():
     """Popen (with a preexec_fn, as procs.start has) runs the at-fork hooks in
     the parent, where Python prints an exception and drops it: a Ctrl-C
-    landing there was lost (CI: a batch ran on to the end). Held, it is kept."""
+    landing there was lost (CI: a batch ran on to the end). procs.start
+    holds it: the process it started is stopped, and the Ctrl-C raised."""
+    import subprocess
+
     from convertctl.store import procs
 
     ARMED.append(1)
     try:
-        procs.finish(procs.start(["true"]))  # the KeyboardInterrupt is raised in the hook, and dropped
-        with procs.held_interrupt() as held:
-            proc = procs.start(["true"])
-        procs.finish(proc)
+        subprocess.Popen(["true"], preexec_fn=lambda: None).wait()  # raised in the hook, and dropped
+        with pytest.raises(KeyboardInterrupt):
+            procs.start(["sleep", "31.7"])
     finally:
         ARMED.clear()
-    assert held == [signal.SIGINT]
+    left = subprocess.run(["pgrep", "-f", "sleep 31.7"], capture_output=True, text=True)
+    assert not left.stdout.strip(), "the process started as Ctrl-C came was left running"

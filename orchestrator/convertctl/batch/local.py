@@ -122,11 +122,10 @@ class LocalPool:
                 while pending and not stop and self.sizing.may_start(pending[0][1].family, self._outcomes()):
                     # The next model that fits: in order, but a model waiting for its family's
                     # first measurement lets one of another family go first.
-                    model, outcome = pending.pop(0)
-                    with procs.held_interrupt() as held:  # a Ctrl-C during the fork is not lost, nor the worker
-                        self.running.append(Running(model, outcome, self.state_dir, thread_share(self.sizing.slots)))
-                    if held:
-                        raise KeyboardInterrupt
+                    model, outcome = pending[0]
+                    # Off the queue once started: a Ctrl-C while it starts (procs.start stops it) leaves it "not run".
+                    self.running.append(Running(model, outcome, self.state_dir, thread_share(self.sizing.slots)))
+                    pending.pop(0)
                     display.update()
                 if pending and not stop and self.running:
                     self._reorder(pending)

@@ -110,18 +110,15 @@ class LocalRuntime(Runtime):
         tail = LogTail(run_dir, step, say)
         started = time.monotonic()
         with self.store.using(env):  # `envs prune` leaves an environment in use alone
-            with procs.held_interrupt() as held:  # a Ctrl-C during the fork is not lost
-                proc = procs.start(
-                    [str(env.python), str(images_dir() / step.script_rel), str(run_dir), step.work],
-                    stdout=procs.PIPE,
-                    stderr=procs.STDOUT,
-                    text=True,
-                    env=process_environ(env.path, run_dir),
-                    cwd=str(run_dir),
-                )
+            proc = procs.start(
+                [str(env.python), str(images_dir() / step.script_rel), str(run_dir), step.work],
+                stdout=procs.PIPE,
+                stderr=procs.STDOUT,
+                text=True,
+                env=process_environ(env.path, run_dir),
+                cwd=str(run_dir),
+            )
             try:
-                if held:
-                    raise KeyboardInterrupt
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     tail.add(line)

@@ -262,11 +262,8 @@ class EnvStore:
                 progress.step(k, names[k - 1] if k <= len(names) else "")
                 out.write("$ " + " ".join(cmd) + "\n")
                 out.flush()
-                with procs.held_interrupt() as held:  # a Ctrl-C during the fork is not lost
-                    proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
                 try:
-                    if held:
-                        raise KeyboardInterrupt
                     assert proc.stdout is not None
                     for line in proc.stdout:
                         out.write(line)

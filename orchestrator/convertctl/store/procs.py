@@ -127,8 +127,14 @@ def start(cmd: list, **popen) -> subprocess.Popen:
     names its owner, so that should everything else fail (the guard killed
     too), the next run still finds and stops it (reap_orphans)."""
     popen["env"] = {**(popen.get("env") or os.environ), OWNER_VAR: owner_token()}
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()), **popen)
-    GUARD_PROCESS.watch("pg", proc.pid)
+    # Held across the start (held_interrupt): a Ctrl-C then stops the new
+    # process and is raised here, where the caller has nothing to clean up.
+    with held_interrupt() as held:
+        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()), **popen)
+        GUARD_PROCESS.watch("pg", proc.pid)
+    if held:
+        stop(proc)
+        raise KeyboardInterrupt
     return proc
 
 
@@ -273,10 +279,11 @@ def held_interrupt() -> Iterator[list]:
 
     Two kinds of block need it. Placing a run's files in --out: once they
     start moving the run has passed, and a Ctrl-C then left a report.json
-    saying "passed" beside a run that ended with 130. Starting a process:
-    Popen runs Python's at-fork hooks in the parent, where an exception is
-    printed and dropped ("Exception ignored in _releaseLock"), so a Ctrl-C
-    landing there was lost, and the batch went on to the end (seen in CI)."""
+    saying "passed" beside a run that ended with 130. Starting a process
+    (start): Popen runs Python's at-fork hooks in the parent, where an
+    exception is printed and dropped ("Exception ignored in _releaseLock"),
+    so a Ctrl-C landing there was lost, and the batch went on to the end
+    (seen in CI)."""
     held: list = []
     if threading.current_thread() is not threading.main_thread():
         yield held  # only the main thread may set handlers; an embedding program keeps its own
